@@ -1,0 +1,42 @@
+"""The one exception hierarchy of nncli and the exit codes it maps to.
+
+Library code raises these; only the CLI turns them into ``nncli: error: ...`` and an exit code.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class NncliError(Exception):
+    """Base of every error a user can cause; its message is one line, shown as is."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(NncliError):
+    """Options that contradict each other or an architecture that cannot be built."""
+
+
+class ArchError(UsageError):
+    """An architecture string that does not parse."""
+
+
+class DataError(NncliError):
+    """A data file that cannot be read as the data it should be.
+
+    The location, where known, is part of the message: ``FILE:LINE:COLUMN: what``.
+    """
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.path, self.line, self.column = path, line, column
+        where = ":".join(str(p) for p in (path, line, column) if p is not None)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ModelFileError(NncliError):
+    """A model file that is missing, truncated, foreign or inconsistent."""
