@@ -1,0 +1,471 @@
+"""The command line: parse options, call the library, render. The only module that imports
+typer and rich. Library modules are imported inside the commands so that ``nncli --help`` does
+not load numba.
+
+Exit codes: 0 ok, 1 a check failed (gradcheck), 2 bad usage or input, 130 interrupted.
+Data (predictions, --json) goes to stdout; progress, tables and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nncli import __version__
+from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                          NncliError, UsageError)
+
+app = typer.Typer(
+    name="nncli",
+    help="Train small dense neural networks on the CPU from a one-line architecture string.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False)
+
+
+class Output(str, Enum):
+    proba = "proba"
+    klass = "class"
+    logits = "logits"
+
+
+class Optim(str, Enum):
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Train small dense neural networks on the CPU from a one-line architecture string.
+
+    Example: nncli train datasets/digits.csv --arch 25relu-15relu-10linear --loss sparse_cce
+    --logits --epochs 40 --validation-split 0.2
+    """
+
+
+# --------------------------------------------------------------------------- train
+
+@app.command(epilog="Example: nncli train datasets/digits.csv --arch 25relu-15relu-10linear "
+                    "--loss sparse_cce --logits --epochs 40 --validation-split 0.2 "
+                    "-o digits.safetensors")
+def train(
+    data: str = typer.Argument(..., help="CSV, NPZ (X, y) or '-' for CSV on stdin."),
+    arch: str = typer.Option(..., "--arch", help="Layers, e.g. 25relu-15relu-10linear "
+                             "(activations: relu, sigmoid, tanh, linear, softmax)."),
+    loss: str = typer.Option(..., "--loss", help="mse, bce, cce or sparse_cce."),
+    logits: bool = typer.Option(False, "--logits", help="The last layer is linear and the loss "
+                                "applies sigmoid/softmax itself (numerically stable)."),
+    optimizer: Optim = typer.Option(Optim.adam, "--optimizer", help="adam or sgd."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [default: 0.001 "
+                                       "for adam, 0.01 for sgd]."),
+    momentum: float = typer.Option(0.0, "--momentum", help="SGD momentum."),
+    epochs: int = typer.Option(20, "--epochs", help="Passes over the training rows (0 writes "
+                               "the freshly initialised model)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Rows per step; >= rows is "
+                                   "full-batch gradient descent."),
+    validation_split: float = typer.Option(0.0, "--validation-split", help="Hold out the LAST "
+                                           "fraction of rows (before shuffling), as Keras."),
+    validation_data: Optional[str] = typer.Option(None, "--validation-data",
+                                                  help="Validate on this file instead."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column by name "
+                                               "or 0-based index; repeat for several "
+                                               "[default: the last column]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and shuffling."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads "
+                                          "[default: all cores]; results do not depend on it."),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="Do not standardise "
+                                      "features."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this "
+                                             "model's weights (same architecture)."),
+    output: Path = typer.Option(Path("model.safetensors"), "-o", "--output",
+                                help="Where to write the model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train a network on DATA and write it to a .safetensors model file."""
+    if validation_data is not None and validation_split:
+        raise UsageError("give --validation-split or --validation-data, not both")
+    _prepare_threads(threads)
+    from nncli.arch import parse_arch
+    from nncli.data import load_training_data
+    from nncli.modelfile import check_writable, load_model, save_model
+    from nncli.train import TrainConfig, fit, prepare, set_threads, warm_up
+
+    config = TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=optimizer.value, lr=lr,
+                         momentum=momentum, epochs=epochs, batch_size=batch_size,
+                         validation_split=validation_split, seed=seed,
+                         normalize=not no_normalize)
+    layers = parse_arch(arch)
+    check_writable(output)
+    set_threads(threads)
+    base = load_model(init_from) if init_from else None
+    ds = load_training_data(data, target)
+    val = None
+    if validation_data is not None:
+        vds = load_training_data(validation_data, target, classes=ds.classes)
+        _check_same_width(vds.X.shape[1], ds.X.shape[1], validation_data)
+        val = (vds.X, vds.Y)
+    run = prepare(config, layers, ds.X, ds.Y, ds.source, val=val, init_from=base,
+                  first_line=getattr(ds, "first_line", None), classes=ds.classes,
+                  feature_names=ds.feature_names, target_names=ds.target_names,
+                  target_columns=ds.target_columns)
+    if epochs:
+        with err.status("preparing kernels (the first run compiles them, ~20 s)",
+                        spinner="dots") if _show_bar(quiet) else _nothing():
+            warm_up(run)
+        _run_epochs(fit, run, quiet)
+    save_model(run.model, output)
+    if not quiet:
+        err.print(f"wrote {output} ({run.model.arch}, {len(run.X)} training rows)")
+    if json_out:
+        last = run.history[-1].as_dict() if run.history else {}
+        doc = {"model": str(output), "options": {**vars(config), "data": data,
+                                                  "validation_data": validation_data,
+                                                  "target": target, "threads": threads,
+                                                  "init_from": str(init_from) if init_from
+                                                  else None},
+               "optimizer": run.model.info["optimizer"],
+               "rows": {"train": len(run.X), "validation": 0 if run.X_val is None
+                        else len(run.X_val)},
+               "final": last, "history": [r.as_dict() for r in run.history]}
+        typer.echo(json.dumps(doc, indent=2))
+
+
+def _run_epochs(fit, run, quiet: bool) -> None:
+    epochs = run.config.epochs
+    if quiet:
+        for _ in fit(run):
+            pass
+    elif _show_bar(quiet):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        columns = (TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+        rows = len(run.X)
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task("train", total=epochs * rows, epoch=1, loss=float("nan"))
+
+            def progress(epoch: int, done: int, total: int, loss: float) -> None:
+                bar.update(task, completed=(epoch - 1) * rows + done, epoch=epoch, loss=loss)
+
+            for report in fit(run, progress):
+                bar.console.print(_epoch_line(report, epochs))
+    else:
+        for report in fit(run):
+            print(_epoch_line(report, epochs), file=sys.stderr, flush=True)
+
+
+def _epoch_line(report, epochs: int) -> str:
+    parts = [f"epoch {report.epoch}/{epochs}", f"loss {report.loss:.4f}"]
+    for key in ("accuracy", "val_loss", "val_accuracy"):
+        value = getattr(report, key)
+        if value is not None:
+            parts.append(f"{key} {value:.4f}")
+    parts.append(f"{report.seconds:.3f}s")
+    return "  ".join(parts)
+
+
+# --------------------------------------------------------------------------- eval
+
+@app.command("eval", epilog="Example: nncli eval digits.safetensors datasets/digits.csv --json")
+def eval_(
+    model: Path = typer.Argument(..., help="A model file written by nncli train."),
+    data: str = typer.Argument(..., help="CSV, NPZ or '-' for CSV on stdin."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s) "
+                                               "[default: those the model was trained on]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
+) -> None:
+    """Report loss and metrics of MODEL on labelled DATA."""
+    _prepare_threads(threads)
+    from nncli.data import load_training_data
+    from nncli.evaluate import evaluate
+    from nncli.modelfile import load_model
+    from nncli.train import set_threads
+
+    set_threads(threads)
+    m = load_model(model)
+    ds = load_training_data(data, target or _model_targets(m), classes=m.classes)
+    _check_same_width(ds.X.shape[1], m.n_inputs, data)
+    report = evaluate(m, ds.X, ds.Y, ds.source, getattr(ds, "first_line", None))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _render_eval(report)
+
+
+def _render_eval(report: dict) -> None:
+    table = Table(title="metrics", show_header=False)
+    for key in ("rows", "loss", "accuracy", "mse", "mae", "r2"):
+        if key in report:
+            value = report[key]
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    err.print(table)
+    if "label_accuracy" in report:
+        per = Table(title="accuracy per label")
+        per.add_column("label")
+        per.add_column("accuracy", justify="right")
+        for name, acc in report["label_accuracy"].items():
+            per.add_row(name, f"{acc:.4f}")
+        err.print(per)
+    if "confusion_matrix" in report:
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for name in report["labels"]:
+            cm.add_column(name, justify="right")
+        for name, row in zip(report["labels"], report["confusion_matrix"]):
+            cm.add_row(name, *(str(v) for v in row))
+        err.print(cm)
+
+
+# --------------------------------------------------------------------------- predict
+
+@app.command(epilog="Example: cat new.csv | nncli predict digits.safetensors - > probs.csv")
+def predict(
+    model: Path = typer.Argument(..., help="A model file written by nncli train."),
+    data: str = typer.Argument(..., help="CSV, NPZ, NPY or '-' for CSV on stdin."),
+    output: Output = typer.Option(Output.proba, "--output", help="proba: probabilities "
+                                  "(regression: values); class: labels; logits: raw outputs."),
+    out_file: Optional[Path] = typer.Option(None, "-o", help="Write the CSV here instead of "
+                                            "stdout."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
+) -> None:
+    """Write predictions of MODEL for DATA as CSV with a header."""
+    _prepare_threads(threads)
+    from nncli.data import load_features
+    from nncli.modelfile import load_model
+    from nncli.predict import predict as run_predict
+    from nncli.predict import write_csv
+    from nncli.train import set_threads
+
+    set_threads(threads)
+    m = load_model(model)
+    ds = load_features(data, m.n_inputs, m.feature_names, m.target_columns)
+    columns, values = run_predict(m, ds.X, output.value)
+    if out_file is None:
+        write_csv(sys.stdout, columns, values)
+        sys.stdout.flush()
+    else:
+        _write_atomically(out_file, lambda f: write_csv(f, columns, values))
+
+
+# --------------------------------------------------------------------------- gradcheck
+
+@app.command(epilog="Examples: nncli gradcheck --arch 25relu-15relu-10linear --loss sparse_cce "
+                    "--logits;  nncli gradcheck digits.safetensors datasets/digits.csv")
+def gradcheck(
+    model: Optional[Path] = typer.Argument(None, help="Check this model's gradients on DATA "
+                                           "(instead of --arch)."),
+    data: Optional[str] = typer.Argument(None, help="Data for MODEL."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture to build with random "
+                                       "weights and data."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="mse, bce, cce or sparse_cce."),
+    logits: bool = typer.Option(False, "--logits", help="The loss takes logits."),
+    inputs: int = typer.Option(5, "--inputs", help="Input features of the random data."),
+    batch: int = typer.Option(4, "--batch", help="Rows of data to check on."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and data."),
+    tol: float = typer.Option(1e-5, "--tol", help="Largest error allowed: |a-n| / max(|a|+|n|, "
+                              "1e-3) between analytic and central-difference gradients."),
+    json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
+) -> None:
+    """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
+    from nncli import gradcheck as gc
+
+    if batch < 1 or inputs < 1:
+        raise UsageError("--batch and --inputs must be at least 1")
+    if model is not None:
+        if arch or loss or data is None:
+            raise UsageError("give either MODEL DATA, or --arch and --loss")
+        from nncli.data import load_training_data
+        from nncli.losses import prepare_targets
+        from nncli.modelfile import load_model
+
+        m = load_model(model)
+        ds = load_training_data(data, _model_targets(m), classes=m.classes)
+        _check_same_width(ds.X.shape[1], m.n_inputs, data)
+        X, Y = m.normalize(ds.X[:batch].copy()), ds.Y[:batch]
+        Y = prepare_targets(m.loss_spec, Y, m.n_outputs, ds.source)
+        results, what = gc.gradcheck_model(m, X, Y), f"{model} on {len(X)} rows of {data}"
+    else:
+        if not arch or not loss:
+            raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")
+        from nncli.arch import parse_arch
+
+        results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed)
+        what = f"{arch} --loss {loss}{' --logits' if logits else ''} on {batch} random rows"
+    ok = all(r.ok(tol) for r in results)
+    if json_out:
+        typer.echo(json.dumps({"ok": ok, "tol": tol, "tensors": [
+            {"name": r.name, "size": r.size, "max_error": r.max_error} for r in results]},
+            indent=2))
+    table = Table(title=f"gradcheck: {what}")
+    for col in ("tensor", "size", "max error", ""):
+        table.add_column(col, justify="left" if col == "tensor" else "right")
+    for r in results:
+        table.add_row(r.name, str(r.size), f"{r.max_error:.2e}",
+                      "ok" if r.ok(tol) else "[red]FAIL[/red]")
+    err.print(table)
+    err.print(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
+    if not ok:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+# --------------------------------------------------------------------------- info
+
+@app.command(epilog="Example: nncli info digits.safetensors --json | jq .arch")
+def info(
+    model: Path = typer.Argument(..., help="A model file written by nncli train."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Show a model's architecture, parameter count, loss, classes and training summary."""
+    from nncli.modelfile import load_model
+
+    m = load_model(model)
+    history = m.info.get("history") or []
+    summary = {
+        "arch": m.arch, "inputs": m.n_inputs, "outputs": m.n_outputs,
+        "parameters": int(m.params.size),
+        "layers": [{"units": l.units, "activation": l.activation,
+                    "parameters": int(m.kernel(i).size + m.bias(i).size)}
+                   for i, l in enumerate(m.layers)],
+        "loss": m.loss, "logits": m.logits, "classes": m.classes,
+        "targets": m.target_names, "optimizer": m.info.get("optimizer"),
+        "normalize": m.info.get("normalize"), "seed": m.info.get("seed"),
+        "epochs": len(history), "final": history[-1] if history else None,
+        "nncli_version": m.info.get("nncli_version"),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=str(model), show_header=False)
+    for key in ("arch", "inputs", "outputs", "parameters", "loss", "logits", "classes",
+                "targets", "optimizer", "normalize", "seed", "epochs", "final"):
+        value = summary[key]
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    err.print(table)
+
+
+# --------------------------------------------------------------------------- completions
+
+@app.command(hidden=True)
+def completions(shell: Shell) -> None:
+    """Print the completion script for SHELL (the files in completions/ are made by this)."""
+    typer.echo(completion_script(shell.value), nl=False)
+
+
+def completion_script(shell: str) -> str:
+    """The shell completion script of nncli for bash, zsh or fish."""
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="nncli", complete_var="_NNCLI_COMPLETE", shell=shell)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _prepare_threads(threads: Optional[int]) -> None:
+    # Numba reads its pool size once, at import: ask for enough before the first import.
+    if threads is not None and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+
+
+def _show_bar(quiet: bool) -> bool:
+    return not quiet and err.is_terminal
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _model_targets(m) -> list[str] | None:
+    if m.target_columns:
+        return [str(c) for c in m.target_columns]
+    return None
+
+
+def _check_same_width(found: int, expected: int, source: str) -> None:
+    if found != expected:
+        raise UsageError(f"{source}: {found} feature columns, but the model was trained on "
+                         f"{expected}")
+
+
+def _write_atomically(path: Path, write) -> None:
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: folder '{folder}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``nncli`` console script: run a command, map errors to one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("NNCLI_DEBUG") == "1"
+    try:
+        result = app(args=args, prog_name="nncli", standalone_mode=False)
+        return result if isinstance(result, int) else EXIT_OK
+    except NncliError as e:
+        if debug:
+            raise
+        _fail(str(e))
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.UsageError as e:
+        if debug:
+            raise
+        command = e.ctx.command_path if e.ctx else "nncli"
+        _fail(f"{e.format_message()} (see '{command} --help')")
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our stdout went away (| head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _fail(message: str) -> None:
+    print(f"nncli: error: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,388 @@
+"""Every compiled function of nncli, and nothing else.
+
+Conventions (as in llm.c): arrays are row-major ``(batch, features)``; dense kernels are
+``(in, out)`` like Keras kernels; outputs come first in a signature and are preallocated;
+gradients carry a ``d`` prefix. Each function compiles for float32 (training) and float64
+(gradcheck) from the same source.
+
+Determinism: every parallel loop gives each output element to exactly one thread and sums in a
+fixed order, so results are bit-identical whatever the thread count.
+
+This module imports only numpy and numba and reads no module globals other than the decorator
+settings below (Numba's cache would not notice a change to another global).
+
+Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
+  activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
+  loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
+              4 cce from probabilities (sparse labels arrive one-hot)
+  optimizer:  0 sgd, 1 adam
+  layer table columns: 0 kind, 1 n_in, 2 n_out, 3 activation, 4 weight offset,
+                       5 bias offset, 6 activation-buffer offset (in units of rows)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# One place for compiler settings. error_model="numpy" drops the division-by-zero check that
+# stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
+# dot products vectorise, and never 'nnan'/'ninf', which would let NaN checks be optimised away.
+_SERIAL = dict(cache=True, error_model="numpy", nogil=True)
+_PARALLEL = dict(_SERIAL, parallel=True)
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
+
+# Layer-table columns (mirrored as literals in the kernels; see the module docstring).
+KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF = range(7)
+N_COLS = 7
+
+
+# --------------------------------------------------------------------------- dense layer
+
+# Z = X @ W + b
+# X (n, n_in), W (n_in, n_out), b (n_out,) -> Z (n, n_out); each row owned by one thread
+@njit(fastmath=_FAST, **_PARALLEL)
+def dense_forward(Z, X, W, b):
+    n, n_in = X.shape
+    n_out = W.shape[1]
+    for r in prange(n):
+        z = Z[r]
+        x = X[r]
+        for j in range(n_out):
+            z[j] = b[j]
+        for k in range(n_in):
+            xk = x[k]
+            w = W[k]
+            for j in range(n_out):
+                z[j] += xk * w[j]
+
+
+# dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped when with_dX is False)
+# dZ (n, n_out), X (n, n_in), W (n_in, n_out); dW rows and dX rows each owned by one thread
+@njit(fastmath=_FAST, **_PARALLEL)
+def dense_backward(dX, dW, db, dZ, X, W, with_dX):
+    n, n_in = X.shape
+    n_out = W.shape[1]
+    for i in prange(n_in):
+        dw = dW[i]
+        for j in range(n_out):
+            dw[j] = 0.0
+        for r in range(n):
+            xi = X[r, i]
+            dz = dZ[r]
+            for j in range(n_out):
+                dw[j] += xi * dz[j]
+    for j in range(n_out):
+        db[j] = 0.0
+    for r in range(n):
+        dz = dZ[r]
+        for j in range(n_out):
+            db[j] += dz[j]
+    if with_dX:
+        for r in prange(n):
+            dz = dZ[r]
+            dx = dX[r]
+            for i in range(n_in):
+                w = W[i]
+                s = 0.0
+                for j in range(n_out):
+                    s += dz[j] * w[j]
+                dx[i] = s
+
+
+# --------------------------------------------------------------------------- activations
+
+@njit(**_SERIAL)
+def sigmoid(z):
+    """1 / (1 + e^-z), evaluated on the side of zero where exp cannot overflow."""
+    if z >= 0:
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z)
+    return e / (1.0 + e)
+
+
+# A = act(Z) elementwise; softmax row-wise with the row max subtracted
+# Z, A (n, width); code as in the module docstring
+@njit(**_PARALLEL)
+def act_forward(A, Z, code):
+    n, width = Z.shape
+    for r in prange(n):
+        z = Z[r]
+        a = A[r]
+        if code == 0:
+            for j in range(width):
+                a[j] = z[j]
+        elif code == 1:
+            for j in range(width):
+                a[j] = z[j] if z[j] > 0 else 0.0
+        elif code == 2:
+            for j in range(width):
+                a[j] = sigmoid(z[j])
+        elif code == 3:
+            for j in range(width):
+                a[j] = np.tanh(z[j])
+        else:
+            m = z[0]
+            for j in range(1, width):
+                m = max(m, z[j])
+            s = 0.0
+            for j in range(width):
+                e = np.exp(z[j] - m)
+                a[j] = e
+                s += e
+            for j in range(width):
+                a[j] = a[j] / s
+
+
+# dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
+# dA, A, Z, dZ (n, width)
+@njit(**_PARALLEL)
+def act_backward(dZ, dA, A, Z, code):
+    n, width = Z.shape
+    for r in prange(n):
+        dz = dZ[r]
+        da = dA[r]
+        a = A[r]
+        z = Z[r]
+        if code == 0:
+            for j in range(width):
+                dz[j] = da[j]
+        elif code == 1:
+            for j in range(width):
+                dz[j] = da[j] if z[j] > 0 else 0.0
+        elif code == 2:
+            for j in range(width):
+                dz[j] = da[j] * a[j] * (1.0 - a[j])
+        elif code == 3:
+            for j in range(width):
+                dz[j] = da[j] * (1.0 - a[j] * a[j])
+        else:
+            s = 0.0
+            for j in range(width):
+                s += a[j] * da[j]
+            for j in range(width):
+                dz[j] = a[j] * (da[j] - s)
+
+
+# --------------------------------------------------------------------------- losses
+
+# Fused loss and gradient. Reduction (Keras): mean over rows; bce and mse also mean over outputs.
+# Out, Y (n, k) -> dOut = d(mean loss)/dOut; returns (sum over rows of row losses, n correct)
+@njit(**_SERIAL)
+def loss_forward_backward(dOut, Out, Y, code, eps):
+    n, k = Out.shape
+    total = 0.0
+    correct = 0
+    scale_rows = 1.0 / n
+    scale_all = 1.0 / (n * k)
+    for r in range(n):
+        o = Out[r]
+        y = Y[r]
+        d = dOut[r]
+        if code == 0:
+            row = 0.0
+            for j in range(k):
+                diff = o[j] - y[j]
+                row += diff * diff
+                d[j] = 2.0 * diff * scale_all
+            total += row / k
+        elif code == 1:
+            row = 0.0
+            for j in range(k):
+                z = o[j]
+                row += max(z, 0.0) - z * y[j] + np.log1p(np.exp(-abs(z)))
+                d[j] = (sigmoid(z) - y[j]) * scale_all
+                correct += (z > 0.0) == (y[j] >= 0.5)
+            total += row / k
+        elif code == 2:
+            row = 0.0
+            for j in range(k):
+                p = min(max(o[j], eps), 1.0 - eps)
+                row -= y[j] * np.log(p) + (1.0 - y[j]) * np.log(1.0 - p)
+                inside = eps < o[j] < 1.0 - eps
+                d[j] = ((1.0 - y[j]) / (1.0 - p) - y[j] / p) * scale_all if inside else 0.0
+                correct += (o[j] > 0.5) == (y[j] >= 0.5)
+            total += row / k
+        elif code == 3:
+            m = o[0]
+            for j in range(1, k):
+                m = max(m, o[j])
+            s = 0.0
+            for j in range(k):
+                s += np.exp(o[j] - m)
+            lse = np.log(s)
+            ysum = 0.0
+            for j in range(k):
+                ysum += y[j]
+            row = 0.0
+            for j in range(k):
+                # log p_j = (o_j - m) - lse, kept apart so equal huge logits give exactly ln k
+                if y[j] != 0.0:
+                    row += y[j] * (lse - (o[j] - m))
+                d[j] = (np.exp(o[j] - m) / s * ysum - y[j]) * scale_rows
+            total += row
+            correct += np.argmax(o) == np.argmax(y)
+        else:
+            s = 0.0
+            for j in range(k):
+                s += o[j]
+            # g_j = dL/dq_j for q = clip(o / s); then through the normalisation q = o / s
+            gq = 0.0
+            row = 0.0
+            for j in range(k):
+                q = o[j] / s
+                p = min(max(q, eps), 1.0 - eps)
+                if y[j] != 0.0:
+                    row -= y[j] * np.log(p)
+                g = -y[j] / p if eps < q < 1.0 - eps else 0.0
+                d[j] = g
+                gq += g * q
+            for j in range(k):
+                d[j] = (d[j] - gq) / s * scale_rows
+            total += row
+            correct += np.argmax(o) == np.argmax(y)
+    return total, correct
+
+
+# --------------------------------------------------------------------------- optimizers
+
+# Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps),
+# alpha = lr sqrt(1 - b2^t) / (1 - b1^t); all arrays flat and of one length
+@njit(**_PARALLEL)
+def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
+    alpha = lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+    alpha_ = W.dtype.type(alpha)
+    b1c = W.dtype.type(1.0 - beta1)
+    b2c = W.dtype.type(1.0 - beta2)
+    eps_ = W.dtype.type(eps)
+    for i in prange(W.shape[0]):
+        g = dW[i]
+        m[i] += (g - m[i]) * b1c
+        v[i] += (g * g - v[i]) * b2c
+        W[i] -= alpha_ * m[i] / (np.sqrt(v[i]) + eps_)
+
+
+# Keras SGD: velocity = momentum * velocity - lr g; w += velocity (plain w -= lr g at momentum 0)
+# all arrays flat and of one length
+@njit(**_PARALLEL)
+def sgd_update(W, dW, velocity, lr, momentum):
+    lr_ = W.dtype.type(lr)
+    mu = W.dtype.type(momentum)
+    for i in prange(W.shape[0]):
+        velocity[i] = mu * velocity[i] - lr_ * dW[i]
+        W[i] += velocity[i]
+
+
+# --------------------------------------------------------------------------- whole network
+
+@njit(**_SERIAL)
+def _view(buf, cap, row_offset, n, width):
+    start = cap * row_offset
+    return buf[start:start + n * width].reshape((n, width))
+
+
+@njit(**_SERIAL)
+def _weights(params, layer):
+    n_in, n_out, w_off, b_off = layer[1], layer[2], layer[4], layer[5]
+    return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
+
+
+# A_l = act_l(A_{l-1} W_l + b_l) for every layer, A_0 = X
+# X (n, n_in); Zbuf, Abuf flat, cap rows per layer -> returns the last layer's A (n, n_out)
+@njit(**_SERIAL)
+def network_forward(Zbuf, Abuf, params, layers, X, cap):
+    n = X.shape[0]
+    inp = X
+    for l in range(layers.shape[0]):
+        layer = layers[l]
+        W, b = _weights(params, layer)
+        Z = _view(Zbuf, cap, layer[6], n, layer[2])
+        A = _view(Abuf, cap, layer[6], n, layer[2])
+        dense_forward(Z, inp, W, b)
+        act_forward(A, Z, layer[3])
+        inp = A
+    return inp
+
+
+# Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
+# grads like params (flat); dZbuf, dAbuf like Zbuf; returns (loss sum over rows, n correct)
+@njit(**_SERIAL)
+def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X, Y, cap,
+                             loss_code, eps):
+    n = X.shape[0]
+    n_layers = layers.shape[0]
+    out = network_forward(Zbuf, Abuf, params, layers, X, cap)
+    last = layers[n_layers - 1]
+    dA = _view(dAbuf, cap, last[6], n, last[2])
+    loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
+    for l in range(n_layers - 1, -1, -1):
+        layer = layers[l]
+        n_out = layer[2]
+        Z = _view(Zbuf, cap, layer[6], n, n_out)
+        A = _view(Abuf, cap, layer[6], n, n_out)
+        dZ = _view(dZbuf, cap, layer[6], n, n_out)
+        dA = _view(dAbuf, cap, layer[6], n, n_out)
+        act_backward(dZ, dA, A, Z, layer[3])
+        W, _ = _weights(params, layer)
+        dW, db = _weights(grads, layer)
+        if l > 0:
+            prev = layers[l - 1]
+            inp = _view(Abuf, cap, prev[6], n, prev[2])
+            dinp = _view(dAbuf, cap, prev[6], n, prev[2])
+            dense_backward(dinp, dW, db, dZ, inp, W, True)
+        else:
+            dense_backward(dZ, dW, db, dZ, X, W, False)
+    return loss_sum, correct
+
+
+# Xb[r] = X[idx[r]]: gathers a shuffled mini-batch into a contiguous buffer
+@njit(**_PARALLEL)
+def gather_rows(Xb, X, idx):
+    for r in prange(idx.shape[0]):
+        src = X[idx[r]]
+        dst = Xb[r]
+        for j in range(X.shape[1]):
+            dst[j] = src[j]
+
+
+# One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
+# hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step)
+@njit(**_SERIAL)
+def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, layers,
+                  X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step):
+    loss_sum = 0.0
+    correct = 0
+    for s in range(start, stop, batch_size):
+        e = min(s + batch_size, stop)
+        n = e - s
+        xb = Xb[:n]
+        yb = Yb[:n]
+        gather_rows(xb, X, perm[s:e])
+        gather_rows(yb, Y, perm[s:e])
+        batch_loss, batch_correct = network_forward_backward(
+            grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, xb, yb, batch_size, loss_code, eps)
+        loss_sum += batch_loss
+        correct += batch_correct
+        step += 1
+        if opt_code == 1:
+            adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+        else:
+            sgd_update(params, grads, opt_m, hyper[0], hyper[4])
+    return loss_sum, correct, step
+
+
+# Loss and correct count over all rows, in chunks of cap rows (no parameter update)
+@njit(**_SERIAL)
+def evaluate_rows(Zbuf, Abuf, dAbuf, params, layers, X, Y, cap, loss_code, eps):
+    n_layers = layers.shape[0]
+    last = layers[n_layers - 1]
+    loss_sum = 0.0
+    correct = 0
+    for s in range(0, X.shape[0], cap):
+        e = min(s + cap, X.shape[0])
+        out = network_forward(Zbuf, Abuf, params, layers, X[s:e], cap)
+        dA = _view(dAbuf, cap, last[6], e - s, last[2])
+        chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
+        loss_sum += chunk_loss
+        correct += chunk_correct
+    return loss_sum, correct

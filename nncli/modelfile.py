@@ -1,0 +1,194 @@
+"""The model file: one ``.safetensors`` file, written atomically, read without pickle.
+
+Tensors: ``layers.{i}.kernel`` (in, out), ``layers.{i}.bias`` (out,), ``normalization.mean`` and
+``normalization.std`` (n_inputs,), all float32. The safetensors metadata holds one key, ``nncli``,
+whose value is a JSON document (see ``_metadata``). Loading checks, in order: the file's framing
+(header length, trailing bytes), that it is an nncli file, its format version, and that every
+tensor has the shape the architecture implies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from nncli import __version__
+from nncli.arch import parse_arch
+from nncli.errors import ArchError, ModelFileError, UsageError
+from nncli.model import Model, layer_table, param_count
+
+FORMAT_VERSION = 1
+METADATA_KEY = "nncli"
+# A model of this tool has a header of a few kB; a larger claim is a foreign or corrupt file.
+MAX_HEADER_BYTES = 64 << 20
+
+
+def save_model(model: Model, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    data = st_save(_tensors(model), metadata={METADATA_KEY: json.dumps(_metadata(model))})
+    check_writable(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after training, when ``path`` cannot be written."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: cannot write the model: folder '{folder}' does not exist")
+    if path.is_dir():
+        raise UsageError(f"{path}: cannot write the model: it is a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: cannot write the model: folder '{folder}' is not writable")
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Read and check a model file; every problem is a ModelFileError naming the file."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{name}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{name}: is a folder, not a model file") from None
+    except OSError as e:
+        raise ModelFileError(f"{name}: cannot read: {e.strerror}") from None
+    header = _read_header(data, name)
+    meta = _nncli_metadata(header, name)
+    try:
+        tensors = st_load(data)
+    except SafetensorError as e:
+        raise ModelFileError(f"{name}: damaged safetensors file ({e})") from None
+    return _model_from(meta, tensors, name)
+
+
+def _tensors(model: Model) -> dict[str, np.ndarray]:
+    out = {}
+    for i in range(len(model.layers)):
+        out[f"layers.{i}.kernel"] = np.ascontiguousarray(model.kernel(i))
+        out[f"layers.{i}.bias"] = np.ascontiguousarray(model.bias(i))
+    out["normalization.mean"] = np.ascontiguousarray(model.mean, dtype=np.float32)
+    out["normalization.std"] = np.ascontiguousarray(model.std, dtype=np.float32)
+    return out
+
+
+def _metadata(model: Model) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "nncli_version": __version__,
+        "arch": model.arch,
+        "layers": [{"kind": l.kind, "units": l.units, "activation": l.activation}
+                   for l in model.layers],
+        "n_inputs": model.n_inputs,
+        "loss": model.loss,
+        "logits": model.logits,
+        "classes": model.classes,
+        "feature_names": model.feature_names,
+        "target_names": model.target_names,
+        "target_columns": model.target_columns,
+        **model.info,
+    }
+
+
+def _read_header(data: bytes, name: str) -> dict:
+    if len(data) < 8:
+        raise ModelFileError(f"{name}: truncated model file ({len(data)} bytes); "
+                             f"not a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        what = "truncated" if n <= MAX_HEADER_BYTES and data[8:9] == b"{" else "not a"
+        raise ModelFileError(f"{name}: {what} safetensors file (header claims {n} bytes, "
+                             f"file has {len(data)})")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{name}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{name}: not a safetensors file (header is not a JSON object)")
+    ends = [t["data_offsets"][1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    body = len(data) - 8 - n
+    expected = max(ends, default=0)
+    if body < expected:
+        raise ModelFileError(f"{name}: truncated model file ({body} bytes of tensor data, "
+                             f"{expected} expected)")
+    if body > expected:
+        raise ModelFileError(f"{name}: {body - expected} unexpected bytes after the tensor data "
+                             f"(damaged or appended to)")
+    return header
+
+
+def _nncli_metadata(header: dict, name: str) -> dict:
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ModelFileError(f"{name}: a safetensors file, but not an nncli model (no '"
+                             f"{METADATA_KEY}' metadata); was it written by another program?")
+    try:
+        meta = json.loads(raw)
+        version = int(meta["format_version"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{name}: damaged nncli metadata") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{name}: model format version {version} is newer than this nncli "
+                             f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade nncli")
+    return meta
+
+
+def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
+    try:
+        layers = parse_arch(meta["arch"])
+        n_inputs = int(meta["n_inputs"])
+        loss, logits = str(meta["loss"]), bool(meta["logits"])
+    except (KeyError, TypeError, ValueError, ArchError) as e:
+        raise ModelFileError(f"{name}: damaged nncli metadata ({e})") from None
+    expected = _expected_shapes(layer_table(layers, n_inputs), n_inputs)
+    for key, shape in expected.items():
+        got = tensors.get(key)
+        if got is None:
+            raise ModelFileError(f"{name}: tensor '{key}' is missing for architecture "
+                                 f"'{meta['arch']}'")
+        if got.shape != shape or got.dtype != np.float32:
+            raise ModelFileError(
+                f"{name}: tensor '{key}' is {got.dtype}{list(got.shape)}, expected "
+                f"float32{list(shape)} for architecture '{meta['arch']}' on {n_inputs} inputs")
+    params = np.empty(param_count(layers, n_inputs), dtype=np.float32)
+    known = {"format_version", "nncli_version", "arch", "layers", "n_inputs", "loss", "logits",
+             "classes", "feature_names", "target_names", "target_columns"}
+    model = Model(layers, n_inputs, loss, logits, params,
+                  tensors["normalization.mean"].copy(), tensors["normalization.std"].copy(),
+                  classes=meta.get("classes"), feature_names=meta.get("feature_names"),
+                  target_names=meta.get("target_names"),
+                  target_columns=meta.get("target_columns"),
+                  info={k: v for k, v in meta.items() if k not in known})
+    for i in range(len(layers)):
+        model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
+        model.bias(i)[...] = tensors[f"layers.{i}.bias"]
+    return model
+
+
+def _expected_shapes(table: np.ndarray, n_inputs: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, row in enumerate(table):
+        shapes[f"layers.{i}.kernel"] = (int(row[1]), int(row[2]))
+        shapes[f"layers.{i}.bias"] = (int(row[2]),)
+    shapes["normalization.mean"] = shapes["normalization.std"] = (n_inputs,)
+    return shapes

@@ -1,0 +1,75 @@
+"""Predictions as a table: what ``nncli predict`` writes as CSV.
+
+``proba`` (default): probabilities; the link (sigmoid/softmax) is applied when the model was
+trained with --logits, so the user never has to remember. One column per class for softmax
+models (named by class), one per label for sigmoid outputs (a single binary output is the
+probability of the second class, e.g. ``malignant`` of benign/malignant). Regression: values.
+``class``: the predicted label, one column (or one 0/1 column per label for multi-label).
+``logits``: what the last layer outputs, untouched.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import numpy as np
+
+from nncli.errors import UsageError
+from nncli.evaluate import class_names, output_names
+from nncli.model import Model
+
+OUTPUTS = ("proba", "class", "logits")
+
+
+def predict(model: Model, X: np.ndarray, output: str = "proba") -> tuple[list[str], np.ndarray]:
+    """(column names, values) for raw features X (normalised here, in place)."""
+    if output not in OUTPUTS:
+        raise UsageError(f"unknown --output '{output}'; expected one of {', '.join(OUTPUTS)}")
+    spec = model.loss_spec
+    raw = model.outputs(model.normalize(X))
+    if output == "logits":
+        return _value_columns(model), raw
+    if not spec.classifier:
+        if output == "class":
+            raise UsageError(f"--output class needs a classifier; this model is a regression "
+                             f"model (--loss {model.loss}); use --output proba for its values")
+        return _value_columns(model), raw
+    probs = model.probabilities(raw)
+    if output == "proba":
+        return _value_columns(model), probs
+    if spec.targets in ("index", "onehot"):
+        names = np.array(class_names(model), dtype=object)
+        return [_target_name(model)], names[probs.argmax(axis=1)][:, None]
+    chosen = (probs > 0.5).astype(np.int64)
+    if model.n_outputs == 1 and model.classes:
+        return [_target_name(model)], np.array(model.classes, dtype=object)[chosen]
+    return output_names(model), chosen
+
+
+def write_csv(stream: TextIO, columns: list[str], values: np.ndarray) -> None:
+    """CSV with a header; floats in the shortest form that round-trips float32."""
+    stream.write(",".join(_csv_cell(c) for c in columns) + "\n")
+    if values.dtype.kind == "f":
+        np.savetxt(stream, values, fmt="%.9g", delimiter=",")
+    else:
+        for row in values:
+            stream.write(",".join(_csv_cell(str(v)) for v in row) + "\n")
+
+
+def _value_columns(model: Model) -> list[str]:
+    spec = model.loss_spec
+    if spec.targets in ("index", "onehot"):
+        return class_names(model)
+    if spec.targets == "binary" and model.n_outputs == 1 and model.classes:
+        return [class_names(model)[-1]]
+    return output_names(model)
+
+
+def _target_name(model: Model) -> str:
+    return model.target_names[0] if model.target_names else "class"
+
+
+def _csv_cell(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
