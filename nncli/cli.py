@@ -132,9 +132,9 @@ def train(
     if validation_data is not None:
         vds = load_training_data(validation_data, target, classes=ds.classes)
         _check_same_width(vds.X.shape[1], ds.X.shape[1], validation_data)
-        val = (vds.X, vds.Y)
+        val = (vds.X, vds.Y, vds.source, vds.line_numbers)
     run = prepare(config, layers, ds.X, ds.Y, ds.source, val=val, init_from=base,
-                  first_line=getattr(ds, "first_line", None), classes=ds.classes,
+                  lines=ds.line_numbers, classes=ds.classes,
                   feature_names=ds.feature_names, target_names=ds.target_names,
                   target_columns=ds.target_columns)
     if epochs:
@@ -217,7 +217,7 @@ def eval_(
     m = load_model(model)
     ds = load_training_data(data, target or _model_targets(m), classes=m.classes)
     _check_same_width(ds.X.shape[1], m.n_inputs, data)
-    report = evaluate(m, ds.X, ds.Y, ds.source, getattr(ds, "first_line", None))
+    report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
     else:

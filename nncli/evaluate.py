@@ -7,6 +7,8 @@ together, 1 - SS_res / SS_tot, as Keras's R2Score with uniform averaging over ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from nncli.losses import prepare_targets
@@ -14,10 +16,10 @@ from nncli.model import Model
 
 
 def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
-             first_line: int | None = None) -> dict:
+             lines: Sequence[int] | None = None) -> dict:
     """Metrics of ``model`` on raw features X (normalised here, in place) and raw targets Y."""
     spec = model.loss_spec
-    Y = prepare_targets(spec, Y, model.n_outputs, source, first_line)
+    Y = prepare_targets(spec, Y, model.n_outputs, source, lines)
     model.normalize(X)
     loss, accuracy = model.evaluate(X, Y)
     report: dict = {"rows": int(len(X)), "loss": loss}

@@ -22,8 +22,11 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaPerformanceWarning
 
 # One place for compiler settings. error_model="numpy" drops the division-by-zero check that
 # stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
@@ -31,6 +34,11 @@ from numba import njit, prange
 _SERIAL = dict(cache=True, error_model="numpy", nogil=True)
 _PARALLEL = dict(_SERIAL, parallel=True)
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
+# Functions that call parallel kernels are compiled parallel too, although they have no loop of
+# their own to split: a serial caller of a parallel callee crashes when loaded from Numba's cache
+# (numba/numba#8578, #4807). Numba warns that they have nothing to parallelise; we know.
+warnings.filterwarnings("ignore", message=".*no transformation for parallel execution",
+                        category=NumbaPerformanceWarning)
 
 # Layer-table columns (mirrored as literals in the kernels; see the module docstring).
 KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF = range(7)
@@ -289,7 +297,7 @@ def _weights(params, layer):
 
 # A_l = act_l(A_{l-1} W_l + b_l) for every layer, A_0 = X
 # X (n, n_in); Zbuf, Abuf flat, cap rows per layer -> returns the last layer's A (n, n_out)
-@njit(**_SERIAL)
+@njit(**_PARALLEL)
 def network_forward(Zbuf, Abuf, params, layers, X, cap):
     n = X.shape[0]
     inp = X
@@ -306,7 +314,7 @@ def network_forward(Zbuf, Abuf, params, layers, X, cap):
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
 # grads like params (flat); dZbuf, dAbuf like Zbuf; returns (loss sum over rows, n correct)
-@njit(**_SERIAL)
+@njit(**_PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X, Y, cap,
                              loss_code, eps):
     n = X.shape[0]
@@ -347,7 +355,7 @@ def gather_rows(Xb, X, idx):
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step)
-@njit(**_SERIAL)
+@njit(**_PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, layers,
                   X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step):
     loss_sum = 0.0
@@ -372,7 +380,7 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
 
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)
-@njit(**_SERIAL)
+@njit(**_PARALLEL)
 def evaluate_rows(Zbuf, Abuf, dAbuf, params, layers, X, Y, cap, loss_code, eps):
     n_layers = layers.shape[0]
     last = layers[n_layers - 1]

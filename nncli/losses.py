@@ -7,6 +7,7 @@ mean over the rows of a batch; bce and mse are also averaged over the outputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,15 +83,15 @@ def check_output_layer(loss: Loss, logits: bool, layers: list[LayerSpec]) -> Non
 
 
 def prepare_targets(loss: Loss, Y: np.ndarray, units: int, source: str,
-                    first_line: int | None = None) -> np.ndarray:
+                    lines: Sequence[int] | None = None) -> np.ndarray:
     """Check the targets against the loss and the output width; return (n, units) float32.
 
     Integer class labels (``sparse_cce``, or ``cce`` given one label column) become one-hot rows,
-    so one fused kernel serves both cross-entropies. ``first_line`` is the file line of row 0,
-    used to point at a bad label.
+    so one fused kernel serves both cross-entropies. ``lines`` holds each row's line in the
+    file, to point at a bad label.
     """
     if Y.shape[1] == 1 and loss.targets in ("index", "onehot") and units > 1:
-        return _one_hot(Y[:, 0], units, source, first_line, loss.name)
+        return _one_hot(Y[:, 0], units, source, lines, loss.name)
     if Y.shape[1] != units:
         raise DataError(f"--loss {loss.name} needs {units} target column(s) for {units} output "
                         f"unit(s), found {Y.shape[1]}; hint: choose them with --target",
@@ -100,11 +101,11 @@ def prepare_targets(loss: Loss, Y: np.ndarray, units: int, source: str,
         if bad.size:
             r = int(bad[0])
             raise DataError(f"bce targets must lie in [0, 1], found {Y[r].tolist()}; hint: "
-                            f"use sparse_cce for class labels", source, _line(first_line, r))
+                            f"use sparse_cce for class labels", source, _line(lines, r))
     return np.ascontiguousarray(Y, dtype=np.float32)
 
 
-def _one_hot(labels: np.ndarray, units: int, source: str, first_line: int | None,
+def _one_hot(labels: np.ndarray, units: int, source: str, lines: Sequence[int] | None,
              name: str) -> np.ndarray:
     ok = (labels >= 0) & (labels < units) & (labels == np.floor(labels))
     if not ok.all():
@@ -112,11 +113,11 @@ def _one_hot(labels: np.ndarray, units: int, source: str, first_line: int | None
         raise DataError(
             f"class label {labels[r]:g} is outside [0, {units}) for the {units} output units of "
             f"--loss {name}; hint: widen the last layer or relabel the classes 0..{units - 1}",
-            source, _line(first_line, r))
+            source, _line(lines, r))
     Y = np.zeros((labels.shape[0], units), dtype=np.float32)
     Y[np.arange(labels.shape[0]), labels.astype(np.int64)] = 1.0
     return Y
 
 
-def _line(first_line: int | None, row: int) -> int | None:
-    return None if first_line is None else first_line + row
+def _line(lines: Sequence[int] | None, row: int) -> int | None:
+    return None if not lines else lines[row]

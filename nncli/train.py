@@ -8,6 +8,7 @@ batches per call so that a progress callback can be told how far the epoch is.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
@@ -76,21 +77,21 @@ class Training:
 
 
 def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.ndarray,
-            source: str, val: tuple[np.ndarray, np.ndarray] | None = None,
-            init_from: Model | None = None, first_line: int | None = None,
+            source: str, val: tuple[np.ndarray, np.ndarray, str, Sequence[int] | None] | None = None,
+            init_from: Model | None = None, lines: Sequence[int] | None = None,
             **model_fields) -> Training:
     """Check the options against the data, split, normalise and build the model.
 
     ``X`` is normalised in place (the caller hands over ownership) so a large data set is not
-    copied. ``model_fields`` (classes, feature_names, ...) are stored in the model.
+    copied. ``val`` is (X, Y, source, line numbers) of separate validation data. ``model_fields`` (classes, feature_names, ...) are stored in the model.
     """
     loss = get_loss(config.loss)
     check_output_layer(loss, config.logits, layers)
     _check_config(config)
     opt = optim.settings(config.optimizer, config.lr, config.momentum)
-    Y = prepare_targets(loss, Y, layers[-1].units, source, first_line)
+    Y = prepare_targets(loss, Y, layers[-1].units, source, lines)
     if val is not None:
-        X_val, Y_val = val[0], prepare_targets(loss, val[1], layers[-1].units, source)
+        X_val, Y_val = val[0], prepare_targets(loss, val[1], layers[-1].units, val[2], val[3])
         X_train, Y_train = X, Y
     else:
         n_val = int(len(X) * config.validation_split)

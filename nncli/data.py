@@ -1,0 +1,791 @@
+"""Reading data files into float32 arrays for ``train``, ``eval`` and ``predict``.
+
+Formats, chosen by the file name's extension (case-insensitive):
+
+* ``.npz``: a NumPy archive with a 2-D numeric array ``X`` (rows x features) and, for training
+  and evaluation, an array ``y`` (1-D, or 2-D with one column per target) with as many rows.
+* ``.npy``: a single 2-D numeric array of features; usable for ``predict`` only.
+* anything else, and ``-`` (standard input): CSV.
+
+Nothing is ever unpickled: NumPy files are opened with ``allow_pickle=False``.
+
+CSV files are UTF-8, with or without a byte order mark, with LF or CRLF line ends. The delimiter
+is ``,``; fields may be double-quoted (then the whole file goes through the ``csv`` module).
+Blank lines are skipped. Standard input is read into memory once.
+
+Header detection: the first row is taken as a header when some cell of it does not parse as a
+number and either
+
+* that column's cell in the second row does parse as a number (``p0`` above ``0.5``), or
+* that cell's text does not occur again in its column within the next 1000 rows (a column of text
+  labels: ``label`` above ``cat, dog, cat, ...`` is a name, ``cat`` above ``dog, cat`` is data).
+
+A header of numbers only (``0,1,2,3``) cannot be told from data and is read as a data row, unless
+some other cell gives it away (``0,1,2,label``). ``load_features`` also accepts a first row that
+spells out exactly the model's feature names (optionally with its target columns) as a header.
+
+Targets are the last column unless named: by header name or by 0-based index (``-1`` counts from
+the end). They are removed from the features; the other columns keep their order. A single
+target column holding any cell that is not a number is a column of class labels; its classes are
+the sorted distinct (whitespace-stripped) labels and ``Y`` holds each row's class index. Given a
+trained model's classes, labels that are all class names are mapped to its indices (even labels
+that look like numbers); otherwise numbers are kept as they are and any other label is an error.
+An empty target cell is always an error rather than a class of its own.
+
+Every problem is reported as a :class:`~nncli.errors.DataError` located as ``FILE:LINE:COLUMN``
+(1-based lines counted in the file as it is, header and blank lines included; 1-based columns).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nncli.errors import DataError
+
+__all__ = ["Dataset", "Table", "read_table", "load_training_data", "load_features"]
+
+STDIN_NAME = "<stdin>"
+
+# How far below the first row header detection looks for a repeat of a text cell.
+_HEADER_LOOKAHEAD = 1000
+# Cells parsed per np.loadtxt call: bounds the temporary arrays of a chunk to a few megabytes.
+_CELLS_PER_CHUNK = 1_000_000
+# Delimiters for rows re-joined after the csv module unquoted them: ',' unless a quoted cell
+# holds a comma, else the first control character that occurs nowhere in the text.
+_JOIN_DELIMITERS = (",", "\x01", "\x02", "\x03", "\x04")
+# Names listed in error messages before "... (N in all)".
+_PREVIEW = 10
+_INT_RE = re.compile(r"[+-]?\d+")
+
+
+@dataclass
+class Dataset:
+    """Arrays ready for training, evaluation or prediction, with the names they came with."""
+
+    X: np.ndarray  # (n, d) float32, C-contiguous, all finite
+    Y: np.ndarray | None  # (n, t) float32, C-contiguous; None when read for predict
+    feature_names: list[str]  # header names, or x0, x1, ... when there is no header
+    target_names: list[str]  # header names, or "y" / y0, y1, ... when there is no header
+    target_columns: list[int]  # 0-based columns of the targets in the file ([] for NPZ/NPY)
+    classes: list[str] | None  # class names when the target held text; Y holds their indices
+    source: str  # the path as given, or "<stdin>"
+    line_numbers: list[int] | None = None  # CSV: each row's 1-based line in the file
+
+
+@dataclass
+class Table:
+    """A data file read into memory but not yet converted into numbers.
+
+    For CSV, ``lines`` holds one string per data row (blank lines and the header removed), its
+    cells joined by ``delimiter``; ``line_numbers`` holds each row's 1-based line in the file.
+    For NPZ/NPY, ``X`` is already a checked float32 array and ``y`` is the NPZ's ``y`` as stored.
+    """
+
+    source: str
+    kind: typing.Literal["csv", "npz", "npy"]
+    n_columns: int
+    header: list[str] | None = None
+    lines: list[str] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    delimiter: str = ","
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    array_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        """The number of data rows."""
+        if self.kind == "csv":
+            return len(self.lines)
+        assert self.X is not None
+        return int(self.X.shape[0])
+
+    @property
+    def column_names(self) -> list[str]:
+        """Header names, or x0, x1, ... for a file without a header."""
+        return list(self.header) if self.header is not None else _numbered("x", self.n_columns)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------
+
+
+def read_table(path: str, stdin: typing.BinaryIO | None = None) -> Table:
+    """Read ``path`` (``-``: CSV from ``stdin``, default ``sys.stdin.buffer``) into a Table.
+
+    CSV rows stay text (checked for a constant column count); NPZ/NPY arrays are loaded and
+    checked. Raises DataError for anything that cannot be read.
+    """
+    return _read(path, stdin, want_y=True)
+
+
+def load_training_data(path: str, targets: list[str] | None = None,
+                       classes: list[str] | None = None,
+                       stdin: typing.BinaryIO | None = None) -> Dataset:
+    """Load features and targets for training or evaluation.
+
+    ``targets`` names the target columns by header name or 0-based index as text (``"-1"``
+    counts from the end); default: the last column. ``classes`` are the class names of a trained
+    model: text labels are then mapped to those indices and an unknown label is an error.
+    """
+    table = _read(path, stdin, want_y=True)
+    if table.kind == "npy":
+        raise DataError("an NPY file holds features only, but targets are needed here: use an "
+                        "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
+    if table.kind == "npz":
+        return _npz_training_data(table, targets)
+    target_cols = _resolve_targets(table, targets)
+    taken = set(target_cols)
+    feature_cols = [j for j in range(table.n_columns) if j not in taken]
+    if not feature_cols:
+        raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
+                        table.source)
+    X = _numeric_columns(table, feature_cols, "feature")
+    Y, found_classes = _csv_targets(table, target_cols, classes)
+    names = table.column_names
+    return Dataset(
+        X=X, Y=Y,
+        feature_names=[names[j] for j in feature_cols] if table.header is not None
+        else _numbered("x", len(feature_cols)),
+        target_names=[names[j] for j in target_cols] if table.header is not None
+        else _target_numbering(len(target_cols)),
+        target_columns=target_cols, classes=found_classes, source=table.source,
+        line_numbers=table.line_numbers)
+
+
+def load_features(path: str, n_features: int, feature_names: list[str] | None = None,
+                  target_columns: list[int] | None = None,
+                  stdin: typing.BinaryIO | None = None) -> Dataset:
+    """Load the feature columns a model expects, for predict (``Y`` is None).
+
+    Columns are chosen, in this order of preference: by the model's ``feature_names`` when the
+    header has all of them; all columns when there are ``n_features``; all but the model's
+    ``target_columns`` when there are that many more. Anything else is a DataError.
+    """
+    table = _read(path, stdin, want_y=False,
+                  is_model_header=_model_header_test(feature_names, n_features, target_columns))
+    if table.kind != "csv":
+        assert table.X is not None
+        if table.X.shape[1] != n_features:
+            raise DataError(f"expected {n_features} feature columns, found {table.X.shape[1]}",
+                            table.source)
+        return Dataset(X=table.X, Y=None, feature_names=_numbered("x", n_features),
+                       target_names=[], target_columns=[], classes=None, source=table.source)
+    cols, dropped = _select_feature_columns(table, n_features, feature_names, target_columns)
+    X = _numeric_columns(table, cols, "feature")
+    names = table.column_names
+    return Dataset(
+        X=X, Y=None,
+        feature_names=[names[j] for j in cols] if table.header is not None
+        else _numbered("x", len(cols)),
+        target_names=[names[j] for j in dropped] if table.header is not None
+        else _target_numbering(len(dropped)),
+        target_columns=dropped, classes=None, source=table.source)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+
+HeaderTest = typing.Callable[[list[str]], bool]
+
+
+def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,
+          is_model_header: HeaderTest | None = None) -> Table:
+    """Dispatch on the format; ``is_model_header`` recognises a first row as a header too."""
+    if path == "-":
+        return _parse_csv(_read_stdin(stdin), STDIN_NAME, is_model_header)
+    lowered = path.lower()
+    if lowered.endswith(".npz"):
+        return _read_npz(path, want_y)
+    if lowered.endswith(".npy"):
+        return _read_npy(path)
+    return _parse_csv(_read_bytes(path), path, is_model_header)
+
+
+def _read_stdin(stdin: typing.BinaryIO | None) -> bytes:
+    """All of standard input; CSV cannot be parsed in one pass while detecting the header."""
+    stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+    if stream is None:  # e.g. pythonw, or a daemon with stdin closed
+        raise DataError("there is no standard input to read", STDIN_NAME)
+    try:
+        data = stream.read()
+    except (OSError, ValueError) as exc:  # ValueError: the stream is closed
+        raise DataError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                        STDIN_NAME) from exc
+    # A text stream slipped in by a caller still works.
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _open_binary(path: str) -> typing.BinaryIO:
+    """Open ``path`` for reading, turning every OS failure into a DataError."""
+    if os.path.isdir(path):
+        raise DataError("is a directory, not a data file", path)
+    try:
+        return open(path, "rb")
+    except FileNotFoundError as exc:
+        raise DataError("no such file", path) from exc
+    except PermissionError as exc:
+        raise DataError("permission denied", path) from exc
+    except OSError as exc:
+        raise DataError(f"cannot open: {exc.strerror or exc}", path) from exc
+
+
+def _read_bytes(path: str) -> bytes:
+    """The whole file; CSV is parsed from memory."""
+    with _open_binary(path) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise DataError(f"cannot read: {exc.strerror or exc}", path) from exc
+
+
+def _decode(raw: bytes, source: str) -> str:
+    """UTF-8 text (BOM dropped), refusing binary files with the offset of the first bad byte."""
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise DataError(f"not a text CSV file (binary data at byte {nul})", source)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # utf-8-sig counts positions after the BOM; report offsets in the file.
+        offset = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+        raise DataError(f"not a text CSV file (binary data at byte {exc.start + offset})",
+                        source) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None) -> Table:
+    """Split CSV bytes into checked rows and detect the header."""
+    text = _decode(raw, source)
+    if '"' in text:
+        lines, numbers, delimiter, n_columns = _split_quoted(text, source)
+    else:
+        lines, numbers, n_columns = _split_plain(text, source)
+        delimiter = ","
+    if not lines:
+        raise DataError("empty file", source)
+    header = None
+    first = [cell.strip() for cell in lines[0].split(delimiter)]
+    following = [line.split(delimiter) for line in lines[1:1 + _HEADER_LOOKAHEAD]]
+    if (is_model_header is not None and is_model_header(first)) or _is_header(first, following):
+        header = first
+        lines, numbers = lines[1:], numbers[1:]
+        if not lines:
+            raise DataError("no data rows (only a header)", source)
+    return Table(source=source, kind="csv", n_columns=n_columns, header=header, lines=lines,
+                 line_numbers=numbers, delimiter=delimiter)
+
+
+def _split_plain(text: str, source: str) -> tuple[list[str], list[int], int]:
+    """Rows of a CSV without quotes: lines as they are, with their line numbers.
+
+    Counting commas is the cheap way to catch ragged rows before the C parser sees them and
+    reports a position that is not a line of the file.
+    """
+    lines: list[str] = []
+    numbers: list[int] = []
+    expected = -1
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line or line.isspace():
+            continue
+        found = line.count(",") + 1
+        if expected < 0:
+            expected = found
+        elif found != expected:
+            raise DataError(f"expected {expected} columns, found {found}", source, number)
+        lines.append(line)
+        numbers.append(number)
+    return lines, numbers, expected
+
+
+def _split_quoted(text: str, source: str) -> tuple[list[str], list[int], str, int]:
+    """Rows of a CSV with quotes, parsed by the csv module and re-joined without quotes.
+
+    Re-joining lets the fast numeric path treat both kinds of file alike. A cell that itself
+    holds a comma makes us join with a control character that occurs nowhere in the text;
+    line breaks inside a quoted cell become spaces, since the numeric parser takes one line
+    per row (such a cell can only be a text label, which is stripped anyway).
+    """
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    end = 0  # last file line consumed so far; a row starts on the line after it
+    expected = -1
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if expected < 0:
+                expected = len(row)
+            elif len(row) != expected:
+                raise DataError(f"expected {expected} columns, found {len(row)}", source, start)
+            rows.append([_one_line(cell) for cell in row])
+            numbers.append(start)
+    except csv.Error as exc:
+        raise DataError(f"cannot parse CSV: {exc}", source, end + 1) from exc
+    delimiter = _join_delimiter(text, rows, source)
+    lines = [delimiter.join(row) for row in rows]
+    return lines, numbers, delimiter, expected
+
+
+def _join_delimiter(text: str, rows: list[list[str]], source: str) -> str:
+    """',' unless some cell holds one; then a control character that occurs nowhere."""
+    if not any("," in cell for row in rows for cell in row):
+        return ","
+    for delimiter in _JOIN_DELIMITERS[1:]:
+        if delimiter not in text:
+            return delimiter
+    raise DataError("cannot split rows: quoted cells hold commas and the file uses every spare "
+                    "separator character", source)
+
+
+def _one_line(cell: str) -> str:
+    """A cell with its line breaks turned into spaces (see _split_quoted)."""
+    if "\n" in cell or "\r" in cell:
+        return cell.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return cell
+
+
+def _is_header(first: list[str], following: list[list[str]]) -> bool:
+    """The header rule of the module docstring."""
+    for j, cell in enumerate(first):
+        if _parse_float(cell) is not None:
+            continue
+        below = [row[j].strip() for row in following if j < len(row)]
+        if below and _parse_float(below[0]) is not None:
+            return True
+        if cell not in below:
+            return True
+    return False
+
+
+def _parse_float(text: str) -> float | None:
+    """``text`` as a number, or None; accepts what np.loadtxt accepts and no more.
+
+    Python's float() also takes "1_000" and non-ASCII digits, which loadtxt refuses; refusing
+    them here keeps header detection and error scans in line with the fast parser.
+    """
+    text = text.strip()
+    if not text or not text.isascii() or "_" in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _column_label(table: Table, j: int) -> str:
+    """How error messages name column ``j``: 'name' from the header, else its 1-based number."""
+    if table.header is not None and table.header[j]:
+        return f"'{table.header[j]}'"
+    return str(j + 1)
+
+
+def _shown(cell: str) -> str:
+    """A cell as quoted in an error message, cut short if long."""
+    cell = cell.strip()
+    if not cell:
+        return "an empty cell"
+    return f"'{cell[:40]}...'" if len(cell) > 40 else f"'{cell}'"
+
+
+def _numeric_columns(table: Table, cols: list[int], role: str) -> np.ndarray:
+    """Columns ``cols`` of every row as a C-contiguous float32 (n, len(cols)) array.
+
+    np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries stay small.
+    Integer parsing is tried first because it is about three times faster than float parsing
+    and pixel-like data is all integers; the first chunk that is not integers switches to floats.
+    """
+    n = table.n_rows
+    out = np.empty((n, len(cols)), dtype=np.float32)
+    step = max(1, _CELLS_PER_CHUNK // max(1, len(cols)))
+    as_int = True
+    for lo in range(0, n, step):
+        chunk = table.lines[lo:lo + step]
+        block = None
+        if as_int:
+            try:
+                block = _loadtxt(chunk, table.delimiter, cols, np.int32)
+            except ValueError:
+                as_int = False
+        if block is None:
+            try:
+                block = _loadtxt(chunk, table.delimiter, cols, np.float32)
+            except ValueError as exc:
+                _raise_bad_cell(table, cols, lo, role, exc)
+            _check_finite_block(table, block, cols, lo, role)
+        out[lo:lo + len(chunk)] = block
+    return out
+
+
+def _loadtxt(lines: list[str], delimiter: str, cols: list[int], dtype: type) -> np.ndarray:
+    """np.loadtxt as used here: no comment character (a '#' in a label is data)."""
+    return np.loadtxt(lines, delimiter=delimiter, dtype=dtype, usecols=cols, ndmin=2,
+                      comments=None, encoding=None)
+
+
+def _raise_bad_cell(table: Table, cols: list[int], lo: int, role: str,
+                    exc: ValueError) -> typing.NoReturn:
+    """Find the first cell from row ``lo`` on that loadtxt refused, and report it precisely."""
+    for i in range(lo, table.n_rows):
+        cells = table.lines[i].split(table.delimiter)
+        for j in cols:
+            if _parse_float(cells[j]) is None:
+                raise DataError(f"cannot read {_shown(cells[j])} as a number "
+                                f"({role} column {_column_label(table, j)})",
+                                table.source, table.line_numbers[i], j + 1) from exc
+    # Only reached if Python and NumPy disagree about some spelling of a number.
+    raise DataError(f"cannot read the {role} columns as numbers: {exc}", table.source) from exc
+
+
+def _check_finite_block(table: Table, block: np.ndarray, cols: list[int], lo: int,
+                        role: str) -> None:
+    """Refuse NaN and infinity (loadtxt reads "nan", "inf" and overflows into them)."""
+    if np.isfinite(block).all():
+        return
+    r, c = (int(v) for v in np.argwhere(~np.isfinite(block))[0])
+    i, j = lo + r, cols[c]
+    raise DataError(_non_finite_message(block[r, c], table.lines[i].split(table.delimiter)[j],
+                                        f"{role} column {_column_label(table, j)}"),
+                    table.source, table.line_numbers[i], j + 1)
+
+
+def _non_finite_message(value: float, text: str | None, where: str) -> str:
+    """'NaN in ...' / 'infinite value in ...', or the float32 overflow it really is."""
+    if np.isnan(value):
+        return f"NaN in {where}"
+    parsed = _parse_float(text) if text is not None else None
+    if parsed is not None and np.isfinite(parsed):
+        return f"value {text.strip()} is too large for float32 in {where}"
+    return f"infinite value in {where}"
+
+
+def _column_text(table: Table, j: int) -> list[str]:
+    """Column ``j`` of every row as stripped strings, without splitting whole rows if avoidable."""
+    d, lines = table.delimiter, table.lines
+    if j == table.n_columns - 1:
+        return [line.rpartition(d)[2].strip() for line in lines]
+    if j == 0:
+        return [line.partition(d)[0].strip() for line in lines]
+    return [line.split(d, j + 1)[j].strip() for line in lines]
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_targets(table: Table, targets: list[str] | None) -> list[int]:
+    """0-based column indices for the target names/indices given; default: the last column."""
+    if not targets:
+        return [table.n_columns - 1]
+    found: list[int] = []
+    for target in targets:
+        j = _resolve_target(table, str(target).strip())
+        if j in found:
+            raise DataError(f"target column {_column_label(table, j)} is given twice",
+                            table.source)
+        found.append(j)
+    return found
+
+
+def _resolve_target(table: Table, target: str) -> int:
+    """One target: a header name first (a column may be called "3"), then an index."""
+    n = table.n_columns
+    if table.header is not None and target in table.header:
+        if table.header.count(target) > 1:
+            raise DataError(f"column name '{target}' occurs more than once in the header; "
+                            "give the target as a 0-based column index", table.source)
+        return table.header.index(target)
+    if _INT_RE.fullmatch(target):
+        j = int(target)
+        if not -n <= j < n:
+            raise DataError(f"target column index {j} is out of range: the file has {n} "
+                            f"columns (0..{n - 1}, or -1..-{n} from the end)", table.source)
+        return j % n
+    if table.header is None:
+        raise DataError(f"no column named '{target}': the file has no header; give the target "
+                        f"as a 0-based column index (0..{n - 1})", table.source)
+    raise DataError(f"no column named '{target}'; the columns are: {_preview(table.header)}",
+                    table.source)
+
+
+def _csv_targets(table: Table, target_cols: list[int],
+                 classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+    """Y (n, t) float32 and the class names when the single target column holds text."""
+    Y = np.empty((table.n_rows, len(target_cols)), dtype=np.float32)
+    texts = [_column_text(table, j) for j in target_cols]
+    for j, column in zip(target_cols, texts):
+        if "" in column:
+            i = column.index("")
+            raise DataError(f"empty target cell (target column {_column_label(table, j)})",
+                            table.source, table.line_numbers[i], j + 1)
+    if len(target_cols) == 1:
+        codes, found_classes = _class_codes(table, target_cols[0], texts[0], classes)
+        if codes is not None:
+            Y[:, 0] = codes
+            return Y, found_classes
+    for t, (j, column) in enumerate(zip(target_cols, texts)):
+        Y[:, t] = _numeric_targets(table, j, column)
+    return Y, None
+
+
+def _class_codes(table: Table, j: int, column: list[str],
+                 classes: list[str] | None) -> tuple[np.ndarray | None, list[str] | None]:
+    """Class indices for a text label column, or (None, None) when the labels are numbers.
+
+    With a model's ``classes``, labels that are all class names are mapped even when they look
+    like numbers: a model trained on labels "1", "2", "x" must read "2" as class 1, not 2.0.
+    """
+    if classes is not None:
+        index = {name.strip(): k for k, name in enumerate(classes)}
+        if all(label in index for label in column):
+            return np.array([index[label] for label in column], dtype=np.float32), list(classes)
+        if all(_parse_float(label) is not None for label in column):
+            return None, None  # numeric codes: the caller checks their range
+        i = next(i for i, label in enumerate(column) if label not in index)
+        raise DataError(f"unknown class label '{column[i]}'; the model knows: "
+                        f"{_preview(list(classes), 20)}",
+                        table.source, table.line_numbers[i], j + 1)
+    if all(_parse_float(label) is not None for label in column):
+        return None, None
+    names = sorted(set(column))
+    index = {name: k for k, name in enumerate(names)}
+    return np.array([index[label] for label in column], dtype=np.float32), names
+
+
+def _numeric_targets(table: Table, j: int, column: list[str]) -> np.ndarray:
+    """A target column of numbers as float32, refusing text (when several targets) and NaN/inf."""
+    values = np.empty(len(column), dtype=np.float32)
+    for i, text in enumerate(column):
+        value = _parse_float(text)
+        if value is None:
+            raise DataError(f"cannot read {_shown(text)} as a number (target column "
+                            f"{_column_label(table, j)}); text class labels need a single "
+                            "target column", table.source, table.line_numbers[i], j + 1)
+        values[i] = value
+    if not np.isfinite(values).all():
+        i = int(np.argmin(np.isfinite(values)))
+        raise DataError(_non_finite_message(values[i], column[i],
+                                            f"target column {_column_label(table, j)}"),
+                        table.source, table.line_numbers[i], j + 1)
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# NPZ / NPY
+# --------------------------------------------------------------------------------------------
+
+
+def _read_npz(path: str, want_y: bool) -> Table:
+    """Arrays X (checked, float32) and y (as stored, if present and wanted) of an NPZ file."""
+    with _open_binary(path) as f:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - see _load_error
+            raise _load_error(path, "NPZ", exc) from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError("not an NPZ archive (it holds a single array: name it .npy)", path)
+        with archive:
+            names = list(archive.files)
+            if "X" not in names:
+                raise DataError(f"NPZ file has no array 'X' (found: {', '.join(names) or 'none'})",
+                                path)
+            X = _load_member(archive, "X", path)
+            y = _load_member(archive, "y", path) if want_y and "y" in names else None
+    X = _checked_features(X, "array 'X'", path)
+    return Table(source=path, kind="npz", n_columns=X.shape[1], X=X, y=y, array_names=names)
+
+
+def _read_npy(path: str) -> Table:
+    """The single feature array of an NPY file, checked and as float32."""
+    with _open_binary(path) as f:
+        try:
+            array = np.load(f, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - see _load_error
+            raise _load_error(path, "NPY", exc) from exc
+        if not isinstance(array, np.ndarray):
+            array.close()
+            raise DataError("not an NPY array (it is an archive: name it .npz)", path)
+    X = _checked_features(array, "the array", path)
+    return Table(source=path, kind="npy", n_columns=X.shape[1], X=X)
+
+
+def _load_member(archive: typing.Any, name: str, path: str) -> np.ndarray:
+    """One array of an open NPZ archive."""
+    try:
+        return archive[name]
+    except Exception as exc:  # noqa: BLE001 - see _load_error
+        raise _load_error(path, f"array '{name}' of the NPZ", exc) from exc
+
+
+def _load_error(path: str, what: str, exc: Exception) -> DataError:
+    """A DataError for a NumPy file that does not load.
+
+    np.load, zipfile and zlib raise a wide, undocumented range of exceptions (ValueError,
+    OSError, EOFError, BadZipFile, zlib.error, ...) for damaged or foreign files; all of them
+    mean the same thing to a user, so they are caught broadly.
+    """
+    reason = str(exc) or type(exc).__name__
+    if "Object arrays" in reason:
+        reason = "it holds Python objects, which are never unpickled; save numeric arrays"
+    elif "pickle" in reason:
+        # np.load falls back to pickle for anything that is neither a zip nor an .npy array.
+        reason = "it is not a NumPy file"
+    return DataError(f"cannot read the {what} file: {reason}", path)
+
+
+def _checked_features(X: np.ndarray, what: str, path: str) -> np.ndarray:
+    """A 2-D numeric array as C-contiguous float32 with every value finite."""
+    if X.ndim != 2:
+        raise DataError(f"{what} must be 2-D (rows x features), found shape {X.shape}", path)
+    return _finite_float32(X, what, path)
+
+
+def _finite_float32(A: np.ndarray, what: str, path: str) -> np.ndarray:
+    """``A`` (numeric) as C-contiguous float32, refusing NaN/inf with their 0-based position."""
+    if A.dtype.kind not in "biuf":
+        raise DataError(f"{what} must hold numbers, found dtype {A.dtype}", path)
+    with np.errstate(over="ignore"):  # float64 beyond float32 range is reported below
+        out = np.ascontiguousarray(A, dtype=np.float32)
+    if out.size and not np.isfinite(out).all():
+        position = tuple(int(v) for v in np.argwhere(~np.isfinite(out))[0])
+        at = f"row {position[0]}" + (f", column {position[1]}" if len(position) > 1 else "")
+        original = A[position]
+        if np.isnan(original):
+            message = f"NaN in {what} at {at} (0-based)"
+        elif np.isfinite(original):
+            message = f"value {original} is too large for float32 in {what} at {at} (0-based)"
+        else:
+            message = f"infinite value in {what} at {at} (0-based)"
+        raise DataError(message, path)
+    return out
+
+
+def _npz_training_data(table: Table, targets: list[str] | None) -> Dataset:
+    """Dataset from an NPZ's X and y; y 1-D becomes one column."""
+    path = table.source
+    if targets:
+        raise DataError("target columns cannot be chosen in an NPZ file: its targets are "
+                        "array 'y'", path)
+    if table.y is None:
+        raise DataError(f"NPZ file has no array 'y' (found: {', '.join(table.array_names)})",
+                        path)
+    assert table.X is not None
+    y = table.y
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2:
+        raise DataError(f"array 'y' must be 1-D or 2-D, found shape {table.y.shape}", path)
+    if y.shape[0] != table.X.shape[0]:
+        raise DataError(f"arrays 'X' and 'y' have different numbers of rows "
+                        f"({table.X.shape[0]} and {y.shape[0]})", path)
+    # Targets here are numbers even for a model with classes: the caller checks their range.
+    Y = _finite_float32(y, "array 'y'", path)
+    return Dataset(X=table.X, Y=Y, feature_names=_numbered("x", table.X.shape[1]),
+                   target_names=_target_numbering(Y.shape[1]), target_columns=[],
+                   classes=None, source=path)
+
+
+# --------------------------------------------------------------------------------------------
+# Feature column selection (predict)
+# --------------------------------------------------------------------------------------------
+
+
+def _model_header_test(feature_names: list[str] | None, n_features: int,
+                       target_columns: list[int] | None) -> HeaderTest | None:
+    """A test for a first row that spells out the model's feature names, in order.
+
+    Such a row is a header even when the names are all numbers ("0,1,2"), which the general
+    rule cannot tell from data. The model's target columns may be present in it, under any name.
+    """
+    if not feature_names or len(feature_names) != n_features:
+        return None
+    wanted = [name.strip() for name in feature_names]
+    dropped = set(target_columns or [])
+
+    def test(first: list[str]) -> bool:
+        if first == wanted:
+            return True
+        if dropped and len(first) == n_features + len(dropped):
+            return [cell for j, cell in enumerate(first) if j not in dropped] == wanted
+        return False
+
+    return test
+
+
+def _select_feature_columns(table: Table, n_features: int, feature_names: list[str] | None,
+                            target_columns: list[int] | None) -> tuple[list[int], list[int]]:
+    """The file columns holding the model's features, and the target columns dropped."""
+    n = table.n_columns
+    header = table.header
+    usable_names = feature_names is not None and len(feature_names) == n_features
+    if header is not None and usable_names and all(name in header for name in feature_names):
+        return [header.index(name) for name in feature_names], []
+    if n == n_features:
+        return list(range(n)), []
+    if target_columns and n == n_features + len(target_columns):
+        dropped = sorted({c % n for c in target_columns if -n <= c < n})
+        if len(dropped) == len(target_columns):
+            return [j for j in range(n) if j not in dropped], dropped
+    raise DataError(_count_mismatch(table, n_features, feature_names, target_columns),
+                    table.source)
+
+
+def _count_mismatch(table: Table, n_features: int, feature_names: list[str] | None,
+                    target_columns: list[int] | None) -> str:
+    """Why no feature columns could be chosen, naming what was looked for."""
+    message = f"expected {n_features} feature columns, found {table.n_columns}"
+    if feature_names:
+        if table.header is not None:
+            missing = [name for name in feature_names if name not in table.header]
+            message += (f"; looked in the header for the model's columns "
+                        f"{_preview(feature_names)} and it lacks {_preview(missing)}")
+        else:
+            message += (f"; the file has no header to find the model's columns "
+                        f"{_preview(feature_names)} by name")
+    if target_columns:
+        message += (f"; with the model's target column(s) "
+                    f"{', '.join(str(c) for c in target_columns)} (0-based) it would need "
+                    f"{n_features + len(target_columns)}")
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _numbered(prefix: str, n: int) -> list[str]:
+    """prefix0, prefix1, ..."""
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def _target_numbering(n: int) -> list[str]:
+    """Target names of a file without a header: "y" for one, y0, y1, ... for several."""
+    return ["y"] if n == 1 else _numbered("y", n)
+
+
+def _preview(names: list[str], limit: int = _PREVIEW) -> str:
+    """Up to ``limit`` names, then how many there are in all."""
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown

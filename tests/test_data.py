@@ -1,0 +1,561 @@
+"""Tests of nncli.data: formats, header detection, targets, and located errors."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nncli import data
+from nncli.data import Dataset, load_features, load_training_data, read_table
+from nncli.errors import DataError
+
+
+def write(tmp_path: Path, text: str, name: str = "d.csv") -> str:
+    """A CSV file with exactly ``text`` (LF line ends unless the text has others)."""
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def error_of(func, *args, **kwargs) -> DataError:
+    """The DataError that ``func`` raises (and nothing else)."""
+    with pytest.raises(DataError) as info:
+        func(*args, **kwargs)
+    return info.value
+
+
+def assert_well_formed(ds: Dataset) -> None:
+    assert ds.X.dtype == np.float32 and ds.X.flags.c_contiguous and ds.X.ndim == 2
+    assert np.isfinite(ds.X).all()
+    if ds.Y is not None:
+        assert ds.Y.dtype == np.float32 and ds.Y.flags.c_contiguous
+        assert ds.Y.shape[0] == ds.X.shape[0]
+
+
+# ---------------------------------------------------------------- header detection
+
+
+def test_header_detected_and_last_column_is_target(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n3,4,1\n")
+    ds = load_training_data(path)
+    assert_well_formed(ds)
+    assert ds.feature_names == ["a", "b"]
+    assert ds.target_names == ["y"]
+    assert ds.target_columns == [2]
+    assert ds.classes is None
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(ds.Y, [[0], [1]])
+    assert ds.source == path
+
+
+def test_no_header(tmp_path):
+    ds = load_training_data(write(tmp_path, "1,2,0\n3.5,4,1\n"))
+    assert ds.feature_names == ["x0", "x1"]
+    assert ds.target_names == ["y"]
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3.5, 4]])
+
+
+def test_header_above_string_label_column(tmp_path):
+    ds = load_training_data(write(tmp_path, "f1,f2,species\n1,2,cat\n3,4,dog\n5,6,cat\n"))
+    assert ds.feature_names == ["f1", "f2"]
+    assert ds.classes == ["cat", "dog"]
+    np.testing.assert_array_equal(ds.Y, [[0], [1], [0]])
+
+
+def test_string_labels_without_header_when_first_label_repeats(tmp_path):
+    ds = load_training_data(write(tmp_path, "1,2,cat\n3,4,dog\n5,6,cat\n"))
+    assert ds.X.shape == (3, 2)
+    assert ds.feature_names == ["x0", "x1"]
+    assert ds.classes == ["cat", "dog"]
+
+
+def test_all_numeric_names_with_one_text_name_is_a_header(tmp_path):
+    ds = load_training_data(write(tmp_path, "0,1,2,label\n5,6,7,1\n8,9,10,0\n"))
+    assert ds.feature_names == ["0", "1", "2"]
+    assert ds.target_names == ["label"]
+    np.testing.assert_array_equal(ds.X, [[5, 6, 7], [8, 9, 10]])
+
+
+def test_all_numeric_names_with_text_labels(tmp_path):
+    ds = load_training_data(write(tmp_path, "0,1,label\n5,6,a\n8,9,b\n1,1,a\n"))
+    assert ds.feature_names == ["0", "1"]
+    assert ds.classes == ["a", "b"]
+
+
+def test_read_table_exposes_header_and_rows(tmp_path):
+    table = read_table(write(tmp_path, "a,b\n\n1,2\n3,4\n"))
+    assert table.kind == "csv"
+    assert table.header == ["a", "b"]
+    assert table.n_columns == 2 and table.n_rows == 2
+    assert table.line_numbers == [3, 4]
+    assert table.column_names == ["a", "b"]
+
+
+# ---------------------------------------------------------------- targets
+
+
+@pytest.fixture
+def four_columns(tmp_path) -> str:
+    return write(tmp_path, "a,b,c,d\n1,2,3,4\n5,6,7,8\n")
+
+
+def test_target_by_name(four_columns):
+    ds = load_training_data(four_columns, targets=["b"])
+    assert ds.feature_names == ["a", "c", "d"]
+    assert ds.target_columns == [1]
+    np.testing.assert_array_equal(ds.Y, [[2], [6]])
+    np.testing.assert_array_equal(ds.X, [[1, 3, 4], [5, 7, 8]])
+
+
+def test_target_by_index(four_columns):
+    ds = load_training_data(four_columns, targets=["0"])
+    assert ds.target_names == ["a"]
+    assert ds.feature_names == ["b", "c", "d"]
+
+
+def test_target_by_negative_index(four_columns):
+    ds = load_training_data(four_columns, targets=["-2"])
+    assert ds.target_columns == [2]
+    np.testing.assert_array_equal(ds.Y, [[3], [7]])
+
+
+def test_several_targets_keep_given_order(four_columns):
+    ds = load_training_data(four_columns, targets=["d", "1"])
+    assert ds.target_columns == [3, 1]
+    assert ds.target_names == ["d", "b"]
+    assert ds.feature_names == ["a", "c"]
+    np.testing.assert_array_equal(ds.Y, [[4, 2], [8, 6]])
+
+
+def test_header_name_wins_over_index(tmp_path):
+    ds = load_training_data(write(tmp_path, "x,0,z\n1,2,3\n4,5,6\n"), targets=["0"])
+    assert ds.target_columns == [1]
+
+
+def test_missing_target_name_lists_columns(four_columns):
+    err = error_of(load_training_data, four_columns, targets=["nope"])
+    assert str(err) == f"{four_columns}: no column named 'nope'; the columns are: a, b, c, d"
+
+
+def test_missing_target_name_lists_at_most_ten(tmp_path):
+    header = ",".join(f"p{i}" for i in range(15))
+    path = write(tmp_path, header + "\n" + ",".join(["1"] * 15) + "\n")
+    message = str(error_of(load_training_data, path, targets=["label"]))
+    assert "p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, ... (15 in all)" in message
+    assert "p10" not in message
+
+
+def test_target_name_without_header(tmp_path):
+    path = write(tmp_path, "1,2\n3,4\n")
+    message = str(error_of(load_training_data, path, targets=["label"]))
+    assert "no column named 'label'" in message and "no header" in message
+
+
+def test_target_index_out_of_range(four_columns):
+    message = str(error_of(load_training_data, four_columns, targets=["4"]))
+    assert "index 4 is out of range" in message and "4 columns" in message
+    assert "out of range" in str(error_of(load_training_data, four_columns, targets=["-5"]))
+
+
+def test_target_given_twice(four_columns):
+    assert "given twice" in str(error_of(load_training_data, four_columns, targets=["d", "-1"]))
+
+
+def test_all_columns_targets(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n")
+    assert "no feature columns" in str(error_of(load_training_data, path, targets=["a", "b"]))
+
+
+# ---------------------------------------------------------------- class labels
+
+
+def test_labels_are_stripped_and_sorted(tmp_path):
+    ds = load_training_data(write(tmp_path, "x,label\n1, zebra\n2,apple \n3,mango\n4,apple\n"))
+    assert ds.classes == ["apple", "mango", "zebra"]
+    np.testing.assert_array_equal(ds.Y[:, 0], [2, 0, 1, 0])
+
+
+def test_labels_mapped_with_given_classes(tmp_path):
+    path = write(tmp_path, "x,label\n1,b\n2,b\n3,c\n")
+    ds = load_training_data(path, classes=["c", "b", "a"])
+    assert ds.classes == ["c", "b", "a"]
+    np.testing.assert_array_equal(ds.Y[:, 0], [1, 1, 0])
+
+
+def test_numeric_looking_labels_mapped_when_they_are_class_names(tmp_path):
+    # A model trained on labels "1", "2", "x" has classes ["1", "2", "x"]: "2" is class 1.
+    ds = load_training_data(write(tmp_path, "f,label\n1,2\n2,1\n"), classes=["1", "2", "x"])
+    np.testing.assert_array_equal(ds.Y[:, 0], [1, 0])
+    assert ds.classes == ["1", "2", "x"]
+
+
+def test_numeric_targets_kept_with_given_classes(tmp_path):
+    ds = load_training_data(write(tmp_path, "f,label\n1,0\n2,1\n"), classes=["a", "b"])
+    np.testing.assert_array_equal(ds.Y[:, 0], [0, 1])
+    assert ds.classes is None
+
+
+def test_unknown_class_label_with_line(tmp_path):
+    path = write(tmp_path, "x,label\n1,a\n\n2,zz\n")
+    err = error_of(load_training_data, path, classes=["a", "b", "c"])
+    assert str(err) == f"{path}:4:2: unknown class label 'zz'; the model knows: a, b, c"
+    assert (err.line, err.column) == (4, 2)
+
+
+def test_text_in_one_of_several_targets(tmp_path):
+    path = write(tmp_path, "x,t1,t2\n1,2,3\n4,5,oops\n")
+    err = error_of(load_training_data, path, targets=["t1", "t2"])
+    assert (err.line, err.column) == (3, 3)
+    assert "cannot read 'oops' as a number (target column 't2')" in str(err)
+    assert "single target column" in str(err)
+
+
+def test_empty_target_cell(tmp_path):
+    path = write(tmp_path, "x,y\n1,2\n3,\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:3:2: empty target cell (target column 'y')"
+
+
+def test_nan_in_numeric_target(tmp_path):
+    path = write(tmp_path, "x,y\n1,2\n3,nan\n")
+    assert str(error_of(load_training_data, path)) == f"{path}:3:2: NaN in target column 'y'"
+
+
+def test_hash_in_label_is_not_a_comment(tmp_path):
+    ds = load_training_data(write(tmp_path, "x,label\n1,#1\n2,#2\n3,#1\n"))
+    assert ds.classes == ["#1", "#2"]
+
+
+# ---------------------------------------------------------------- CSV errors
+
+
+def test_ragged_row(tmp_path):
+    path = write(tmp_path, "1,2,3\n4,5,6\n7,8\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:3: expected 3 columns, found 2"
+
+
+def test_ragged_row_line_counts_header_and_blank_lines(tmp_path):
+    path = write(tmp_path, "a,b,c\n1,2,3\n\n   \n4,5,6,7\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:5: expected 3 columns, found 4"
+
+
+def test_non_numeric_feature_cell(tmp_path):
+    path = write(tmp_path, "p1,p2,p3,y\n1,2,3,0\n4,5,abc,1\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:3:3: cannot read 'abc' as a number (feature column 'p3')"
+    assert (err.line, err.column) == (3, 3)
+
+
+def test_empty_feature_cell(tmp_path):
+    path = write(tmp_path, "1,2,0\n,5,1\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:2:1: cannot read an empty cell as a number (feature column 1)"
+
+
+def test_nan_in_features(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n\n3,nan,1\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:4:2: NaN in feature column 'b'"
+
+
+def test_inf_in_features(tmp_path):
+    path = write(tmp_path, "1,2,0\n-inf,3,1\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:2:1: infinite value in feature column 1"
+
+
+def test_float32_overflow_in_features(tmp_path):
+    path = write(tmp_path, "1,2,0\n3,1e39,1\n")
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}:2:2: value 1e39 is too large for float32 in feature column 2"
+
+
+def test_bad_cell_in_a_later_chunk_after_switching_to_floats(tmp_path, monkeypatch):
+    # Tiny chunks: integer rows first, then floats, then a bad cell: positions must stay right.
+    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 4)
+    rows = ["1,2,0"] * 5 + ["1.5,2,1"] * 5 + ["3,x,1"]
+    path = write(tmp_path, "a,b,y\n" + "\n".join(rows) + "\n")
+    err = error_of(load_training_data, path)
+    assert (err.line, err.column) == (12, 2)
+    rows[-1] = "3,4,1"
+    ds = load_training_data(write(tmp_path, "\n".join(rows) + "\n", "ok.csv"))
+    assert ds.X.shape == (11, 2)
+    np.testing.assert_array_equal(ds.X[5], [1.5, 2])
+
+
+def test_empty_file(tmp_path):
+    path = write(tmp_path, "")
+    assert str(error_of(load_training_data, path)) == f"{path}: empty file"
+    assert "empty file" in str(error_of(load_training_data, write(tmp_path, "\n \n", "e.csv")))
+
+
+def test_header_only(tmp_path):
+    path = write(tmp_path, "a,b,label\n")
+    assert str(error_of(load_training_data, path)) == f"{path}: no data rows (only a header)"
+
+
+def test_bom_and_crlf(tmp_path):
+    path = tmp_path / "win.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b,y\r\n1,2,0\r\n3,4,1\r\n\r\n")
+    ds = load_training_data(str(path))
+    assert ds.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4]])
+
+
+def test_crlf_ragged_line_number(tmp_path):
+    path = tmp_path / "win.csv"
+    path.write_bytes(b"a,b,y\r\n1,2,0\r\n\r\n3,1\r\n")
+    assert error_of(load_training_data, str(path)).line == 4
+
+
+def test_binary_file_with_nul(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"1,2\n\x00\x01\x02")
+    err = error_of(load_training_data, str(path))
+    assert str(err) == f"{path}: not a text CSV file (binary data at byte 4)"
+
+
+def test_file_not_utf8(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\n1,\xff\n")
+    err = error_of(load_training_data, str(path))
+    assert str(err) == f"{path}: not a text CSV file (binary data at byte 9)"
+
+
+def test_quoted_fields(tmp_path):
+    text = '"a","b","label"\n1,"2","New York, NY"\n3,4,"Paris"\n5,6,"New York, NY"\n'
+    ds = load_training_data(write(tmp_path, text))
+    assert ds.feature_names == ["a", "b"]
+    assert ds.classes == ["New York, NY", "Paris"]
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(ds.Y[:, 0], [0, 1, 0])
+
+
+def test_quoted_fields_line_numbers_after_multiline_cell(tmp_path):
+    text = 'a,b,label\n1,2,"two\nlines"\n\n3,"x",ok\n'
+    err = error_of(load_training_data, write(tmp_path, text))
+    assert (err.line, err.column) == (5, 2)
+    assert "cannot read 'x' as a number" in str(err)
+
+
+def test_quoted_ragged_row(tmp_path):
+    err = error_of(load_training_data, write(tmp_path, '"a","b"\n1,2\n"3"\n'))
+    assert (err.line, str(err).endswith("expected 2 columns, found 1")) == (3, True)
+
+
+# ---------------------------------------------------------------- files and stdin
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.csv")
+    assert str(error_of(load_training_data, path)) == f"{path}: no such file"
+    assert "no such file" in str(error_of(load_training_data, str(tmp_path / "nope.npz")))
+
+
+def test_directory(tmp_path):
+    assert "directory" in str(error_of(load_training_data, str(tmp_path)))
+
+
+def test_stdin(tmp_path):
+    ds = load_training_data("-", stdin=io.BytesIO(b"a,y\n1,0\n2,1\n"))
+    assert ds.source == "<stdin>"
+    np.testing.assert_array_equal(ds.X, [[1], [2]])
+
+
+def test_stdin_error_is_located(tmp_path):
+    err = error_of(load_training_data, "-", stdin=io.BytesIO(b"a,y\n1,0\nq,1\n"))
+    assert str(err) == "<stdin>:3:1: cannot read 'q' as a number (feature column 'a')"
+
+
+# ---------------------------------------------------------------- NPZ / NPY
+
+
+def test_npz_with_1d_y(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.arange(6, dtype=np.float64).reshape(3, 2), y=np.array([0, 1, 0]))
+    ds = load_training_data(path)
+    assert_well_formed(ds)
+    assert ds.Y.shape == (3, 1)
+    assert ds.feature_names == ["x0", "x1"] and ds.target_names == ["y"]
+    assert ds.target_columns == [] and ds.classes is None
+
+
+def test_npz_with_2d_y(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez_compressed(path, X=np.ones((2, 3), np.int64), y=np.zeros((2, 2)))
+    ds = load_training_data(path)
+    assert ds.Y.shape == (2, 2) and ds.target_names == ["y0", "y1"]
+
+
+def test_npz_without_x(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, a=np.ones(2), b=np.ones(2))
+    assert str(error_of(load_training_data, path)) == f"{path}: NPZ file has no array 'X' (found: a, b)"
+
+
+def test_npz_without_y(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((2, 2)))
+    assert "no array 'y'" in str(error_of(load_training_data, path))
+
+
+def test_npz_object_array(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.array([[1, "a"]], dtype=object), y=np.ones(1))
+    message = str(error_of(load_training_data, path))
+    assert "array 'X'" in message and "pickle" in message
+
+
+def test_npz_mismatched_rows(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((3, 2)), y=np.ones(4))
+    assert "different numbers of rows (3 and 4)" in str(error_of(load_training_data, path))
+
+
+def test_npz_nan(tmp_path):
+    path = str(tmp_path / "d.npz")
+    X = np.ones((3, 2))
+    X[2, 1] = np.nan
+    np.savez(path, X=X, y=np.ones(3))
+    err = error_of(load_training_data, path)
+    assert str(err) == f"{path}: NaN in array 'X' at row 2, column 1 (0-based)"
+    assert err.line is None
+
+
+def test_npz_infinite_y(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((3, 2)), y=np.array([1.0, np.inf, 0.0]))
+    assert "infinite value in array 'y' at row 1, column 0" in str(error_of(load_training_data, path))
+
+
+def test_npz_x_not_2d_or_not_numeric(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones(3), y=np.ones(3))
+    assert "must be 2-D" in str(error_of(load_training_data, path))
+    np.savez(path, X=np.array([["a", "b"]]), y=np.ones(1))
+    assert "must hold numbers" in str(error_of(load_training_data, path))
+
+
+def test_npz_corrupt(tmp_path):
+    path = tmp_path / "d.npz"
+    path.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    assert "cannot read the NPZ file" in str(error_of(load_training_data, str(path)))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("X.npy", b"\x93NUMPY garbage")
+    assert "array 'X'" in str(error_of(load_training_data, str(path)))
+
+
+def test_npz_targets_option_refused(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((2, 2)), y=np.ones(2))
+    assert "array 'y'" in str(error_of(load_training_data, path, targets=["0"]))
+
+
+def test_npy_is_features_only(tmp_path):
+    path = str(tmp_path / "d.npy")
+    np.save(path, np.ones((4, 3)))
+    message = str(error_of(load_training_data, path))
+    assert "targets are needed" in message and "NPZ" in message and "CSV" in message
+    ds = load_features(path, 3)
+    assert_well_formed(ds)
+    assert ds.Y is None and ds.X.shape == (4, 3)
+
+
+def test_npy_wrong_count(tmp_path):
+    path = str(tmp_path / "d.npy")
+    np.save(path, np.ones((4, 3)))
+    assert str(error_of(load_features, path, 5)) == f"{path}: expected 5 feature columns, found 3"
+
+
+def test_npy_object_array(tmp_path):
+    path = str(tmp_path / "d.npy")
+    np.save(path, np.array([[1, None]], dtype=object), allow_pickle=True)
+    assert "pickle" in str(error_of(load_features, path, 2))
+
+
+def test_npz_for_features_ignores_y(tmp_path):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((2, 3)), y=np.array([[1, None]], dtype=object))
+    ds = load_features(path, 3)
+    assert ds.X.shape == (2, 3) and ds.Y is None
+
+
+# ---------------------------------------------------------------- load_features
+
+
+def test_features_by_header_names(tmp_path):
+    path = write(tmp_path, "label,b,extra,a\n9,2,7,1\n9,4,7,3\n")
+    ds = load_features(path, 2, feature_names=["a", "b"])
+    assert ds.Y is None
+    assert ds.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4]])
+
+
+def test_features_by_count(tmp_path):
+    ds = load_features(write(tmp_path, "1,2,3\n4,5,6\n"), 3, feature_names=["p", "q", "r"])
+    assert ds.feature_names == ["x0", "x1", "x2"]
+    np.testing.assert_array_equal(ds.X, [[1, 2, 3], [4, 5, 6]])
+
+
+def test_features_drop_target_columns(tmp_path):
+    ds = load_features(write(tmp_path, "1,cat,3\n4,dog,6\n1,cat,1\n"), 2, target_columns=[1])
+    np.testing.assert_array_equal(ds.X, [[1, 3], [4, 6], [1, 1]])
+    assert ds.target_columns == [1]
+
+
+def test_features_wrong_count(tmp_path):
+    path = write(tmp_path, "a,b,c,d\n1,2,3,4\n")
+    err = error_of(load_features, path, 2, feature_names=["a", "z"], target_columns=[0])
+    message = str(err)
+    assert message.startswith(f"{path}: expected 2 feature columns, found 4")
+    assert "a, z" in message and "lacks z" in message
+    assert "would need 3" in message
+
+
+def test_features_wrong_count_without_header(tmp_path):
+    message = str(error_of(load_features, write(tmp_path, "1,2\n"), 3, feature_names=["a", "b", "c"]))
+    assert "expected 3 feature columns, found 2" in message and "no header" in message
+
+
+def test_features_with_numeric_model_header(tmp_path):
+    # "0,1,2" cannot be told from data in general, but it spells the model's feature names.
+    ds = load_features(write(tmp_path, "0,1,2\n5,6,7\n"), 3, feature_names=["0", "1", "2"])
+    np.testing.assert_array_equal(ds.X, [[5, 6, 7]])
+    ds = load_features(write(tmp_path, "0,1,7\n5,6,7\n", "t.csv"), 2, feature_names=["0", "1"],
+                       target_columns=[2])
+    np.testing.assert_array_equal(ds.X, [[5, 6]])
+
+
+def test_features_bad_cell_is_located(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n3,?\n")
+    err = error_of(load_features, path, 2, feature_names=["a", "b"])
+    assert str(err) == f"{path}:3:2: cannot read '?' as a number (feature column 'b')"
+
+
+def test_features_from_stdin(tmp_path):
+    ds = load_features("-", 2, stdin=io.BytesIO(b"1,2\n3,4\n"))
+    assert ds.source == "<stdin>" and ds.X.shape == (2, 2)
+
+
+def test_text_file_named_npz(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n", "d.npz")
+    assert str(error_of(load_training_data, path)) == (
+        f"{path}: cannot read the NPZ file: it is not a NumPy file")
+
+
+def test_npz_archive_named_npy(tmp_path):
+    path = tmp_path / "d.npy"
+    with open(path, "wb") as f:
+        np.savez(f, X=np.ones((2, 2)))
+    assert "not an NPY array" in str(error_of(load_features, str(path), 2))
+
+
+def test_integer_and_float_cells_mix(tmp_path):
+    ds = load_training_data(write(tmp_path, "1,2.5,0\n007,-3,1\n1e3,.5,0\n"))
+    np.testing.assert_array_equal(ds.X, [[1, 2.5], [7, -3], [1000, 0.5]])
