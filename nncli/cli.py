@@ -380,7 +380,7 @@ def info(
 @app.command(hidden=True)
 def completions(shell: Shell) -> None:
     """Print the completion script for SHELL (the files in completions/ are made by this)."""
-    typer.echo(completion_script(shell.value), nl=False)
+    typer.echo(completion_script(shell.value))
 
 
 def completion_script(shell: str) -> str:
@@ -441,6 +441,11 @@ def _write_atomically(path: Path, write) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The ``nncli`` console script: run a command, map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "_NNCLI_COMPLETE" in os.environ:
+        # A shell is asking for completions: register typer's shell classes first.
+        from typer.completion import completion_init
+
+        completion_init()
     debug = "--debug" in args or os.environ.get("NNCLI_DEBUG") == "1"
     try:
         result = app(args=args, prog_name="nncli", standalone_mode=False)
