@@ -15,10 +15,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
+
+try:  # newer typer vendors click; older ones use the click package
+    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
+    from click.exceptions import UsageError as ClickUsageError
 
 from nncli import __version__
 from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
@@ -273,8 +279,12 @@ def predict(
     ds = load_features(data, m.n_inputs, m.feature_names, m.target_columns)
     columns, values = run_predict(m, ds.X, output.value)
     if out_file is None:
-        write_csv(sys.stdout, columns, values)
-        sys.stdout.flush()
+        try:
+            write_csv(sys.stdout, columns, values)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (| head): not an error; keep Python quiet at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         _write_atomically(out_file, lambda f: write_csv(f, columns, values))
 
@@ -449,27 +459,23 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("NNCLI_DEBUG") == "1"
     try:
         result = app(args=args, prog_name="nncli", standalone_mode=False)
-        return result if isinstance(result, int) else EXIT_OK
     except NncliError as e:
         if debug:
             raise
         _fail(str(e))
         return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.UsageError as e:
+    except ClickException as e:
         if debug:
             raise
-        command = e.ctx.command_path if e.ctx else "nncli"
-        _fail(f"{e.format_message()} (see '{command} --help')")
-        return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(f"{e.format_message()}{hint}")
+        return EXIT_USAGE if isinstance(e, ClickUsageError) else e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        result = EXIT_INTERRUPTED
+    if result == EXIT_INTERRUPTED:
         _fail("interrupted")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader of our stdout went away (| head): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    return result if isinstance(result, int) else EXIT_OK
 
 
 def _fail(message: str) -> None:
