@@ -34,7 +34,6 @@ app = typer.Typer(
     name="nncli",
     help="Train small dense neural networks on the CPU from a one-line architecture string.",
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -450,7 +449,7 @@ def _write_atomically(path: Path, write) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``nncli`` console script: run a command, map errors to one line and an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     if "_NNCLI_COMPLETE" in os.environ:
         # A shell is asking for completions: register typer's shell classes first.
         from typer.completion import completion_init
