@@ -212,13 +212,19 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 correct += (o[j] > 0.5) == (y[j] >= 0.5)
             total += row / k
         elif code == 3:
-            m = o[0]
+            # lse = log(1 + sum over the others of e^(o_j - m)) with log1p: a confident, correct
+            # row keeps its tiny loss instead of rounding 1 + tiny to 1
+            top = 0
             for j in range(1, k):
-                m = max(m, o[j])
-            s = 0.0
+                if o[j] > o[top]:
+                    top = j
+            m = o[top]
+            others = 0.0
             for j in range(k):
-                s += np.exp(o[j] - m)
-            lse = np.log(s)
+                if j != top:
+                    others += np.exp(o[j] - m)
+            s = 1.0 + others
+            lse = np.log1p(others)
             ysum = 0.0
             for j in range(k):
                 ysum += y[j]

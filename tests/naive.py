@@ -1,0 +1,247 @@
+"""Plain-NumPy float64 reference implementations of the math the kernels compute.
+
+Written from the formulas (Keras conventions, /work/shared/reference), not from nncli's code:
+whole-array NumPy, no numba, no nncli imports. Every function takes and returns float64, so a
+kernel result in float32 or float64 is compared against the same exact-as-possible value.
+
+Reductions (Keras): mean over rows; bce and mse are also averaged over the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Keras backend.epsilon(), the clip of probabilities before a log.
+KERAS_EPSILON = 1e-7
+
+
+def f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- dense layer
+
+def dense(X, W, b) -> np.ndarray:
+    """Z = X W + b with kernels shaped (in, out), as Keras."""
+    return f64(X) @ f64(W) + f64(b)
+
+
+def dense_grads(dZ, X, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dX, dW, db) of Z = X W + b given dZ."""
+    dZ, X, W = f64(dZ), f64(X), f64(W)
+    return dZ @ W.T, X.T @ dZ, dZ.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- activations
+
+def sigmoid(z) -> np.ndarray:
+    z = f64(z)
+    # split by sign so that exp never overflows
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    e = np.exp(z[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def softmax(z) -> np.ndarray:
+    z = f64(z)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(z) -> np.ndarray:
+    z = f64(z)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def relu(z) -> np.ndarray:
+    return np.maximum(f64(z), 0.0)
+
+
+ACT_FORWARD = {
+    "linear": lambda z: f64(z).copy(),
+    "relu": relu,
+    "sigmoid": sigmoid,
+    "tanh": lambda z: np.tanh(f64(z)),
+    "softmax": softmax,
+}
+
+
+def act_grad(name: str, Z, dA) -> np.ndarray:
+    """dZ = d(loss)/dZ given dA = d(loss)/dA for A = act(Z), computed from Z alone."""
+    Z, dA = f64(Z), f64(dA)
+    if name == "linear":
+        return dA.copy()
+    if name == "relu":
+        return np.where(Z > 0, dA, 0.0)          # subgradient 0 at the kink, as TF
+    if name == "sigmoid":
+        s = sigmoid(Z)
+        return dA * s * (1.0 - s)
+    if name == "tanh":
+        return dA / np.cosh(Z) ** 2
+    if name == "softmax":
+        # full Jacobian per row: J = diag(a) - a a^T (symmetric)
+        out = np.empty_like(Z)
+        for r in range(Z.shape[0]):
+            a = softmax(Z[r])
+            J = np.diag(a) - np.outer(a, a)
+            out[r] = J @ dA[r]
+        return out
+    raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- losses
+
+def mse(Out, Y) -> tuple[np.ndarray, np.ndarray]:
+    """(row losses, dMean/dOut)."""
+    Out, Y = f64(Out), f64(Y)
+    n, k = Out.shape
+    return ((Out - Y) ** 2).mean(axis=1), 2.0 * (Out - Y) / (n * k)
+
+
+def bce_logits(Out, Y):
+    """Stable sigmoid cross-entropy from logits (TF's sigmoid_cross_entropy_with_logits)."""
+    X, Y = f64(Out), f64(Y)
+    n, k = X.shape
+    elem = np.maximum(X, 0.0) - X * Y + np.log1p(np.exp(-np.abs(X)))
+    return elem.mean(axis=1), (sigmoid(X) - Y) / (n * k)
+
+
+def bce_probs(Out, Y, eps=KERAS_EPSILON):
+    """Keras binary_crossentropy on probabilities: clip to [eps, 1-eps], then the logs.
+    The clip passes no gradient where it is active."""
+    P, Y = f64(Out), f64(Y)
+    n, k = P.shape
+    p = np.clip(P, eps, 1.0 - eps)
+    elem = -(Y * np.log(p) + (1.0 - Y) * np.log(1.0 - p))
+    inside = (P > eps) & (P < 1.0 - eps)
+    grad = np.where(inside, -Y / p + (1.0 - Y) / (1.0 - p), 0.0) / (n * k)
+    return elem.mean(axis=1), grad
+
+
+def cce_logits(Out, Y):
+    """Softmax cross-entropy from logits with (possibly soft) target rows."""
+    Z, Y = f64(Out), f64(Y)
+    n = Z.shape[0]
+    rows = -(Y * log_softmax(Z)).sum(axis=1)
+    grad = (softmax(Z) * Y.sum(axis=1, keepdims=True) - Y) / n
+    return rows, grad
+
+
+def cce_probs(Out, Y, eps=KERAS_EPSILON):
+    """Keras categorical_crossentropy on probabilities: q = o / sum(o), clip q, -sum y log q.
+    Gradient through the clip (zero where active) and the normalisation (full Jacobian)."""
+    O, Y = f64(Out), f64(Y)
+    n, k = O.shape
+    rows = np.empty(n)
+    grad = np.empty_like(O)
+    for r in range(n):
+        s = O[r].sum()
+        q = O[r] / s
+        p = np.clip(q, eps, 1.0 - eps)
+        rows[r] = -(Y[r] * np.log(p)).sum()
+        dq = np.where((q > eps) & (q < 1.0 - eps), -Y[r] / p, 0.0)
+        J = (np.eye(k) - q[:, None]) / s        # J[i, j] = dq_i / do_j
+        grad[r] = J.T @ dq / n
+    return rows, grad
+
+
+# (function, "rows" or "elements" for the correct count, threshold for elements)
+LOSSES = {
+    0: mse,
+    1: bce_logits,
+    2: bce_probs,
+    3: cce_logits,
+    4: cce_probs,
+}
+
+
+def loss(code: int, Out, Y):
+    """(sum over rows of the row losses, dMean/dOut) for a kernel loss code."""
+    rows, grad = LOSSES[code](Out, Y)
+    return rows.sum(), grad
+
+
+def correct(code: int, Out, Y) -> int:
+    """Keras accuracy counts: argmax per row for cce, thresholded per element for bce
+    (0 on logits, 0.5 on probabilities); mse counts nothing."""
+    Out, Y = f64(Out), f64(Y)
+    if code in (3, 4):
+        return int((Out.argmax(axis=1) == Y.argmax(axis=1)).sum())
+    if code in (1, 2):
+        threshold = 0.0 if code == 1 else 0.5
+        return int(((Out > threshold) == (Y >= 0.5)).sum())
+    return 0
+
+
+# --------------------------------------------------------------------------- whole network
+
+def forward(weights, activations, X):
+    """All (Z, A) of a dense network; weights = [(W, b), ...], activations = names."""
+    cache = []
+    A = f64(X)
+    for (W, b), name in zip(weights, activations):
+        Z = dense(A, W, b)
+        A = ACT_FORWARD[name](Z)
+        cache.append((Z, A))
+    return cache
+
+
+def forward_backward(weights, activations, X, Y, code):
+    """(loss sum over rows, [(dW, db), ...] of the mean loss, network output)."""
+    cache = forward(weights, activations, X)
+    out = cache[-1][1]
+    loss_sum, dA = loss(code, out, Y)
+    grads = [None] * len(weights)
+    for l in range(len(weights) - 1, -1, -1):
+        Z, _ = cache[l]
+        dZ = act_grad(activations[l], Z, dA)
+        inp = f64(X) if l == 0 else cache[l - 1][1]
+        dA, dW, db = dense_grads(dZ, inp, weights[l][0])
+        grads[l] = (dW, db)
+    return loss_sum, grads, out
+
+
+# --------------------------------------------------------------------------- optimizers
+
+def adam_steps(w, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+    """Keras Adam over successive gradients; returns (w, m, v) after the last step."""
+    w = f64(w).copy()
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        g = f64(g)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g ** 2
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        w = w - alpha * m / (np.sqrt(v) + eps)
+    return w, m, v
+
+
+def sgd_steps(w, grads, lr=0.01, momentum=0.0):
+    """Keras SGD: velocity = momentum velocity - lr g; w += velocity. Returns (w, velocity)."""
+    w = f64(w).copy()
+    vel = np.zeros_like(w)
+    for g in grads:
+        vel = momentum * vel - lr * f64(g)
+        w = w + vel
+    return w, vel
+
+
+# --------------------------------------------------------------------------- comparison
+
+# Relative tolerance of a kernel result against the float64 reference, by kernel dtype.
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+def assert_close(got, want, dtype, rtol=None, scale=None) -> None:
+    """assert_allclose with the dtype's rtol, plus an absolute floor of rtol times ``scale``
+    (default: the largest |want|, at least 1), for entries that cancel to near zero."""
+    rtol = RTOL[np.dtype(dtype).type] if rtol is None else rtol
+    want = f64(want)
+    if scale is None:
+        scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(f64(got), want, rtol=rtol, atol=rtol * scale)
