@@ -33,6 +33,8 @@ from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USA
 app = typer.Typer(
     name="nncli",
     help="Train small dense neural networks on the CPU from a one-line architecture string.",
+    epilog="Example: nncli train datasets/digits.csv --arch 25relu-15relu-10linear --loss "
+           "sparse_cce --logits --epochs 40 --validation-split 0.2",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -69,11 +71,7 @@ def _root(
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
 ) -> None:
-    """Train small dense neural networks on the CPU from a one-line architecture string.
-
-    Example: nncli train datasets/digits.csv --arch 25relu-15relu-10linear --loss sparse_cce
-    --logits --epochs 40 --validation-split 0.2
-    """
+    """Train small dense neural networks on the CPU from a one-line architecture string."""
 
 
 # --------------------------------------------------------------------------- train

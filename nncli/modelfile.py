@@ -23,6 +23,7 @@ from safetensors.numpy import save as st_save
 from nncli import __version__
 from nncli.arch import parse_arch
 from nncli.errors import ArchError, ModelFileError, UsageError
+from nncli.losses import LOSSES
 from nncli.model import Model, layer_table, param_count
 
 FORMAT_VERSION = 1
@@ -34,7 +35,8 @@ MAX_HEADER_BYTES = 64 << 20
 def save_model(model: Model, path: str | os.PathLike) -> None:
     """Write ``model`` to ``path`` atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
-    data = st_save(_tensors(model), metadata={METADATA_KEY: json.dumps(_metadata(model))})
+    data = st_save(_tensors(model),
+                   metadata={METADATA_KEY: json.dumps(_metadata(model), sort_keys=True)})
     check_writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -92,7 +94,9 @@ def _tensors(model: Model) -> dict[str, np.ndarray]:
 
 
 def _metadata(model: Model) -> dict:
+    # model.info first: what this file is (version, structure) always describes it now.
     return {
+        **model.info,
         "format_version": FORMAT_VERSION,
         "nncli_version": __version__,
         "arch": model.arch,
@@ -105,7 +109,6 @@ def _metadata(model: Model) -> dict:
         "feature_names": model.feature_names,
         "target_names": model.target_names,
         "target_columns": model.target_columns,
-        **model.info,
     }
 
 
@@ -124,10 +127,9 @@ def _read_header(data: bytes, name: str) -> dict:
         raise ModelFileError(f"{name}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name}: not a safetensors file (header is not a JSON object)")
-    ends = [t["data_offsets"][1] for k, t in header.items()
-            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
     body = len(data) - 8 - n
-    expected = max(ends, default=0)
+    expected = max((_tensor_end(k, t, name) for k, t in header.items() if k != "__metadata__"),
+                   default=0)
     if body < expected:
         raise ModelFileError(f"{name}: truncated model file ({body} bytes of tensor data, "
                              f"{expected} expected)")
@@ -137,15 +139,28 @@ def _read_header(data: bytes, name: str) -> dict:
     return header
 
 
+def _tensor_end(key: str, entry: object, name: str) -> int:
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) and o >= 0 for o in offsets)):
+        raise ModelFileError(f"{name}: damaged safetensors header (tensor '{key}' has no valid "
+                             f"data_offsets)")
+    return offsets[1]
+
+
 def _nncli_metadata(header: dict, name: str) -> dict:
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{name}: damaged safetensors header (__metadata__ is not an "
+                             f"object)")
+    raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise ModelFileError(f"{name}: a safetensors file, but not an nncli model (no '"
                              f"{METADATA_KEY}' metadata); was it written by another program?")
     try:
         meta = json.loads(raw)
         version = int(meta["format_version"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise ModelFileError(f"{name}: damaged nncli metadata") from None
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{name}: model format version {version} is newer than this nncli "
@@ -155,11 +170,14 @@ def _nncli_metadata(header: dict, name: str) -> dict:
 
 def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
     try:
-        layers = parse_arch(meta["arch"])
+        layers = parse_arch(str(meta["arch"]))
         n_inputs = int(meta["n_inputs"])
         loss, logits = str(meta["loss"]), bool(meta["logits"])
     except (KeyError, TypeError, ValueError, ArchError) as e:
         raise ModelFileError(f"{name}: damaged nncli metadata ({e})") from None
+    if loss not in LOSSES:
+        raise ModelFileError(f"{name}: unknown loss '{loss}' in the metadata; this nncli knows "
+                             f"{', '.join(LOSSES)}")
     expected = _expected_shapes(layer_table(layers, n_inputs), n_inputs)
     for key, shape in expected.items():
         got = tensors.get(key)
@@ -171,8 +189,8 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
                 f"{name}: tensor '{key}' is {got.dtype}{list(got.shape)}, expected "
                 f"float32{list(shape)} for architecture '{meta['arch']}' on {n_inputs} inputs")
     params = np.empty(param_count(layers, n_inputs), dtype=np.float32)
-    known = {"format_version", "nncli_version", "arch", "layers", "n_inputs", "loss", "logits",
-             "classes", "feature_names", "target_names", "target_columns"}
+    known = {"format_version", "arch", "layers", "n_inputs", "loss", "logits", "classes",
+             "feature_names", "target_names", "target_columns"}
     model = Model(layers, n_inputs, loss, logits, params,
                   tensors["normalization.mean"].copy(), tensors["normalization.std"].copy(),
                   classes=meta.get("classes"), feature_names=meta.get("feature_names"),

@@ -1,0 +1,670 @@
+"""End-to-end tests of the ``nncli`` command line.
+
+Most tests call the real entry point in-process (``nncli.cli.main(argv) -> int``) and read
+stdout/stderr with ``capsys``; a few run real subprocesses where a pipe, stdin, a signal or the
+process boundary matters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from nncli import __version__
+from nncli.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ["train", "eval", "predict", "gradcheck", "info"]
+DIGITS_ARCH = ["--arch", "25relu-15relu-10linear", "--loss", "sparse_cce", "--logits"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``nncli ARGV`` run in-process.
+
+    An exception escaping ``main`` is a bug of its own (the user would see a traceback), so it
+    fails the test with what was printed instead of erroring out.
+    """
+    try:
+        rc = main([str(a) for a in argv])
+    except (Exception, SystemExit) as e:
+        out, err = capsys.readouterr()
+        pytest.fail(f"main({[str(a) for a in argv]}) raised {type(e).__name__}: {e}\n"
+                    f"stdout: {out[-2000:]}\nstderr: {err[-2000:]}")
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
+    """Exit 2, nothing on stdout, exactly one ``nncli: error:`` line on stderr; return it."""
+    assert rc == 2, f"exit code {rc}, stderr: {err}"
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith("nncli: error: "), err
+    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    return err
+
+
+def nncli_argv() -> list[str]:
+    """How to start nncli in a subprocess: the console script when installed, else -m."""
+    script = Path(sys.executable).with_name("nncli")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nncli"]
+
+
+def sub_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NNCLI_DEBUG", "FORCE_COLOR")}
+    env.pop("_NNCLI_COMPLETE", None)
+    return env
+
+
+def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0], rows[1:]
+
+
+def floats(rows: list[list[str]]) -> np.ndarray:
+    return np.array([[float(c) for c in row] for row in rows])
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ---------------------------------------------------------------- version and help
+
+
+def test_version(capsys):
+    rc, out, err = run(capsys, "--version")
+    assert rc == 0
+    assert out == f"nncli {__version__}\n"
+    assert err == ""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_command_shows_an_example(capsys, command):
+    rc, out, err = run(capsys, command, "--help")
+    assert rc == 0
+    assert "Usage" in out
+    assert "Example" in out
+    assert err == ""
+
+
+def test_root_help_lists_commands(capsys):
+    rc, out, err = run(capsys, "--help")
+    assert rc == 0
+    for command in COMMANDS:
+        assert command in out
+    assert "completions" not in out  # hidden command
+
+
+def test_no_arguments_shows_the_help(capsys):
+    rc, out, err = run(capsys)
+    assert rc == 0
+    assert "Usage" in out
+    assert "train" in out
+    assert "Traceback" not in err
+
+
+def test_root_help_shows_an_example(capsys):
+    # Like every command, the root help ends with an example.
+    rc, out, _ = run(capsys, "--help")
+    assert rc == 0
+    assert "Example" in out
+
+
+def test_help_does_not_import_numba():
+    code = ("import sys\n"
+            "from nncli.cli import main\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = main(['--help'])\n"
+            "    rc2 = main(['train', '--help'])\n"
+            "print(rc, rc2, 'numba' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=sub_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0", "False"]
+
+
+# ---------------------------------------------------------------- train
+
+
+EPOCH_LINE = re.compile(
+    r"^epoch (\d+)/30  loss \d+\.\d{4}  accuracy \d\.\d{4}  val_loss \d+\.\d{4}  "
+    r"val_accuracy \d\.\d{4}  \d+\.\d{3}s$")
+
+
+def test_train_digits_json_and_plain_progress(capsys, tmp_path, digits_csv):
+    model = tmp_path / "m.safetensors"
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "30",
+                       "--validation-split", "0.2", "--json", "-o", model)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert {"options", "final", "history"} <= doc.keys()
+    assert doc["options"]["arch"] == "25relu-15relu-10linear"
+    assert doc["options"]["epochs"] == 30
+    assert doc["options"]["validation_split"] == 0.2
+    history = doc["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 31))
+    for h in history:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= h.keys()
+        assert 0.0 <= h["accuracy"] <= 1.0 and 0.0 <= h["val_accuracy"] <= 1.0
+        assert h["seconds"] >= 0.0
+    assert doc["final"] == history[-1]
+    assert doc["final"]["val_accuracy"] >= 0.95
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert model.is_file()
+    # stderr is not a terminal: one plain line per epoch, no bar, no colour codes.
+    assert "\x1b" not in err
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 30
+    for i, line in enumerate(epoch_lines, 1):
+        m = EPOCH_LINE.match(line)
+        assert m, line
+        assert int(m.group(1)) == i
+
+
+def test_train_quiet_prints_nothing_on_stderr(capsys, tmp_path, digits_csv):
+    model = tmp_path / "m.safetensors"
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "2",
+                       "--quiet", "--json", "-o", model)
+    assert rc == 0
+    assert err == ""
+    assert len(json.loads(out)["history"]) == 2
+    assert model.is_file()
+
+
+def test_epochs_zero_writes_a_model_that_loads_and_predicts(capsys, tmp_path, digits_csv):
+    model = tmp_path / "fresh.safetensors"
+    rc, _, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "0", "-o", model)
+    assert rc == 0, err
+    assert "epoch " not in err
+    rc, out, _ = run(capsys, "info", model, "--json")
+    assert rc == 0
+    assert json.loads(out)["epochs"] == 0
+    rc, out, err = run(capsys, "predict", model, digits_csv)
+    assert rc == 0, err
+    header, rows = read_csv(out)
+    assert header == [str(i) for i in range(10)]
+    assert len(rows) == 1797
+
+
+# ---------------------------------------------------------------- eval
+
+
+def test_eval_text_tables_go_to_stderr(capsys, digits_model, digits_csv):
+    rc, out, err = run(capsys, "eval", digits_model, digits_csv)
+    assert rc == 0
+    assert out == ""
+    assert "accuracy" in err
+    assert "confusion matrix" in err
+    assert "1797" in err
+
+
+def test_eval_json_classifier(capsys, digits_model, digits_csv):
+    rc, out, err = run(capsys, "eval", digits_model, digits_csv, "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert {"loss", "accuracy", "confusion_matrix"} <= report.keys()
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (10, 10)
+    assert cm.sum() == 1797
+    # Rows are true classes: digits.csv has 174-183 rows of each digit.
+    assert ((174 <= cm.sum(axis=1)) & (cm.sum(axis=1) <= 183)).all()
+    assert report["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert report["accuracy"] > 0.8
+    assert report["loss"] > 0
+
+
+def test_eval_json_regression(capsys, regression_model, regression_csv):
+    rc, out, err = run(capsys, "eval", regression_model, regression_csv, "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert {"loss", "mse", "mae", "r2"} <= report.keys()
+    assert "accuracy" not in report and "confusion_matrix" not in report
+    y = np.loadtxt(regression_csv, delimiter=",", skiprows=1)[:, -1]
+    assert report["mse"] == pytest.approx(report["loss"], rel=1e-5)
+    assert 0 <= report["mae"] <= np.sqrt(report["mse"]) + 1e-9
+    assert report["r2"] == pytest.approx(1 - report["mse"] / y.var(), rel=1e-4, abs=1e-6)
+    assert report["r2"] > 0.5
+
+
+# ---------------------------------------------------------------- predict
+
+
+def test_predict_probabilities_sum_to_one(capsys, digits_model, digits_csv):
+    rc, out, err = run(capsys, "predict", digits_model, digits_csv)
+    assert rc == 0, err
+    header, rows = read_csv(out)
+    assert header == [str(i) for i in range(10)]
+    assert len(rows) == 1797
+    P = floats(rows)
+    assert P.shape == (1797, 10)
+    assert ((P >= 0) & (P <= 1)).all()
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_predict_logits_differ_from_proba(capsys, digits_model, digits_csv):
+    _, out, _ = run(capsys, "predict", digits_model, digits_csv)
+    P = floats(read_csv(out)[1])
+    rc, out, err = run(capsys, "predict", digits_model, digits_csv, "--output", "logits")
+    assert rc == 0, err
+    header, rows = read_csv(out)
+    assert header == [str(i) for i in range(10)]
+    L = floats(rows)
+    assert L.shape == P.shape
+    assert not np.allclose(L, P)
+    soft = np.exp(L - L.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(axis=1, keepdims=True), P, atol=1e-5)
+
+
+def test_predict_class_string_labels(capsys, breast_cancer_model, breast_cancer_csv):
+    rc, out, err = run(capsys, "predict", breast_cancer_model, breast_cancer_csv, "--output",
+                       "class")
+    assert rc == 0, err
+    header, rows = read_csv(out)
+    assert header == ["diagnosis"]
+    labels = [r[0] for r in rows]
+    assert len(labels) == 569
+    assert set(labels) == {"malignant", "benign"}
+    truth = [r[-1] for r in read_csv(breast_cancer_csv.read_text())[1]]
+    assert np.mean([a == b for a, b in zip(labels, truth)]) > 0.85
+    # The single probability column is the second class (sorted: benign, malignant).
+    _, out, _ = run(capsys, "predict", breast_cancer_model, breast_cancer_csv)
+    header, rows = read_csv(out)
+    assert header == ["malignant"]
+    p = floats(rows)[:, 0]
+    assert [("malignant" if v > 0.5 else "benign") for v in p] == labels
+
+
+def test_predict_to_file_writes_nothing_on_stdout(capsys, tmp_path, digits_model, digits_csv):
+    _, expected, _ = run(capsys, "predict", digits_model, digits_csv)
+    target = tmp_path / "pred.csv"
+    rc, out, err = run(capsys, "predict", digits_model, digits_csv, "-o", target)
+    assert rc == 0, err
+    assert out == ""
+    assert target.read_text() == expected
+    assert files_in(tmp_path) == ["pred.csv"]
+
+
+def test_shell_pipeline_train_and_predict_from_stdin(tmp_path, digits_csv):
+    nncli = " ".join(shlex.quote(a) for a in nncli_argv())
+    data = shlex.quote(str(digits_csv))
+    script = (f"set -e\n"
+              f"cat {data} | {nncli} train - --arch 25relu-10linear --loss sparse_cce --logits "
+              f"--epochs 3 -o m.safetensors\n"
+              f"cat {data} | {nncli} predict m.safetensors - | head -3\n")
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env=sub_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0] == ",".join(str(i) for i in range(10))
+    P = floats([line.split(",") for line in lines[1:]])
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    assert "<stdin>" in proc.stderr or "wrote m.safetensors" in proc.stderr
+    assert (tmp_path / "m.safetensors").is_file()
+
+
+def test_predict_into_a_closed_pipe_exits_0_quietly(digits_model, digits_csv):
+    # 1797 rows x 10 probabilities is far more than a pipe buffer: the writer meets EPIPE.
+    proc = subprocess.Popen([*nncli_argv(), "predict", str(digits_model), str(digits_csv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sub_env())
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    rc = proc.wait(timeout=60)
+    assert first.startswith(b"0,1,2")
+    assert rc == 0, err
+    assert err == ""
+
+
+# ---------------------------------------------------------------- gradcheck
+
+
+@pytest.mark.parametrize("arch, loss_args", [
+    ("25relu-15relu-10linear", ["--loss", "sparse_cce", "--logits"]),
+    ("25sigmoid-15sigmoid-1sigmoid", ["--loss", "bce"]),
+    ("8relu-3linear", ["--loss", "mse"]),
+    ("16tanh-4sigmoid", ["--loss", "bce"]),
+])
+def test_gradcheck_passes(capsys, arch, loss_args):
+    rc, out, err = run(capsys, "gradcheck", "--arch", arch, *loss_args)
+    assert rc == 0, err
+    assert out == ""
+    assert "gradcheck passed" in err
+
+
+def test_gradcheck_fails_with_impossible_tolerance(capsys):
+    rc, out, err = run(capsys, "gradcheck", "--arch", "8relu-3linear", "--loss", "mse", "--tol",
+                       "1e-30", "--json")
+    assert rc == 1
+    assert "FAILED" in err
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert [t["name"] for t in doc["tensors"]] == ["layers.0.kernel", "layers.0.bias",
+                                                   "layers.1.kernel", "layers.1.bias"]
+    assert any(t["max_error"] > 1e-30 for t in doc["tensors"])
+
+
+def test_gradcheck_json_passes(capsys):
+    rc, out, _ = run(capsys, "gradcheck", "--arch", "8relu-3linear", "--loss", "mse", "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["ok"] is True
+    assert all(t["max_error"] <= doc["tol"] for t in doc["tensors"])
+    assert [t["size"] for t in doc["tensors"]] == [5 * 8, 8, 8 * 3, 3]
+
+
+def test_gradcheck_a_trained_model(capsys, digits_model, digits_csv):
+    rc, out, err = run(capsys, "gradcheck", digits_model, digits_csv)
+    assert rc == 0, err
+    assert "gradcheck passed" in err
+
+
+# ---------------------------------------------------------------- info
+
+
+def test_info_json(capsys, digits_model):
+    rc, out, err = run(capsys, "info", digits_model, "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["arch"] == "25relu-15relu-10linear"
+    sizes = [64, 25, 15, 10]
+    assert doc["parameters"] == sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    assert [l["parameters"] for l in doc["layers"]] == [64 * 25 + 25, 25 * 15 + 15, 15 * 10 + 10]
+    assert doc["loss"] == "sparse_cce"
+    assert doc["logits"] is True
+    assert doc["classes"] is None  # the digit labels are numbers
+    assert doc["inputs"] == 64 and doc["outputs"] == 10
+    assert doc["epochs"] == 5
+
+
+def test_info_json_string_classes(capsys, breast_cancer_model):
+    rc, out, _ = run(capsys, "info", breast_cancer_model, "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["arch"] == "8relu-1linear"
+    assert doc["parameters"] == 30 * 8 + 8 + 8 * 1 + 1
+    assert doc["loss"] == "bce"
+    assert doc["classes"] == ["benign", "malignant"]
+    assert doc["targets"] == ["diagnosis"]
+
+
+def test_info_reports_the_nncli_version_that_wrote_the_model(capsys, digits_model):
+    # The model file's metadata holds nncli_version; info should show it.
+    rc, out, _ = run(capsys, "info", digits_model, "--json")
+    assert rc == 0
+    assert json.loads(out)["nncli_version"] == __version__
+
+
+def test_info_text(capsys, breast_cancer_model):
+    rc, out, err = run(capsys, "info", breast_cancer_model)
+    assert rc == 0
+    assert out == ""
+    assert "8relu-1linear" in err
+    assert "257" in err
+    assert "malignant" in err
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _first_line_with_label_at_least(path: Path, k: int) -> int:
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines[1:], 2):
+        if int(line.rsplit(",", 1)[1]) >= k:
+            return number
+    raise AssertionError("no such row")
+
+
+@pytest.fixture
+def bad(tmp_path, digits_model):
+    """Bad input files and an empty output folder."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,0\n3,4\n5,6,1\n")
+    (tmp_path / "nonnum.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,x,1\n")
+    (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,nan,1\n5,6,1\n")
+    (tmp_path / "narrow.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    data = digits_model.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(data[:len(data) // 2])
+    save_file({"a": np.zeros(3, np.float32)}, str(tmp_path / "foreign.safetensors"))
+    (tmp_path / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    # A header whose data_offsets is a number instead of [start, end].
+    header = json.dumps({"a": {"dtype": "F32", "shape": [1], "data_offsets": 4}}).encode()
+    header += b" " * (-len(header) % 8)
+    (tmp_path / "crafted.safetensors").write_bytes(
+        len(header).to_bytes(8, "little") + header + bytes(4))
+    return tmp_path
+
+
+SMALL = ["--arch", "4relu-1linear", "--loss", "mse"]
+
+# id -> (argv with {tmp}, {digits}, {model} placeholders, needles, trains?)
+BAD_INPUT = {
+    "ragged-row": (["train", "{tmp}/ragged.csv", *SMALL], ["ragged.csv:3:"], True),
+    "non-numeric-cell": (["train", "{tmp}/nonnum.csv", *SMALL], ["nonnum.csv:4:2:", "'x'"], True),
+    "nan-feature": (["train", "{tmp}/nan.csv", *SMALL], ["nan.csv:3:2:", "NaN"], True),
+    "predict-column-count": (["predict", "{model}", "{tmp}/narrow.csv"],
+                             ["narrow.csv", "64"], False),
+    "label-out-of-range": (["train", "{digits}", "--arch", "5relu-3linear", "--loss",
+                            "sparse_cce", "--logits"], ["digits.csv:{label_line}:"], True),
+    "unknown-activation": (["train", "{digits}", "--arch", "25rleu-10linear", "--loss",
+                            "sparse_cce", "--logits"], ["'rleu'", "expected one of"], True),
+    "softmax-with-logits": (["train", "{digits}", "--arch", "25relu-10softmax", "--loss",
+                             "sparse_cce", "--logits"], ["--logits", "linear"], True),
+    "sparse-cce-one-output": (["train", "{digits}", "--arch", "25relu-1linear", "--loss",
+                               "sparse_cce", "--logits"], ["sparse_cce", "at least 2"], True),
+    "truncated-model": (["predict", "{tmp}/truncated.safetensors", "{digits}"],
+                        ["truncated.safetensors", "truncated"], False),
+    "foreign-safetensors": (["info", "{tmp}/foreign.safetensors"],
+                            ["foreign.safetensors", "not an nncli model"], False),
+    "random-bytes-model": (["eval", "{tmp}/random.safetensors", "{digits}"],
+                           ["random.safetensors", "safetensors"], False),
+    "crafted-model-header": (["info", "{tmp}/crafted.safetensors"],
+                             ["crafted.safetensors"], False),
+    "missing-model": (["info", "{tmp}/nope.safetensors"], ["nope.safetensors"], False),
+    "missing-data": (["train", "{tmp}/nope.csv", *SMALL], ["nope.csv", "no such file"], True),
+    "missing-data-predict": (["predict", "{model}", "{tmp}/nope.csv"], ["nope.csv"], False),
+    "bad-option-value": (["train", "{digits}", *DIGITS_ARCH, "--epochs", "abc"],
+                         ["--epochs"], True),
+    "unknown-option": (["train", "{digits}", *DIGITS_ARCH, "--epochz", "3"], ["--epochz"], True),
+    "missing-arch": (["train", "{digits}", "--loss", "mse"], ["--arch"], True),
+    "unknown-command": (["trian", "{digits}"], ["trian"], False),
+    "bad-output-choice": (["predict", "{model}", "{digits}", "--output", "probs"],
+                          ["--output"], False),
+    "both-validations": (["train", "{digits}", *DIGITS_ARCH, "--validation-split", "0.2",
+                          "--validation-data", "{digits}"],
+                         ["--validation-split", "--validation-data"], True),
+    "negative-epochs": (["train", "{digits}", *DIGITS_ARCH, "--epochs", "-1"], ["--epochs"], True),
+    "unknown-loss": (["train", "{digits}", "--arch", "10linear", "--loss", "hinge"],
+                     ["hinge", "expected one of"], True),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_and_writes_no_model(capsys, bad, digits_csv, digits_model,
+                                                          case):
+    argv, needles, trains = BAD_INPUT[case]
+    fill = {"tmp": str(bad), "digits": str(digits_csv), "model": str(digits_model),
+            "label_line": str(_first_line_with_label_at_least(digits_csv, 3))}
+    argv = [a.format(**fill) for a in argv]
+    if trains:
+        argv += ["-o", str(bad / "out" / "m.safetensors")]
+    rc, out, err = run(capsys, *argv)
+    assert_one_line_error(rc, out, err, *[n.format(**fill) for n in needles])
+    assert files_in(bad / "out") == []
+
+
+def test_output_in_missing_folder_fails_before_training(capsys, monkeypatch, tmp_path,
+                                                        digits_csv):
+    import nncli.train
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("training started although the output folder does not exist")
+
+    monkeypatch.setattr(nncli.train, "fit", must_not_run)
+    monkeypatch.setattr(nncli.train, "warm_up", must_not_run)
+    target = tmp_path / "missing" / "m.safetensors"
+    start = time.perf_counter()
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "500", "-o",
+                       target)
+    assert_one_line_error(rc, out, err, "missing", "does not exist")
+    assert time.perf_counter() - start < 10
+    assert files_in(tmp_path) == []
+
+
+def test_bad_option_value_in_a_real_process(tmp_path, digits_csv):
+    proc = subprocess.run([*nncli_argv(), "train", str(digits_csv), *DIGITS_ARCH, "--epochs",
+                           "abc", "-o", "m.safetensors"], cwd=tmp_path, capture_output=True,
+                          text=True, env=sub_env(), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("nncli: error:")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert files_in(tmp_path) == []
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+def test_keyboard_interrupt_in_process_says_interrupted(capsys, monkeypatch, tmp_path,
+                                                        digits_csv):
+    import nncli.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(nncli.train, "fit", interrupted)
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "5", "-o",
+                       tmp_path / "m.safetensors")
+    assert rc == 130
+    assert out == ""
+    assert err == "nncli: error: interrupted\n"
+    assert files_in(tmp_path) == []
+
+
+def _read_line(stream, deadline: float) -> bytes:
+    """One line from a pipe, or b'' at EOF or when the deadline passes."""
+    line = b""
+    fd = stream.fileno()
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        ch = os.read(fd, 1)
+        if not ch:
+            break
+        line += ch
+        if ch == b"\n":
+            break
+    return line
+
+
+def test_ctrl_c_during_training_exits_130_and_leaves_no_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 20))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    data = tmp_path / "big.csv"
+    np.savetxt(data, np.column_stack([X, y]), delimiter=",", fmt="%.5g",
+               header=",".join([f"f{i}" for i in range(20)] + ["y"]), comments="")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([*nncli_argv(), "train", str(data), "--arch", "64relu-64relu-1linear",
+                             "--loss", "bce", "--logits", "--epochs", "100000", "-o",
+                             str(out_dir / "m.safetensors")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sub_env())
+    try:
+        deadline = time.monotonic() + 120
+        first = b""
+        while not first.startswith(b"epoch ") and time.monotonic() < deadline:
+            first = _read_line(proc.stderr, deadline)
+            if not first:
+                break
+        assert first.startswith(b"epoch 1/"), f"no epoch line before the deadline: {first!r}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    assert out == b""
+    assert files_in(out_dir) == []
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_threads_do_not_change_the_model(capsys, tmp_path, digits_csv, restore_threads):
+    tensors = []
+    for threads in ("1", "2"):
+        path = tmp_path / f"t{threads}.safetensors"
+        rc, _, err = run(capsys, "train", digits_csv, "--arch", "25relu-10linear", "--loss",
+                         "sparse_cce", "--logits", "--epochs", "3", "--seed", "7",
+                         "--validation-split", "0.1", "--threads", threads, "-q", "-o", path)
+        assert rc == 0, err
+        tensors.append(load_file(str(path)))
+    a, b = tensors
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype
+        assert a[key].tobytes() == b[key].tobytes(), key
+
+
+def test_different_seeds_give_different_models(capsys, tmp_path, digits_csv):
+    # Guards the test above: bit-identical files must not be identical by construction.
+    tensors = []
+    for seed in ("1", "2"):
+        path = tmp_path / f"s{seed}.safetensors"
+        rc, _, _ = run(capsys, "train", digits_csv, "--arch", "25relu-10linear", "--loss",
+                       "sparse_cce", "--logits", "--epochs", "1", "--seed", seed, "-q", "-o",
+                       path)
+        assert rc == 0
+        tensors.append(load_file(str(path)))
+    assert not np.array_equal(tensors[0]["layers.0.kernel"], tensors[1]["layers.0.kernel"])
+
+
+# ---------------------------------------------------------------- completions
+
+
+@pytest.mark.parametrize("shell, committed", [
+    ("bash", "nncli.bash"), ("zsh", "_nncli"), ("fish", "nncli.fish"),
+])
+def test_completion_scripts_match_committed_files(capsys, shell, committed):
+    path = REPO / "completions" / committed
+    assert path.is_file(), f"{path} is missing"
+    rc, out, err = run(capsys, "completions", shell)
+    assert rc == 0, err
+    assert out
+    assert out == path.read_text()
+
+
+def test_bash_completion_request_completes_commands():
+    env = {**sub_env(), "_NNCLI_COMPLETE": "complete_bash", "COMP_WORDS": "nncli tr",
+           "COMP_CWORD": "1"}
+    proc = subprocess.run(nncli_argv(), capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "train" in proc.stdout.split()
+    assert "predict" not in proc.stdout.split()

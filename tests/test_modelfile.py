@@ -1,0 +1,407 @@
+"""Tests of the model file (nncli.modelfile): round trip, layout, atomic writes, and every way a
+file can be damaged or foreign raising ModelFileError with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from nncli import __version__
+from nncli.arch import parse_arch
+from nncli.errors import ModelFileError, NncliError, UsageError
+from nncli.model import Model
+from nncli.modelfile import FORMAT_VERSION, load_model, save_model
+
+HISTORY = [
+    {"epoch": 1, "loss": 1.25, "accuracy": 0.5, "val_loss": 1.5, "val_accuracy": 0.25,
+     "seconds": 0.125},
+    {"epoch": 2, "loss": 0.75, "accuracy": 0.75, "val_loss": 1.0, "val_accuracy": 0.5,
+     "seconds": 0.0625},
+]
+
+
+def make_model(arch: str = "5relu-4tanh-3linear", n_inputs: int = 6, seed: int = 3) -> Model:
+    """A classifier with everything a trained model carries: weights, scaling, names, history."""
+    rng = np.random.default_rng(seed)
+    info = {"optimizer": {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9,
+                          "beta_2": 0.999, "epsilon": 1e-07},
+            "seed": seed, "normalize": True, "history": [dict(h) for h in HISTORY]}
+    model = Model.create(parse_arch(arch), n_inputs, "sparse_cce", True, seed=seed,
+                         classes=["cat", "dog", "émeu"],
+                         feature_names=[f"f{i}" for i in range(n_inputs)],
+                         target_names=["animal"], target_columns=[n_inputs], info=info)
+    for i in range(len(model.layers)):
+        model.bias(i)[...] = rng.normal(size=model.bias(i).shape)
+    model.mean = rng.normal(size=n_inputs).astype(np.float32)
+    model.std = rng.uniform(0.5, 2.0, size=n_inputs).astype(np.float32)
+    return model
+
+
+@pytest.fixture
+def saved(tmp_path) -> tuple[Model, Path]:
+    model = make_model()
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    return model, path
+
+
+def error_of(path) -> ModelFileError:
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    err = info.value
+    assert isinstance(err, NncliError) and err.exit_code == 2
+    message = str(err)
+    assert "\n" not in message
+    assert str(path) in message, f"the message does not name the file: {message}"
+    return err
+
+
+def rewrite_metadata(path: Path, change) -> None:
+    """Rewrite ``path`` with its nncli metadata passed through ``change(meta) -> meta``."""
+    tensors = load_file(str(path))
+    with safe_open(str(path), "np") as f:
+        metadata = dict(f.metadata())
+    metadata["nncli"] = json.dumps(change(json.loads(metadata["nncli"])))
+    save_file(tensors, str(path), metadata=metadata)
+
+
+# ---------------------------------------------------------------- round trip
+
+
+def test_round_trip_keeps_everything(saved):
+    model, path = saved
+    loaded = load_model(path)
+    assert loaded.arch == model.arch == "5relu-4tanh-3linear"
+    assert loaded.layers == model.layers
+    assert loaded.n_inputs == model.n_inputs
+    assert loaded.loss == "sparse_cce" and loaded.logits is True
+    assert loaded.params.dtype == np.float32
+    np.testing.assert_array_equal(loaded.params, model.params)
+    np.testing.assert_array_equal(loaded.mean, model.mean)
+    np.testing.assert_array_equal(loaded.std, model.std)
+    assert loaded.classes == ["cat", "dog", "émeu"]
+    assert loaded.feature_names == model.feature_names
+    assert loaded.target_names == ["animal"]
+    assert loaded.target_columns == [6]
+    assert loaded.info["history"] == HISTORY
+    assert loaded.info["optimizer"] == model.info["optimizer"]
+    assert loaded.info["seed"] == 3 and loaded.info["normalize"] is True
+
+
+def test_round_trip_gives_the_same_outputs(saved):
+    model, path = saved
+    loaded = load_model(path)
+    X = np.random.default_rng(0).normal(size=(7, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.outputs(X.copy()), model.outputs(X.copy()))
+
+
+def test_loaded_parameters_are_one_flat_buffer_with_views(saved):
+    _, path = saved
+    loaded = load_model(path)
+    loaded.kernel(0)[0, 0] = 42.0
+    assert loaded.params[0] == 42.0
+
+
+def test_save_again_is_byte_identical(saved, tmp_path):
+    _, path = saved
+    again = tmp_path / "again.safetensors"
+    save_model(load_model(path), again)
+    assert again.read_bytes() == path.read_bytes()
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_tensor_names_shapes_and_plain_safetensors_loading(saved):
+    model, path = saved
+    tensors = load_file(str(path))  # plain safetensors, no nncli code
+    sizes = [6, 5, 4, 3]
+    expected = {"normalization.mean", "normalization.std"}
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        expected |= {f"layers.{i}.kernel", f"layers.{i}.bias"}
+        kernel, bias = tensors[f"layers.{i}.kernel"], tensors[f"layers.{i}.bias"]
+        assert kernel.shape == (n_in, n_out)
+        assert bias.shape == (n_out,)
+        assert kernel.dtype == bias.dtype == np.float32
+        np.testing.assert_array_equal(kernel, model.kernel(i))
+        np.testing.assert_array_equal(bias, model.bias(i))
+    assert set(tensors) == expected
+    np.testing.assert_array_equal(tensors["normalization.mean"], model.mean)
+    np.testing.assert_array_equal(tensors["normalization.std"], model.std)
+
+
+def test_kernel_is_in_by_out_as_used_by_the_forward_pass(saved):
+    # x @ kernel + bias, layer by layer, must reproduce the model's own outputs.
+    model, path = saved
+    t = load_file(str(path))
+    X = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    a = X.astype(np.float64)
+    acts = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "linear": lambda z: z}
+    for i, layer in enumerate(model.layers):
+        a = acts[layer.activation](a @ t[f"layers.{i}.kernel"] + t[f"layers.{i}.bias"])
+    np.testing.assert_allclose(a, model.outputs(X.copy()), rtol=1e-5, atol=1e-5)
+
+
+def test_metadata_is_one_json_document(saved):
+    _, path = saved
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    assert set(metadata) == {"nncli"}
+    meta = json.loads(metadata["nncli"])
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["nncli_version"] == __version__
+    assert meta["arch"] == "5relu-4tanh-3linear"
+    assert meta["n_inputs"] == 6
+    assert meta["classes"] == ["cat", "dog", "émeu"]
+
+
+def test_file_is_header_plus_raw_tensors_and_no_pickle(saved, monkeypatch):
+    model, path = saved
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    # Every byte after the JSON header is some tensor's raw little-endian float32 data.
+    tensors = load_file(str(path))
+    covered = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, stop = entry["data_offsets"]
+        assert entry["dtype"] == "F32"
+        assert body[start:stop] == tensors[name].astype("<f4").tobytes()
+        covered += stop - start
+    assert covered == len(body)
+    # No pickle stream anywhere: protocol 2+ starts with PROTO (0x80) and the version byte.
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        assert bytes([0x80, protocol]) not in data[8:8 + n]
+    # And loading never unpickles.
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("load_model unpickled something")
+
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "Unpickler", no_pickle)
+    load_model(path)
+
+
+def test_file_of_known_weights_holds_no_pickle_header(tmp_path):
+    # With weights whose bytes are known, the whole file (not just the header) is pickle-free.
+    # Multiples of 1/4 have zero low mantissa bytes, so their float32 bytes are 00 00 xx 3e/3f/bf.
+    model = make_model()
+    model.params[...] = np.resize(np.array([-1, -0.5, -0.25, 0, 0.25, 0.5, 1], np.float32),
+                                  model.params.size)
+    model.mean[...] = 0.25
+    model.std[...] = 1.0
+    path = tmp_path / "known.safetensors"
+    save_model(model, path)
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])  # the length prefix is a number, not a stream
+    assert 8 + n < len(data)
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        assert bytes([0x80, protocol]) not in data[8:]
+    assert b"numpy.core.multiarray" not in data and b"_reconstruct" not in data
+
+
+# ---------------------------------------------------------------- atomic write
+
+
+def test_save_leaves_only_the_model_file(saved, tmp_path):
+    _, path = saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_overwrite_is_atomic_when_the_write_fails(saved, tmp_path, monkeypatch):
+    _, path = saved
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_model(make_model(seed=9), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_save_into_a_missing_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        save_model(make_model(), tmp_path / "missing" / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- damaged and foreign files
+
+
+def test_missing_file(tmp_path):
+    err = error_of(tmp_path / "nope.safetensors")
+    assert "no such" in str(err)
+
+
+def test_folder_instead_of_file(tmp_path):
+    err = error_of(tmp_path)
+    assert "folder" in str(err)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 100, "half", -1])
+def test_truncated(saved, keep):
+    _, path = saved
+    data = path.read_bytes()
+    cut = {"half": len(data) // 2, -1: len(data) - 1}.get(keep, keep)
+    path.write_bytes(data[:cut])
+    err = error_of(path)
+    if keep == 8:  # only the length prefix is left: cannot tell truncated from foreign
+        assert "truncated" in str(err) or "not a safetensors file" in str(err)
+    else:
+        assert "truncated" in str(err)
+
+
+@pytest.mark.parametrize("extra", [b"\0", b"garbage appended", bytes(4096)])
+def test_extra_trailing_bytes(saved, extra):
+    _, path = saved
+    path.write_bytes(path.read_bytes() + extra)
+    err = error_of(path)
+    assert f"{len(extra)} unexpected bytes" in str(err)
+
+
+def test_foreign_safetensors_file(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"a": np.zeros(3, np.float32)}, str(path))
+    err = error_of(path)
+    assert "not an nncli model" in str(err)
+
+
+def test_foreign_safetensors_file_with_other_metadata(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"weight": np.ones((2, 2), np.float32)}, str(path), metadata={"format": "pt"})
+    err = error_of(path)
+    assert "not an nncli model" in str(err)
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"hello, world\n1,2,3\n",
+    np.random.default_rng(0).bytes(4096),
+    pickle.dumps({"layers.0.kernel": [1.0, 2.0]}),
+    struct.pack("<Q", 2) + b"[]",
+    struct.pack("<Q", 4) + b"\xff\xfe\xfd\xfc",
+])
+def test_not_a_safetensors_file(tmp_path, content):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(content)
+    err = error_of(path)
+    message = str(err)
+    assert "safetensors" in message or "truncated" in message
+
+
+def test_newer_format_version(saved):
+    _, path = saved
+    rewrite_metadata(path, lambda meta: {**meta, "format_version": 99})
+    err = error_of(path)
+    message = str(err)
+    assert "99" in message and "newer" in message
+
+
+def test_damaged_metadata(saved):
+    _, path = saved
+    tensors = load_file(str(path))
+    save_file(tensors, str(path), metadata={"nncli": "{not json"})
+    err = error_of(path)
+    assert "metadata" in str(err)
+
+
+def test_shape_mismatch_when_metadata_arch_changed(saved):
+    _, path = saved
+    rewrite_metadata(path, lambda meta: {**meta, "arch": "7relu-4tanh-3linear"})
+    err = error_of(path)
+    message = str(err)
+    assert "layers.0.kernel" in message
+    assert "7relu-4tanh-3linear" in message
+    assert "[6, 5]" in message and "[6, 7]" in message
+
+
+def test_shape_mismatch_when_n_inputs_changed(saved):
+    _, path = saved
+    rewrite_metadata(path, lambda meta: {**meta, "n_inputs": 9})
+    err = error_of(path)
+    assert "layers.0.kernel" in str(err)
+
+
+def test_missing_tensor(saved):
+    _, path = saved
+    tensors = load_file(str(path))
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    del tensors["layers.2.bias"]
+    save_file(tensors, str(path), metadata=metadata)
+    err = error_of(path)
+    assert "layers.2.bias" in str(err) and "missing" in str(err)
+
+
+def test_wrong_dtype(saved):
+    _, path = saved
+    tensors = load_file(str(path))
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    tensors["layers.1.kernel"] = tensors["layers.1.kernel"].astype(np.float64)
+    save_file(tensors, str(path), metadata=metadata)
+    err = error_of(path)
+    assert "layers.1.kernel" in str(err) and "float32" in str(err)
+
+
+def test_unparsable_arch_in_metadata(saved):
+    _, path = saved
+    rewrite_metadata(path, lambda meta: {**meta, "arch": "5rleu-3linear"})
+    err = error_of(path)
+    assert "metadata" in str(err)
+
+
+def _raw_file(path: Path, header: dict, body: bytes = b"") -> Path:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+    return path
+
+
+def _meta(**fields) -> dict:
+    return {"__metadata__": {"nncli": json.dumps(fields)}}
+
+
+CRAFTED_HEADERS = {
+    "data-offsets-not-a-list": {"a": {"dtype": "F32", "shape": [1], "data_offsets": 4}},
+    "data-offsets-empty": {"a": {"dtype": "F32", "shape": [1], "data_offsets": []}},
+    "data-offsets-text": {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, "4"]}},
+    "metadata-not-an-object": {"__metadata__": "nncli"},
+    "nncli-metadata-not-text": {"__metadata__": {"nncli": 5}},
+    "nncli-metadata-a-list": {"__metadata__": {"nncli": "[1, 2]"}},
+    "format-version-null": _meta(format_version=None),
+    "arch-missing": _meta(format_version=1),
+    "arch-a-number": _meta(format_version=1, arch=5, n_inputs=3, loss="mse", logits=False),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED_HEADERS)
+def test_crafted_header_is_a_model_file_error(tmp_path, case):
+    # A damaged or hostile header must be reported, never crash with a TypeError & co.
+    body = bytes(4) if case.startswith("data-offsets") else b""
+    path = _raw_file(tmp_path / f"{case}.safetensors", CRAFTED_HEADERS[case], body)
+    error_of(path)
+
+
+def test_unknown_loss_in_metadata(saved):
+    # load_model promises that every problem of the file is a ModelFileError naming it; a loss
+    # this nncli does not know would otherwise surface later, at predict, without the file.
+    _, path = saved
+    rewrite_metadata(path, lambda meta: {**meta, "loss": "hinge"})
+    err = error_of(path)
+    assert "hinge" in str(err)
