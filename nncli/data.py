@@ -152,15 +152,7 @@ def load_training_data(path: str, targets: list[str] | None = None,
                         table.source)
     X = _numeric_columns(table, feature_cols, "feature")
     Y, found_classes = _csv_targets(table, target_cols, classes)
-    names = table.column_names
-    return Dataset(
-        X=X, Y=Y,
-        feature_names=[names[j] for j in feature_cols] if table.header is not None
-        else _numbered("x", len(feature_cols)),
-        target_names=[names[j] for j in target_cols] if table.header is not None
-        else _target_numbering(len(target_cols)),
-        target_columns=target_cols, classes=found_classes, source=table.source,
-        line_numbers=table.line_numbers)
+    return _csv_dataset(table, X, Y, feature_cols, target_cols, found_classes)
 
 
 def load_features(path: str, n_features: int, feature_names: list[str] | None = None,
@@ -183,14 +175,21 @@ def load_features(path: str, n_features: int, feature_names: list[str] | None = 
                        target_names=[], target_columns=[], classes=None, source=table.source)
     cols, dropped = _select_feature_columns(table, n_features, feature_names, target_columns)
     X = _numeric_columns(table, cols, "feature")
+    return _csv_dataset(table, X, None, cols, dropped, None)
+
+
+def _csv_dataset(table: Table, X: np.ndarray, Y: np.ndarray | None, feature_cols: list[int],
+                 target_cols: list[int], classes: list[str] | None) -> Dataset:
     names = table.column_names
+    named = table.header is not None
     return Dataset(
-        X=X, Y=None,
-        feature_names=[names[j] for j in cols] if table.header is not None
-        else _numbered("x", len(cols)),
-        target_names=[names[j] for j in dropped] if table.header is not None
-        else _target_numbering(len(dropped)),
-        target_columns=dropped, classes=None, source=table.source)
+        X=X, Y=Y,
+        feature_names=[names[j] for j in feature_cols] if named
+        else _numbered("x", len(feature_cols)),
+        target_names=[names[j] for j in target_cols] if named
+        else _target_numbering(len(target_cols)),
+        target_columns=target_cols, classes=classes, source=table.source,
+        line_numbers=table.line_numbers)
 
 
 # --------------------------------------------------------------------------------------------
