@@ -40,3 +40,9 @@ class DataError(NncliError):
 
 class ModelFileError(NncliError):
     """A model file that is missing, truncated, foreign or inconsistent."""
+
+
+class DivergedError(NncliError):
+    """Training produced a NaN or infinite loss; the weights before that batch are kept."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -360,7 +360,9 @@ def gather_rows(Xb, X, idx):
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
-# hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step)
+# hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
+# diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
+# before that batch's update (-1 when every batch was finite)
 @njit(**_PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, layers,
                   X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step):
@@ -375,6 +377,8 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
         gather_rows(yb, Y, perm[s:e])
         batch_loss, batch_correct = network_forward_backward(
             grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, xb, yb, batch_size, loss_code, eps)
+        if not np.isfinite(batch_loss):
+            return loss_sum, correct, step, s
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
@@ -382,7 +386,7 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
             adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
         else:
             sgd_update(params, grads, opt_m, hyper[0], hyper[4])
-    return loss_sum, correct, step
+    return loss_sum, correct, step, -1
 
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)

@@ -17,7 +17,7 @@ import numpy as np
 from nncli import kernels as K
 from nncli import optim
 from nncli.arch import LayerSpec, format_arch
-from nncli.errors import UsageError
+from nncli.errors import DivergedError, UsageError
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model, Workspace
 
@@ -149,10 +149,15 @@ def fit(run: Training, on_progress: ProgressFn | None = None) -> Iterator[EpochR
         start = time.perf_counter()
         for s in range(0, n, per_call):
             e = min(s + per_call, n)
-            ls, c, step = K.train_batches(
+            ls, c, step, diverged_at = K.train_batches(
                 model.params, grads, slot_m, slot_v, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA,
                 ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON, code,
                 hyper, step)
+            if diverged_at >= 0:
+                raise DivergedError(
+                    f"the loss became NaN or infinite in epoch {epoch}, batch "
+                    f"{diverged_at // batch + 1}; hint: try a smaller --lr "
+                    f"(it is {opt['learning_rate']:g})")
             loss_sum += ls
             correct += c
             if on_progress is not None:
