@@ -45,57 +45,164 @@ KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF = range(7)
 N_COLS = 7
 
 
+# --------------------------------------------------------------------------- matrix products
+#
+# Two loop shapes cover every product of a dense layer without transposing anything:
+#   axpy form  C[i, :] += sum_t a_i[t] B[t, :]   (rows of C are long: vectorises over columns)
+#   dot form   C[i, j]  = a_i . B[j, :]          (B's rows are long: vectorises the reduction)
+# Rows of C come in blocks of 4 so every row of B loaded from cache serves 4 rows of C, and the
+# reduction runs in chunks of 128 so that chunk of B stays in L2 across a group of 16 rows.
+# Threads own groups of 16 rows of C; each element is summed in one fixed order, so results do
+# not depend on the thread count. Products below 2^16 multiply-adds run on one thread: waking
+# the others costs more than they would save. (The numbers are literals: Numba's cache would not
+# notice a change to a global.)
+
+
+@njit(fastmath=_FAST, **_SERIAL)
+def _axpy4(c0, c1, c2, c3, a0, a1, a2, a3, B):
+    for t in range(B.shape[0]):
+        b = B[t]
+        x0 = a0[t]
+        x1 = a1[t]
+        x2 = a2[t]
+        x3 = a3[t]
+        for j in range(b.shape[0]):
+            bj = b[j]
+            c0[j] += x0 * bj
+            c1[j] += x1 * bj
+            c2[j] += x2 * bj
+            c3[j] += x3 * bj
+
+
+@njit(fastmath=_FAST, **_SERIAL)
+def _axpy1(c0, a0, B):
+    for t in range(B.shape[0]):
+        b = B[t]
+        x0 = a0[t]
+        for j in range(b.shape[0]):
+            c0[j] += x0 * b[j]
+
+
+# C (g, p) += op(A) @ B, B (k, p); op(A) row i is A[i] (A (g, k)) or A[:, i] (A (k, g))
+@njit(**_SERIAL)
+def _axpy_group(C, A, B, a_rows):
+    g = C.shape[0]
+    k = B.shape[0]
+    for t0 in range(0, k, 128):
+        t1 = min(t0 + 128, k)
+        Bc = B[t0:t1]
+        r = 0
+        while r + 4 <= g:
+            if a_rows:
+                _axpy4(C[r], C[r + 1], C[r + 2], C[r + 3], A[r, t0:t1], A[r + 1, t0:t1],
+                       A[r + 2, t0:t1], A[r + 3, t0:t1], Bc)
+            else:
+                _axpy4(C[r], C[r + 1], C[r + 2], C[r + 3], A[t0:t1, r], A[t0:t1, r + 1],
+                       A[t0:t1, r + 2], A[t0:t1, r + 3], Bc)
+            r += 4
+        while r < g:
+            if a_rows:
+                _axpy1(C[r], A[r, t0:t1], Bc)
+            else:
+                _axpy1(C[r], A[t0:t1, r], Bc)
+            r += 1
+
+
+# C (m, p) += A (m, k) @ B (k, p) when a_rows, else C (m, p) += A^T @ B with A (k, m)
+@njit(**_PARALLEL)
+def matmul_acc(C, A, B, a_rows):
+    m = C.shape[0]
+    if m * B.shape[0] * B.shape[1] < 65536:
+        _axpy_group(C, A, B, a_rows)
+        return
+    for q in prange((m + 15) // 16):
+        r0 = q * 16
+        r1 = min(r0 + 16, m)
+        if a_rows:
+            _axpy_group(C[r0:r1], A[r0:r1], B, True)
+        else:
+            _axpy_group(C[r0:r1], A[:, r0:r1], B, False)
+
+
+@njit(fastmath=_FAST, **_SERIAL)
+def _dot4(c0, c1, c2, c3, a0, a1, a2, a3, B):
+    zero = c0.dtype.type(0)
+    for j in range(B.shape[0]):
+        b = B[j]
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for t in range(b.shape[0]):
+            bt = b[t]
+            s0 += a0[t] * bt
+            s1 += a1[t] * bt
+            s2 += a2[t] * bt
+            s3 += a3[t] * bt
+        c0[j] = s0
+        c1[j] = s1
+        c2[j] = s2
+        c3[j] = s3
+
+
+@njit(fastmath=_FAST, **_SERIAL)
+def _dot1(c0, a0, B):
+    zero = c0.dtype.type(0)
+    for j in range(B.shape[0]):
+        b = B[j]
+        s0 = zero
+        for t in range(b.shape[0]):
+            s0 += a0[t] * b[t]
+        c0[j] = s0
+
+
+@njit(**_SERIAL)
+def _dot_group(C, A, B):
+    g = C.shape[0]
+    r = 0
+    while r + 4 <= g:
+        _dot4(C[r], C[r + 1], C[r + 2], C[r + 3], A[r], A[r + 1], A[r + 2], A[r + 3], B)
+        r += 4
+    while r < g:
+        _dot1(C[r], A[r], B)
+        r += 1
+
+
+# C (m, p) = A (m, k) @ B^T, B (p, k)
+@njit(**_PARALLEL)
+def matmul_nt(C, A, B):
+    m = C.shape[0]
+    if m * B.shape[0] * B.shape[1] < 65536:
+        _dot_group(C, A, B)
+        return
+    for q in prange((m + 15) // 16):
+        r0 = q * 16
+        r1 = min(r0 + 16, m)
+        _dot_group(C[r0:r1], A[r0:r1], B)
+
+
 # --------------------------------------------------------------------------- dense layer
 
 # Z = X @ W + b
-# X (n, n_in), W (n_in, n_out), b (n_out,) -> Z (n, n_out); each row owned by one thread
-@njit(fastmath=_FAST, **_PARALLEL)
+# X (n, n_in), W (n_in, n_out), b (n_out,) -> Z (n, n_out)
+@njit(**_PARALLEL)
 def dense_forward(Z, X, W, b):
-    n, n_in = X.shape
-    n_out = W.shape[1]
-    for r in prange(n):
-        z = Z[r]
-        x = X[r]
-        for j in range(n_out):
-            z[j] = b[j]
-        for k in range(n_in):
-            xk = x[k]
-            w = W[k]
-            for j in range(n_out):
-                z[j] += xk * w[j]
+    for r in range(Z.shape[0]):
+        Z[r] = b
+    matmul_acc(Z, X, W, True)
 
 
 # dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped when with_dX is False)
-# dZ (n, n_out), X (n, n_in), W (n_in, n_out); dW rows and dX rows each owned by one thread
-@njit(fastmath=_FAST, **_PARALLEL)
+# dZ (n, n_out), X (n, n_in), W (n_in, n_out) -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
+@njit(**_PARALLEL)
 def dense_backward(dX, dW, db, dZ, X, W, with_dX):
-    n, n_in = X.shape
-    n_out = W.shape[1]
-    for i in prange(n_in):
-        dw = dW[i]
-        for j in range(n_out):
-            dw[j] = 0.0
-        for r in range(n):
-            xi = X[r, i]
-            dz = dZ[r]
-            for j in range(n_out):
-                dw[j] += xi * dz[j]
-    for j in range(n_out):
-        db[j] = 0.0
-    for r in range(n):
-        dz = dZ[r]
-        for j in range(n_out):
-            db[j] += dz[j]
+    dW[:] = 0
+    matmul_acc(dW, X, dZ, False)
+    db[:] = 0
+    for r in range(dZ.shape[0]):
+        db += dZ[r]
     if with_dX:
-        for r in prange(n):
-            dz = dZ[r]
-            dx = dX[r]
-            for i in range(n_in):
-                w = W[i]
-                s = 0.0
-                for j in range(n_out):
-                    s += dz[j] * w[j]
-                dx[i] = s
+        matmul_nt(dX, dZ, W)
 
 
 # --------------------------------------------------------------------------- activations

@@ -1,0 +1,434 @@
+"""Training and prediction speed of nncli beside PyTorch, scikit-learn and Keras, in one run.
+
+    pip install -e . -r benchmarks/requirements.txt
+    python benchmarks/bench.py                      # full table, ~15 minutes on 2 cores
+    python benchmarks/bench.py --nets A --peers nncli,torch --threads 2   # a quick look
+
+Data: synthetic MNIST-shaped 60000 x 784 float32 (standard normal, fixed seed), 10 classes that
+can be learned (argmax of X @ M for a fixed random M). Networks (hidden relu, logits out, sparse
+cross-entropy from logits, Adam lr 1e-3, Glorot init, shuffled every epoch):
+A 25relu-15relu-10linear, B 128relu-10linear, C 512relu-512relu-10linear.
+
+Every measurement runs in a fresh subprocess with its thread count fixed before any library
+loads. Training: samples/s as the median of 3 epochs after a warm-up epoch. Prediction: samples/s
+over the 60000 rows (best of 3). A peer that is not installed is reported as skipped.
+The machine's limit: NumPy float32 matmul GFLOP/s at 2048^3 and at each network's largest
+training product, and the samples/s that peak allows (6 x sum(in x out) FLOPs per sample).
+Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
+ARCH = {k: "-".join(f"{u}relu" for u in v) + "-10linear" for k, v in NETS.items()}
+ROWS, FEATURES, CLASSES = 60000, 784, 10
+PEERS = ("nncli", "torch", "sklearn", "keras")
+HERE = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------- data
+
+def make_data(folder: Path, rows: int) -> tuple[Path, Path]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, FEATURES), dtype=np.float32)
+    M = rng.standard_normal((FEATURES, CLASSES)).astype(np.float32)
+    y = (X @ M).argmax(axis=1).astype(np.int64)
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    return folder / "X.npy", folder / "y.npy"
+
+
+def flops_per_sample(net: str) -> int:
+    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+# --------------------------------------------------------------------------- workers
+# Each returns {"train": [seconds per epoch...], "predict": seconds, "loss": final loss}.
+
+def run_nncli(X, y, net, batch, epochs):
+    import numpy as np
+
+    from nncli.arch import parse_arch
+    from nncli.train import TrainConfig, fit, prepare, warm_up
+
+    cfg = TrainConfig(arch=ARCH[net], loss="sparse_cce", logits=True, epochs=epochs,
+                      batch_size=batch, normalize=False)
+    run = prepare(cfg, parse_arch(cfg.arch), X, y.astype(np.float32)[:, None], "synthetic")
+    warm_up(run)
+    seconds = [r.seconds for r in fit(run)]
+    run.model.outputs(X[:10])
+    predict = _best_of(3, lambda: run.model.outputs(X))
+    return {"train": seconds, "predict": predict, "loss": run.history[-1].loss}
+
+
+def run_torch(X, y, net, batch, epochs):
+    import torch
+
+    torch.manual_seed(0)
+    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        linear = torch.nn.Linear(a, b)
+        torch.nn.init.xavier_uniform_(linear.weight)   # Glorot, as Keras and nncli
+        torch.nn.init.zeros_(linear.bias)
+        layers += [linear, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    seconds, loss = [], float("nan")
+    for _ in range(epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(len(Xt))
+        for i in range(0, len(Xt), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            out = loss_fn(model(Xt[idx]), yt[idx])
+            out.backward()
+            opt.step()
+        seconds.append(time.perf_counter() - start)
+        loss = float(out)
+
+    def predict():
+        with torch.inference_mode():
+            model(Xt)
+
+    return {"train": seconds, "predict": _best_of(3, predict), "loss": loss}
+
+
+def run_sklearn(X, y, net, batch, epochs):
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    model = MLPClassifier(hidden_layer_sizes=tuple(NETS[net]), batch_size=batch,
+                          learning_rate_init=1e-3, shuffle=True, random_state=0)
+    classes = np.arange(CLASSES)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.partial_fit(X, y, classes=classes)
+        seconds.append(time.perf_counter() - start)
+    return {"train": seconds, "predict": _best_of(3, lambda: model.predict_proba(X)),
+            "loss": float(model.loss_)}
+
+
+def run_keras(X, y, net, batch, epochs):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((FEATURES,))]
+                             + [keras.layers.Dense(u, activation="relu") for u in NETS[net]]
+                             + [keras.layers.Dense(CLASSES)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seconds, loss = [], float("nan")
+    for _ in range(epochs):
+        start = time.perf_counter()
+        hist = model.fit(X, y, batch_size=batch, epochs=1, shuffle=True, verbose=0)
+        seconds.append(time.perf_counter() - start)
+        loss = float(hist.history["loss"][-1])
+    return {"train": seconds,
+            "predict": _best_of(3, lambda: model.predict(X, batch_size=4096, verbose=0)),
+            "loss": loss}
+
+
+def run_matmul(X, y, net, batch, epochs):
+    """NumPy float32 GFLOP/s at 2048^3 and at the network's training shapes."""
+    import numpy as np
+
+    def gflops(m, k, n):
+        a = np.ones((m, k), np.float32)
+        b = np.ones((k, n), np.float32)
+        reps = max(1, int(2e9 / (2 * m * k * n)))
+        a @ b
+        best = _best_of(3, lambda: [a @ b for _ in range(reps)])
+        return 2 * m * k * n * reps / best / 1e9
+
+    out = {"2048^3": gflops(2048, 2048, 2048)}
+    for name, hidden in NETS.items():
+        sizes = [FEATURES] + hidden + [CLASSES]
+        k, n = max(zip(sizes[:-1], sizes[1:]), key=lambda s: s[0] * s[1])
+        for b in (32, 256):
+            out[f"{name}/{b}"] = gflops(b, k, n)
+    try:
+        from threadpoolctl import threadpool_info
+
+        out["blas"] = [{k: i.get(k) for k in ("internal_api", "architecture", "num_threads")}
+                       for i in threadpool_info()]
+    except ImportError:
+        pass
+    return out
+
+
+WORKERS = {"nncli": run_nncli, "torch": run_torch, "sklearn": run_sklearn, "keras": run_keras,
+           "matmul": run_matmul}
+MODULES = {"nncli": "nncli", "torch": "torch", "sklearn": "sklearn", "keras": "keras",
+           "matmul": "numpy"}
+
+
+def _best_of(n, fn):
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def worker_main(args) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(MODULES[args.worker]) is None:
+        print(json.dumps({"skipped": f"{MODULES[args.worker]} is not installed"}))
+        return
+    if args.worker == "nncli":
+        import numba
+
+        numba.set_num_threads(args.threads)
+    elif args.worker == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(1)
+    elif args.worker == "keras":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    import numpy as np
+
+    X = np.load(args.data / "X.npy")
+    y = np.load(args.data / "y.npy")
+    if args.worker in ("sklearn", "matmul"):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(args.threads):
+            result = WORKERS[args.worker](X, y, args.net, args.batch, args.epochs + 1)
+    else:
+        result = WORKERS[args.worker](X, y, args.net, args.batch, args.epochs + 1)
+    print(json.dumps(result))
+
+
+def measure(worker: str, data: Path, net: str, batch: int, threads: int, epochs: int,
+            extra_env: dict | None = None) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(max(threads, 2)),
+           "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
+    cmd = [sys.executable, __file__, "--worker", worker, "--data", str(data), "--net", net,
+           "--batch", str(batch), "--threads", str(threads), "--epochs", str(epochs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(lines[-1])
+
+
+# --------------------------------------------------------------------------- start-up etc.
+
+def startup_figures(data: Path) -> dict:
+    """nncli --help, predict of 1000 rows with a warm cache, a cold compile, training memory."""
+    import numpy as np
+
+    nncli = [sys.executable, "-m", "nncli"]
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        X = np.load(data / "X.npy")
+        y = np.load(data / "y.npy")
+        np.savez(tmp / "train.npz", X=X, y=y.astype(np.float32))
+        np.save(tmp / "new.npy", X[:1000])
+        model = tmp / "m.safetensors"
+        out["help_seconds"] = _best_of(3, lambda: _check([*nncli, "--help"]))
+        cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / "cold-cache")}
+        start = time.perf_counter()
+        _check([*nncli, "train", str(tmp / "train.npz"), "--arch", ARCH["A"], "--loss",
+                "sparse_cce", "--logits", "--epochs", "1", "-q", "-o", str(model)], cold_env)
+        out["cold_train_1_epoch_seconds"] = time.perf_counter() - start
+        _check([*nncli, "predict", str(model), str(tmp / "new.npy")])
+        out["predict_1000_rows_warm_seconds"] = _best_of(
+            3, lambda: _check([*nncli, "predict", str(model), str(tmp / "new.npy")]))
+        code = ("import resource, sys; from nncli.cli import main; rc = main(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+        proc = subprocess.run([sys.executable, "-c", code, "train", str(tmp / "train.npz"),
+                               "--arch", ARCH["B"], "--loss", "sparse_cce", "--logits",
+                               "--epochs", "2", "-q", "-o", str(model)],
+                              capture_output=True, text=True, check=True)
+        peak = int(proc.stdout.strip().splitlines()[-1])
+        out["train_peak_rss_bytes"] = peak
+        out["data_bytes"] = int(X.nbytes)
+        out["train_peak_over_data"] = peak / X.nbytes
+    return out
+
+
+def _check(cmd, env=None):
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+
+
+# --------------------------------------------------------------------------- report
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nets", default="A,B,C")
+    p.add_argument("--batches", default="32,256")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--peers", default=",".join(PEERS))
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
+    p.add_argument("--rows", type=int, default=ROWS)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    p.add_argument("--no-startup", action="store_true")
+    p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--net", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        args.threads = int(args.threads)
+        worker_main(args)
+        return
+    nets, batches = args.nets.split(","), [int(b) for b in args.batches.split(",")]
+    threads, peers = [int(t) for t in args.threads.split(",")], args.peers.split(",")
+    results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        make_data(data, args.rows)
+        for t in threads:
+            results["peak"][str(t)] = measure("matmul", data, "A", 32, t, 0)
+            if "OPENBLAS_CORETYPE" in os.environ:
+                # What OpenBLAS's own kernel choice reaches on this CPU (see README).
+                own = {k: v for k, v in os.environ.items()
+                       if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+                results["peak"][f"{t}, OPENBLAS_CORETYPE unset"] = _measure_env(data, t, own)
+        for net in nets:
+            for batch in batches:
+                for t in threads:
+                    cell = {"net": net, "arch": ARCH[net], "batch": batch, "threads": t}
+                    for peer in peers:
+                        cell[peer] = measure(peer, data, net, batch, t, args.epochs)
+                        print(_progress(cell, peer, args.rows), file=sys.stderr, flush=True)
+                    results["cells"].append(cell)
+        if not args.no_startup:
+            results["startup"] = startup_figures(data)
+    summarise(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+    print(f"\nwrote {args.out}", file=sys.stderr)
+
+
+def _measure_env(data: Path, t: int, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "matmul", "--data", str(data), "--net", "A",
+           "--batch", "32", "--threads", str(t), "--epochs", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**env, "OPENBLAS_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t)})
+    lines = proc.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if proc.returncode == 0 and lines else {"error": proc.stderr}
+
+
+def _progress(cell: dict, peer: str, rows: int) -> str:
+    r = cell[peer]
+    what = (f"{rows / statistics.median(r['train'][1:]):,.0f} samples/s" if "train" in r
+            else r.get("skipped") or r.get("error"))
+    return f"{cell['net']}/{cell['batch']} x{cell['threads']} {peer}: {what}"
+
+
+def summarise(results: dict) -> None:
+    rows = results["rows"]
+    for cell in results["cells"]:
+        rates, predict = {}, {}
+        for peer in PEERS:
+            r = cell.get(peer, {})
+            if "train" in r:
+                rates[peer] = rows / statistics.median(r["train"][1:])
+                predict[peer] = rows / r["predict"]
+        cell["train_samples_per_s"] = rates
+        cell["predict_samples_per_s"] = predict
+        peers = {k: v for k, v in rates.items() if k != "nncli"}
+        if "nncli" in rates and peers:
+            best = max(peers, key=peers.get)
+            cell["best_peer"] = best
+            cell["ratio_vs_best_peer"] = rates["nncli"] / peers[best]
+        if "nncli" in rates and "torch" in rates:
+            cell["ratio_vs_torch"] = rates["nncli"] / rates["torch"]
+            cell["predict_ratio_vs_torch"] = predict["nncli"] / predict["torch"]
+        peak = results["peak"].get(str(cell["threads"]), {}).get("2048^3")
+        if peak and "nncli" in rates:
+            limit = peak * 1e9 / flops_per_sample(cell["net"])
+            cell["limit_samples_per_s"] = limit
+            cell["fraction_of_limit"] = rates["nncli"] / limit
+
+
+def render(results: dict) -> str:
+    head = ("| net/batch | threads | nncli | PyTorch | scikit-learn | Keras | nncli / best peer "
+            "| nncli / PyTorch | predict nncli / PyTorch | limit (2048^3 peak) | of limit |")
+    lines = [head, "|" + "---|" * 11]
+    for c in results["cells"]:
+        rate = c["train_samples_per_s"]
+
+        def fmt(peer):
+            if peer in rate:
+                return f"{rate[peer] / 1000:,.0f}k"
+            r = c.get(peer, {})
+            return "skipped" if "skipped" in r else ("error" if "error" in r else "-")
+
+        lines.append(
+            f"| {c['arch']} / {c['batch']} | {c['threads']} | {fmt('nncli')} | {fmt('torch')} "
+            f"| {fmt('sklearn')} | {fmt('keras')} | {_x(c.get('ratio_vs_best_peer'))} "
+            f"({c.get('best_peer', '-')}) | {_x(c.get('ratio_vs_torch'))} "
+            f"| {_x(c.get('predict_ratio_vs_torch'))} "
+            f"| {c.get('limit_samples_per_s', 0) / 1000:,.0f}k "
+            f"| {100 * c.get('fraction_of_limit', 0):.0f}% |")
+    peak = results["peak"]
+    lines.append("")
+    for t, p in peak.items():
+        if "2048^3" in p:
+            shapes = ", ".join(f"{k} {v:.0f}" for k, v in p.items()
+                               if k not in ("2048^3", "blas"))
+            lines.append(f"NumPy float32 matmul, {t} thread(s): {p['2048^3']:.0f} GFLOP/s at "
+                         f"2048^3; at training shapes: {shapes}")
+    if "startup" in results:
+        s = results["startup"]
+        lines.append(f"nncli --help {s['help_seconds']:.2f} s; predict 1000 rows (cached "
+                     f"compile) {s['predict_1000_rows_warm_seconds']:.2f} s; first train after "
+                     f"install (cold compile, 1 epoch of A) {s['cold_train_1_epoch_seconds']:.1f}"
+                     f" s; training peak RSS {s['train_peak_rss_bytes'] / 2**20:.0f} MiB = "
+                     f"{s['train_peak_over_data']:.2f}x the data")
+    lines.append(f"machine: {results['machine']}")
+    return "\n".join(lines)
+
+
+def _x(v):
+    return f"{v:.2f}x" if v else "-"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    main()
