@@ -216,67 +216,81 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
+@njit(**_SERIAL)
+def _act_forward_row(a, z, code):
+    width = z.shape[0]
+    if code == 0:
+        for j in range(width):
+            a[j] = z[j]
+    elif code == 1:
+        for j in range(width):
+            a[j] = z[j] if z[j] > 0 else 0.0
+    elif code == 2:
+        for j in range(width):
+            a[j] = sigmoid(z[j])
+    elif code == 3:
+        for j in range(width):
+            a[j] = np.tanh(z[j])
+    else:
+        m = z[0]
+        for j in range(1, width):
+            m = max(m, z[j])
+        s = 0.0
+        for j in range(width):
+            e = np.exp(z[j] - m)
+            a[j] = e
+            s += e
+        for j in range(width):
+            a[j] = a[j] / s
+
+
 # A = act(Z) elementwise; softmax row-wise with the row max subtracted
-# Z, A (n, width); code as in the module docstring
+# Z, A (n, width); code as in the module docstring; rows split over threads when there are many
 @njit(**_PARALLEL)
 def act_forward(A, Z, code):
-    n, width = Z.shape
-    for r in prange(n):
-        z = Z[r]
-        a = A[r]
-        if code == 0:
-            for j in range(width):
-                a[j] = z[j]
-        elif code == 1:
-            for j in range(width):
-                a[j] = z[j] if z[j] > 0 else 0.0
-        elif code == 2:
-            for j in range(width):
-                a[j] = sigmoid(z[j])
-        elif code == 3:
-            for j in range(width):
-                a[j] = np.tanh(z[j])
-        else:
-            m = z[0]
-            for j in range(1, width):
-                m = max(m, z[j])
-            s = 0.0
-            for j in range(width):
-                e = np.exp(z[j] - m)
-                a[j] = e
-                s += e
-            for j in range(width):
-                a[j] = a[j] / s
+    n = Z.shape[0]
+    if n * Z.shape[1] < 16384:
+        for r in range(n):
+            _act_forward_row(A[r], Z[r], code)
+    else:
+        for r in prange(n):
+            _act_forward_row(A[r], Z[r], code)
+
+
+@njit(**_SERIAL)
+def _act_backward_row(dz, da, a, z, code):
+    width = z.shape[0]
+    if code == 0:
+        for j in range(width):
+            dz[j] = da[j]
+    elif code == 1:
+        for j in range(width):
+            dz[j] = da[j] if z[j] > 0 else 0.0
+    elif code == 2:
+        for j in range(width):
+            dz[j] = da[j] * a[j] * (1.0 - a[j])
+    elif code == 3:
+        for j in range(width):
+            dz[j] = da[j] * (1.0 - a[j] * a[j])
+    else:
+        s = 0.0
+        for j in range(width):
+            s += a[j] * da[j]
+        for j in range(width):
+            dz[j] = a[j] * (da[j] - s)
 
 
 # dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
 # dA, A, Z, dZ (n, width)
 @njit(**_PARALLEL)
 def act_backward(dZ, dA, A, Z, code):
-    n, width = Z.shape
-    for r in prange(n):
-        dz = dZ[r]
-        da = dA[r]
-        a = A[r]
-        z = Z[r]
-        if code == 0:
-            for j in range(width):
-                dz[j] = da[j]
-        elif code == 1:
-            for j in range(width):
-                dz[j] = da[j] if z[j] > 0 else 0.0
-        elif code == 2:
-            for j in range(width):
-                dz[j] = da[j] * a[j] * (1.0 - a[j])
-        elif code == 3:
-            for j in range(width):
-                dz[j] = da[j] * (1.0 - a[j] * a[j])
-        else:
-            s = 0.0
-            for j in range(width):
-                s += a[j] * da[j]
-            for j in range(width):
-                dz[j] = a[j] * (da[j] - s)
+    n = Z.shape[0]
+    if n * Z.shape[1] < 16384:
+        for r in range(n):
+            _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
+    else:
+        for r in prange(n):
+            _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
 
 
 # --------------------------------------------------------------------------- losses
@@ -367,31 +381,50 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
 
 # --------------------------------------------------------------------------- optimizers
 
+@njit(fastmath=_FAST, **_SERIAL)
+def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
+    for i in range(W.shape[0]):
+        g = dW[i]
+        m[i] += (g - m[i]) * b1c
+        v[i] += (g * g - v[i]) * b2c
+        W[i] -= alpha * m[i] / (np.sqrt(v[i]) + eps)
+
+
 # Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps),
 # alpha = lr sqrt(1 - b2^t) / (1 - b1^t); all arrays flat and of one length
 @njit(**_PARALLEL)
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
-    alpha = lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
-    alpha_ = W.dtype.type(alpha)
-    b1c = W.dtype.type(1.0 - beta1)
-    b2c = W.dtype.type(1.0 - beta2)
-    eps_ = W.dtype.type(eps)
-    for i in prange(W.shape[0]):
-        g = dW[i]
-        m[i] += (g - m[i]) * b1c
-        v[i] += (g * g - v[i]) * b2c
-        W[i] -= alpha_ * m[i] / (np.sqrt(v[i]) + eps_)
+    f = W.dtype.type
+    alpha = f(lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
+    b1c, b2c, eps_ = f(1.0 - beta1), f(1.0 - beta2), f(eps)
+    size = W.shape[0]
+    if size < 65536:
+        _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps_)
+        return
+    for q in prange((size + 8191) // 8192):
+        s, e = q * 8192, min(q * 8192 + 8192, size)
+        _adam_chunk(W[s:e], dW[s:e], m[s:e], v[s:e], alpha, b1c, b2c, eps_)
+
+
+@njit(fastmath=_FAST, **_SERIAL)
+def _sgd_chunk(W, dW, velocity, lr, mu):
+    for i in range(W.shape[0]):
+        velocity[i] = mu * velocity[i] - lr * dW[i]
+        W[i] += velocity[i]
 
 
 # Keras SGD: velocity = momentum * velocity - lr g; w += velocity (plain w -= lr g at momentum 0)
 # all arrays flat and of one length
 @njit(**_PARALLEL)
 def sgd_update(W, dW, velocity, lr, momentum):
-    lr_ = W.dtype.type(lr)
-    mu = W.dtype.type(momentum)
-    for i in prange(W.shape[0]):
-        velocity[i] = mu * velocity[i] - lr_ * dW[i]
-        W[i] += velocity[i]
+    f = W.dtype.type
+    size = W.shape[0]
+    if size < 65536:
+        _sgd_chunk(W, dW, velocity, f(lr), f(momentum))
+        return
+    for q in prange((size + 8191) // 8192):
+        s, e = q * 8192, min(q * 8192 + 8192, size)
+        _sgd_chunk(W[s:e], dW[s:e], velocity[s:e], f(lr), f(momentum))
 
 
 # --------------------------------------------------------------------------- whole network
@@ -459,11 +492,13 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X,
 # Xb[r] = X[idx[r]]: gathers a shuffled mini-batch into a contiguous buffer
 @njit(**_PARALLEL)
 def gather_rows(Xb, X, idx):
-    for r in prange(idx.shape[0]):
-        src = X[idx[r]]
-        dst = Xb[r]
-        for j in range(X.shape[1]):
-            dst[j] = src[j]
+    n = idx.shape[0]
+    if n * X.shape[1] < 65536:
+        for r in range(n):
+            Xb[r] = X[idx[r]]
+    else:
+        for r in prange(n):
+            Xb[r] = X[idx[r]]
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
