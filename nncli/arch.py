@@ -1,7 +1,26 @@
 """Architecture strings: ``25relu-15relu-10linear`` <-> a list of layer specs.
 
-Layers are joined by ``-``; each is ``<units><activation>``. The input width is not part of
-the string: it comes from the data. ``format_arch(parse_arch(s)) == s`` for every valid ``s``.
+Layers are joined by ``-``. Three kinds of layer:
+
+- ``<units><activation>``, a dense layer (Keras ``Dense``): ``25relu``.
+- ``<filters>conv<kernel>[s<stride>]<activation>``, a 1-D convolution with padding "valid",
+  weights shared across positions (Keras ``Conv1D``): ``8conv20s10relu`` is 8 filters of width
+  20 moved 10 inputs at a time. Without ``s<stride>`` the stride is 1.
+- ``<filters>local<kernel>[s<stride>]<activation>``, the same windows with weights of their own
+  at every position (tf.keras ``LocallyConnected1D``): ``1local20s10relu``.
+
+The input width is not part of the string: it comes from the data. ``format_arch(parse_arch(s))
+== s`` for every valid ``s`` (``4conv5relu`` and ``4conv5s1relu`` are the same layer, and each
+formats back as written).
+
+Shapes (``layer_shapes``, ``param_shapes``): a layer sees a signal of ``length`` positions with
+``channels`` values each, stored flat, channels last (element ``l * channels + c``). The data's
+features are read as ``n_inputs / channels`` positions of ``channels`` values. A conv or local
+layer outputs ``positions`` = floor((length - kernel) / stride) + 1 positions of ``filters``
+values, stored the same way (positions-major, channels last). A dense layer sees whatever comes
+in flattened (``length * channels`` values) and outputs ``units`` values, read by a next conv or
+local layer as a signal of length ``units`` with 1 channel.
+
 Pure Python: importing this module is cheap and pulls in no numba.
 """
 
@@ -10,6 +29,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from nncli.errors import ArchError
 
@@ -27,25 +47,71 @@ ACTIVATIONS: dict[str, int] = {
 # Activations that only make sense on the output layer.
 OUTPUT_ONLY = frozenset({"softmax"})
 
+# The layer kinds, with the code a kernel layer table can switch on (dense is 0, as the
+# existing table's kind column).
+LAYER_KINDS: dict[str, int] = {
+    "dense": 0,
+    "conv": 1,
+    "local": 2,
+}
+WINDOWED = ("conv", "local")
+
+GRAMMAR = ("<units><activation>, <filters>conv<kernel>[s<stride>]<activation> or "
+           "<filters>local<kernel>[s<stride>]<activation>")
+
 _TOKEN = re.compile(r"(\d*)([A-Za-z_]*)(.*)")
+# what follows 'conv' or 'local': kernel width, optional stride, activation, anything left over
+_WINDOW = re.compile(r"(\d*)(?:s(\d+))?([A-Za-z_]*)(.*)")
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One dense layer: ``units`` outputs followed by ``activation``."""
+    """One layer: ``units`` outputs (filters, for conv and local) followed by ``activation``.
+
+    ``kind`` is ``"dense"``, ``"conv"`` or ``"local"``; ``kernel`` is the window width of a conv
+    or local layer (0 for dense); ``stride`` is the stride as written, None when the string left
+    it out (``effective_stride`` is then 1), so that formatting gives back the same string.
+    """
 
     units: int
     activation: str
     kind: str = "dense"
+    kernel: int = 0
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"layer kind must be one of {', '.join(LAYER_KINDS)}, "
+                             f"received {self.kind!r}")
+        if self.kind == "dense" and (self.kernel != 0 or self.stride is not None):
+            raise ValueError("a dense layer has no kernel width or stride")
+        if self.kind != "dense" and (self.kernel < 1 or (self.stride is not None
+                                                         and self.stride < 1)):
+            raise ValueError(f"a {self.kind} layer needs kernel >= 1 and stride >= 1 (or None), "
+                             f"received kernel={self.kernel}, stride={self.stride}")
+
+    @property
+    def filters(self) -> int:
+        """Output channels of a conv or local layer (the same number as ``units``)."""
+        return self.units
+
+    @property
+    def effective_stride(self) -> int:
+        """The stride the layer moves its window by: 1 when the string did not say."""
+        return self.stride or 1
 
     def __str__(self) -> str:
-        return f"{self.units}{self.activation}"
+        if self.kind == "dense":
+            return f"{self.units}{self.activation}"
+        stride = "" if self.stride is None else f"s{self.stride}"
+        return f"{self.units}{self.kind}{self.kernel}{stride}{self.activation}"
 
 
 def parse_arch(text: str) -> list[LayerSpec]:
     """Parse an architecture string into layer specs, or raise ArchError saying what is wrong."""
     if not text or not text.strip():
-        raise ArchError("empty architecture; expected layers like '25relu-15relu-10linear'")
+        raise ArchError("empty architecture; expected layers like '25relu-15relu-10linear' "
+                        "or '4conv5s2relu-8conv3s2relu-10linear'")
     tokens = text.split("-")
     layers = [_parse_token(tok, i + 1, text) for i, tok in enumerate(tokens)]
     for i, layer in enumerate(layers[:-1]):
@@ -53,6 +119,13 @@ def parse_arch(text: str) -> list[LayerSpec]:
             raise ArchError(
                 f"'{layer}' in '{text}' (layer {i + 1}): {layer.activation} is only allowed on "
                 f"the last layer; use relu, tanh or sigmoid for hidden layers")
+    last = layers[-1]
+    if last.activation in OUTPUT_ONLY and last.kind != "dense":
+        raise ArchError(
+            f"'{last}' in '{text}' (layer {len(layers)}): {last.activation} is only allowed on a "
+            f"dense last layer; end with a dense layer, e.g. '10{last.activation}', or use "
+            f"'{last.units}{last.kind}{last.kernel}"
+            f"{'' if last.stride is None else f's{last.stride}'}linear' with --logits")
     return layers
 
 
@@ -64,14 +137,57 @@ def format_arch(layers: list[LayerSpec]) -> str:
 def _parse_token(token: str, position: int, text: str) -> LayerSpec:
     where = f"in '{text}' (layer {position})"
     if not token:
-        raise ArchError(f"empty layer {where}; expected <units><activation>, e.g. '10relu'")
+        raise ArchError(f"empty layer {where}; expected {GRAMMAR}, e.g. '10relu'")
     digits, name, rest = _TOKEN.fullmatch(token).groups()
+    kind = next((k for k in WINDOWED if name.startswith(k)), "dense")
+    if kind != "dense":
+        return _parse_window(token, kind, digits, token[len(digits) + len(kind):], where)
+    if rest[:1].isdigit() and name and name not in ACTIVATIONS:
+        close = difflib.get_close_matches(name, WINDOWED, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ArchError(f"unknown layer kind '{name}' in layer '{token}' {where}; "
+                        f"expected {GRAMMAR}{hint}")
     if not digits:
         raise ArchError(f"layer '{token}' {where} has no unit count; expected "
-                        f"<units><activation>, e.g. '10{name or 'relu'}'")
+                        f"{GRAMMAR}, e.g. '10{name or 'relu'}'")
     if rest:
         raise ArchError(f"unexpected '{rest}' in layer '{token}' {where}; "
-                        f"expected <units><activation>, e.g. '10relu'")
+                        f"expected {GRAMMAR}, e.g. '10relu' or '8conv5s2relu'")
+    units = _positive(digits, "units", token, where)
+    return LayerSpec(units, _activation(name, token, where))
+
+
+def _parse_window(token: str, kind: str, digits: str, tail: str, where: str) -> LayerSpec:
+    """A conv or local token; ``tail`` is what follows the word conv/local."""
+    kernel, stride, name, rest = _WINDOW.fullmatch(tail).groups()
+    example = f"'8{kind}5s2relu'"
+    if not digits:
+        raise ArchError(f"layer '{token}' {where} has no filter count; expected "
+                        f"<filters>{kind}<kernel>[s<stride>]<activation>, e.g. {example}")
+    if not kernel:
+        raise ArchError(f"layer '{token}' {where} has no kernel width after '{kind}'; expected "
+                        f"<filters>{kind}<kernel>[s<stride>]<activation>, e.g. {example}")
+    if name.startswith("s") and name not in ACTIVATIONS and name[1:] in ACTIVATIONS:
+        raise ArchError(f"layer '{token}' {where} has no stride after 's'; expected "
+                        f"<filters>{kind}<kernel>[s<stride>]<activation>, e.g. {example}")
+    if rest:
+        raise ArchError(f"unexpected '{rest}' in layer '{token}' {where}; expected "
+                        f"<filters>{kind}<kernel>[s<stride>]<activation>, e.g. {example}")
+    filters = _positive(digits, "filters", token, where)
+    width = _positive(kernel, "kernel width", token, where)
+    step = None if stride is None else _positive(stride, "stride", token, where)
+    return LayerSpec(filters, _activation(name, token, where), kind, width, step)
+
+
+def _positive(digits: str, what: str, token: str, where: str) -> int:
+    value = int(digits)
+    if value < 1 or digits != str(value):
+        raise ArchError(f"layer '{token}' {where}: {what} must be a positive integer "
+                        f"without leading zeros, received '{digits}'")
+    return value
+
+
+def _activation(name: str, token: str, where: str) -> str:
     if not name:
         raise ArchError(f"layer '{token}' {where} has no activation; expected one of "
                         f"{_expected()}")
@@ -80,12 +196,98 @@ def _parse_token(token: str, position: int, text: str) -> LayerSpec:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ArchError(f"unknown activation '{name}' {where}; expected one of "
                         f"{_expected()}{hint}")
-    units = int(digits)
-    if units < 1 or digits != str(units):
-        raise ArchError(f"layer '{token}' {where}: units must be a positive integer "
-                        f"without leading zeros, received '{digits}'")
-    return LayerSpec(units, name)
+    return name
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _expected() -> str:
     return ", ".join(ACTIVATIONS)
+
+
+# --------------------------------------------------------------------------- shapes
+
+class LayerShape(NamedTuple):
+    """What one layer sees and gives: a signal of ``length`` x ``channels`` in, ``positions`` x
+    ``filters`` out, both flat and channels last. A dense layer reads its input flattened and
+    gives ``units`` x 1."""
+
+    length: int
+    channels: int
+    positions: int
+    filters: int
+
+    @property
+    def n_in(self) -> int:
+        """Width of the flat input row."""
+        return self.length * self.channels
+
+    @property
+    def n_out(self) -> int:
+        """Width of the flat output row."""
+        return self.positions * self.filters
+
+
+def layer_shapes(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> list[LayerShape]:
+    """The input and output shape of every layer fed rows of ``n_inputs`` features read as
+    ``n_inputs / channels`` positions of ``channels`` values; ArchError names the layer that
+    does not fit and says why."""
+    if channels < 1:
+        raise ArchError(f"channels must be a positive integer, received {channels}")
+    if n_inputs < 1:
+        raise ArchError(f"a network needs at least one input feature, received {n_inputs}")
+    if n_inputs % channels:
+        raise ArchError(f"{n_inputs} input features cannot be read as a signal of {channels} "
+                        f"channels: {n_inputs} is not a multiple of {channels}")
+    arch = format_arch(layers)
+    shapes = []
+    length, chans = n_inputs // channels, channels
+    source = "the data"
+    for i, layer in enumerate(layers):
+        if layer.kind == "dense":
+            shape = LayerShape(length, chans, layer.units, 1)
+        else:
+            if layer.kernel > length:
+                raise ArchError(
+                    f"layer {i + 1} '{layer}' in '{arch}' does not fit: its window of "
+                    f"{layer.kernel} is wider than its input of length {length} ({source}: "
+                    f"{length} positions x {_count(chans, 'channel')}); use a kernel width of "
+                    f"at most {length}")
+            positions = (length - layer.kernel) // layer.effective_stride + 1
+            shape = LayerShape(length, chans, positions, layer.units)
+        shapes.append(shape)
+        length, chans = shape.positions, shape.filters
+        source = f"the output of layer {i + 1} '{layer}'"
+    return shapes
+
+
+def param_shapes(layers: list[LayerSpec], n_inputs: int,
+                 channels: int = 1) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(kernel shape, bias shape) of every layer, as Keras stores them:
+    dense (n_in, units) and (units,); conv (kernel, in_channels, filters) and (filters,);
+    local (positions, kernel, in_channels, filters) and (positions, filters)."""
+    out = []
+    for layer, s in zip(layers, layer_shapes(layers, n_inputs, channels)):
+        if layer.kind == "dense":
+            out.append(((s.n_in, layer.units), (layer.units,)))
+        elif layer.kind == "conv":
+            out.append(((layer.kernel, s.channels, s.filters), (s.filters,)))
+        else:
+            out.append(((s.positions, layer.kernel, s.channels, s.filters),
+                        (s.positions, s.filters)))
+    return out
+
+
+def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> int:
+    """Number of trainable parameters (kernels and biases) of every kind of layer."""
+    total = 0
+    for kernel, bias in param_shapes(layers, n_inputs, channels):
+        k = b = 1
+        for d in kernel:
+            k *= d
+        for d in bias:
+            b *= d
+        total += k + b
+    return total
