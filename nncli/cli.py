@@ -2,15 +2,19 @@
 typer and rich. Library modules are imported inside the commands so that ``nncli --help`` does
 not load numba.
 
-Exit codes: 0 ok, 1 a check failed (gradcheck), 2 bad usage or input, 130 interrupted.
+Exit codes: 0 ok, 1 a check failed (gradcheck) or training diverged, 2 bad usage or input,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
 Data (predictions, --json) goes to stdout; progress, tables and messages to stderr.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shlex
 import sys
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -27,8 +31,8 @@ except ImportError:  # pragma: no cover
     from click.exceptions import UsageError as ClickUsageError
 
 from nncli import __version__
-from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                          NncliError, UsageError)
+from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
+                          EXIT_USAGE, Interrupted, NncliError, UsageError)
 
 app = typer.Typer(
     name="nncli",
@@ -51,6 +55,13 @@ class Output(str, Enum):
 class Optim(str, Enum):
     adam = "adam"
     sgd = "sgd"
+
+
+class Monitor(str, Enum):
+    val_loss = "val_loss"
+    loss = "loss"
+    val_accuracy = "val_accuracy"
+    accuracy = "accuracy"
 
 
 class Shell(str, Enum):
@@ -87,7 +98,7 @@ def train(
     logits: bool = typer.Option(False, "--logits", help="The last layer is linear and the loss "
                                 "applies sigmoid/softmax itself (numerically stable)."),
     optimizer: Optim = typer.Option(Optim.adam, "--optimizer", help="adam or sgd."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [default: 0.001 "
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate \\[default: 0.001 "
                                        "for adam, 0.01 for sgd]."),
     momentum: float = typer.Option(0.0, "--momentum", help="SGD momentum."),
     epochs: int = typer.Option(20, "--epochs", help="Passes over the training rows (0 writes "
@@ -100,53 +111,94 @@ def train(
                                                   help="Validate on this file instead."),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Target column by name "
                                                "or 0-based index; repeat for several "
-                                               "[default: the last column]."),
+                                               "\\[default: the last column]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and shuffling."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads "
-                                          "[default: all cores]; results do not depend on it."),
+                                          "\\[default: all cores]; results do not depend on it."),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="Do not standardise "
                                       "features."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this "
                                              "model's weights (same architecture)."),
     output: Path = typer.Option(Path("model.safetensors"), "-o", "--output",
                                 help="Where to write the model."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run saved in "
+                                          "this checkpoint (or interrupted model) with its "
+                                          "optimizer and shuffling state; --epochs counts all "
+                                          "epochs, those done included."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Save the run here "
+                                              "every --checkpoint-every epochs, and keep it "
+                                              "\\[default: OUTPUT.ckpt, at most every 10 s, "
+                                              "removed once the model is written]."),
+    checkpoint_every: int = typer.Option(1, "--checkpoint-every", help="Epochs between "
+                                         "checkpoints; 0 writes none."),
+    early_stopping: Optional[int] = typer.Option(None, "--early-stopping", metavar="PATIENCE",
+                                                 help="Stop after PATIENCE epochs without "
+                                                 "improvement of --monitor, and keep the best "
+                                                 "epoch's weights."),
+    min_delta: float = typer.Option(0.0, "--min-delta", help="Smallest change of --monitor "
+                                    "that counts as an improvement."),
+    monitor: Optional[Monitor] = typer.Option(None, "--monitor", help="What --early-stopping "
+                                              "watches \\[default: val_loss with validation "
+                                              "data, else loss]."),
+    history: Optional[Path] = typer.Option(None, "--history", help="Write one CSV row of "
+                                           "metrics per epoch here, flushed every epoch."),
+    drop_invalid_rows: bool = typer.Option(False, "--drop-invalid-rows", help="Leave out rows "
+                                           "with NaN or infinite features (and say how many) "
+                                           "instead of stopping with an error."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Train a network on DATA and write it to a .safetensors model file."""
+    """Train a network on DATA and write it to a .safetensors model file.
+
+    Ctrl-C (or SIGTERM) stops after the current chunk of mini-batches and writes the model with
+    its optimizer state, ready for --resume; a second Ctrl-C stops at once.
+    """
     if validation_data is not None and validation_split:
         raise UsageError("give --validation-split or --validation-data, not both")
-    _prepare_threads(threads)
+    _prepare_numba(threads)
     from nncli.arch import parse_arch
     from nncli.data import load_training_data
-    from nncli.modelfile import check_writable, load_model, save_model
-    from nncli.train import TrainConfig, fit, prepare, set_threads, warm_up
+    from nncli.modelfile import load_model, read_model_file
+    from nncli.train import RunFiles, TrainConfig, prepare, set_threads, warm_up
 
     config = TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=optimizer.value, lr=lr,
                          momentum=momentum, epochs=epochs, batch_size=batch_size,
                          validation_split=validation_split, seed=seed,
-                         normalize=not no_normalize)
+                         normalize=not no_normalize, early_stopping=early_stopping,
+                         min_delta=min_delta, monitor=monitor.value if monitor else None)
     layers = parse_arch(arch)
-    check_writable(output)
+    files = RunFiles.for_output(output, checkpoint, checkpoint_every, history)
+    files.check()
     set_threads(threads)
     base = load_model(init_from) if init_from else None
-    ds = load_training_data(data, target)
+    saved = read_model_file(resume) if resume else None
+    ds = load_training_data(data, target, classes=saved.model.classes if saved else None,
+                            drop_invalid_rows=drop_invalid_rows)
+    _say(ds.dropped_message())
     val = None
     if validation_data is not None:
-        vds = load_training_data(validation_data, target, classes=ds.classes)
+        vds = load_training_data(validation_data, target, classes=ds.classes,
+                                 drop_invalid_rows=drop_invalid_rows)
+        _say(vds.dropped_message())
         _check_same_width(vds.X.shape[1], ds.X.shape[1], validation_data)
         val = (vds.X, vds.Y, vds.source, vds.line_numbers)
-    run = prepare(config, layers, ds.X, ds.Y, ds.source, val=val, init_from=base,
+    run = prepare(config, layers, ds.X, ds.Y, ds.source, val=val, init_from=base, resume=saved,
                   lines=ds.line_numbers, classes=ds.classes,
                   feature_names=ds.feature_names, target_names=ds.target_names,
                   target_columns=ds.target_columns)
-    if epochs:
+    if not quiet:
+        _note_earlier_backup(files, resume)
+    if run.epochs_left:
         with err.status("preparing kernels (the first run compiles them, ~20 s)",
                         spinner="dots") if _show_bar(quiet) else _nothing():
             warm_up(run)
-        _run_epochs(fit, run, quiet)
-    save_model(run.model, output)
+    try:
+        _run_epochs(run, files, quiet)
+    except Interrupted as e:
+        e.args = (f"{e}; resume with: {_resume_command(files.model)}",)
+        raise
     if not quiet:
+        _say_early_stopping(run)
         err.print(f"wrote {output} ({run.model.arch}, {len(run.X)} training rows)")
     if json_out:
         last = run.history[-1].as_dict() if run.history else {}
@@ -154,19 +206,27 @@ def train(
                                                   "validation_data": validation_data,
                                                   "target": target, "threads": threads,
                                                   "init_from": str(init_from) if init_from
-                                                  else None},
+                                                  else None,
+                                                  "resume": str(resume) if resume else None,
+                                                  "checkpoint": str(files.checkpoint)
+                                                  if files.checkpoint else None,
+                                                  "checkpoint_every": checkpoint_every,
+                                                  "history": str(history) if history else None,
+                                                  "drop_invalid_rows": drop_invalid_rows},
                "optimizer": run.model.info["optimizer"],
                "rows": {"train": len(run.X), "validation": 0 if run.X_val is None
-                        else len(run.X_val)},
+                        else len(run.X_val), "dropped": len(ds.dropped)},
+               "early_stopping": run.model.info.get("early_stopping"),
                "final": last, "history": [r.as_dict() for r in run.history]}
         typer.echo(json.dumps(doc, indent=2))
 
 
-def _run_epochs(fit, run, quiet: bool) -> None:
+def _run_epochs(run, files, quiet: bool) -> None:
+    from nncli.train import train_and_save
+
     epochs = run.config.epochs
     if quiet:
-        for _ in fit(run):
-            pass
+        train_and_save(run, files)
     elif _show_bar(quiet):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
@@ -175,17 +235,59 @@ def _run_epochs(fit, run, quiet: bool) -> None:
                    MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
         rows = len(run.X)
+        done = run.state.epoch * rows + run.state.rows_done if run.state else 0
         with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task("train", total=epochs * rows, epoch=1, loss=float("nan"))
+            task = bar.add_task("train", total=epochs * rows, completed=done,
+                                epoch=done // rows + 1, loss=float("nan"))
 
             def progress(epoch: int, done: int, total: int, loss: float) -> None:
                 bar.update(task, completed=(epoch - 1) * rows + done, epoch=epoch, loss=loss)
 
-            for report in fit(run, progress):
-                bar.console.print(_epoch_line(report, epochs))
+            train_and_save(run, files, progress,
+                           lambda report: bar.console.print(_epoch_line(report, epochs)))
     else:
-        for report in fit(run):
-            print(_epoch_line(report, epochs), file=sys.stderr, flush=True)
+        train_and_save(run, files, on_epoch=lambda report: print(
+            _epoch_line(report, epochs), file=sys.stderr, flush=True))
+
+
+def _say(message: str) -> None:
+    """A message for the user on stderr (not progress: shown even with --quiet)."""
+    if message:
+        print(f"nncli: {message}", file=sys.stderr, flush=True)
+
+
+def _note_earlier_backup(files, resume: Optional[Path]) -> None:
+    ckpt = files.checkpoint
+    if ckpt is None or files.keep_checkpoint or not ckpt.exists():
+        return
+    if resume is not None and ckpt.resolve() == Path(resume).resolve():
+        return
+    _say(f"note: {ckpt} holds the state of an earlier run that did not finish; this run "
+         f"replaces it (to continue that one instead: --resume {ckpt})")
+
+
+def _say_early_stopping(run) -> None:
+    es = run.early
+    if es is None or es.best is None:
+        return
+    if es.stopped_epoch:
+        err.print(f"early stopping after epoch {es.stopped_epoch}: {es.monitor} did not improve "
+                  f"for {es.wait} epoch{'s' if es.wait > 1 else ''}")
+    err.print(f"restored the weights of epoch {es.best_epoch}, the best ({es.monitor} "
+              f"{es.best:.4f})")
+
+
+def _resume_command(model: Path) -> str:
+    """The command line of this run, with --resume MODEL (and without --init-from)."""
+    args, skip = [], False
+    for a in _ARGV:
+        if skip:
+            skip = False
+        elif a in ("--resume", "--init-from"):
+            skip = True
+        elif not a.startswith(("--resume=", "--init-from=")):
+            args.append(a)
+    return shlex.join(["nncli", *args, "--resume", str(model)])
 
 
 def _epoch_line(report, epochs: int) -> str:
@@ -205,12 +307,12 @@ def eval_(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     data: str = typer.Argument(..., help="CSV, NPZ or '-' for CSV on stdin."),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Target column(s) "
-                                               "[default: those the model was trained on]."),
+                                               "\\[default: those the model was trained on]."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
 ) -> None:
     """Report loss and metrics of MODEL on labelled DATA."""
-    _prepare_threads(threads)
+    _prepare_numba(threads)
     from nncli.data import load_training_data
     from nncli.evaluate import evaluate
     from nncli.modelfile import load_model
@@ -263,27 +365,47 @@ def predict(
                                             "stdout."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
 ) -> None:
-    """Write predictions of MODEL for DATA as CSV with a header."""
-    _prepare_threads(threads)
-    from nncli.data import load_features
+    """Write predictions of MODEL for DATA as CSV with a header.
+
+    Rows are read, predicted and written a block at a time, so any amount of data can be
+    scored through a pipe.
+    """
+    _prepare_numba(threads)
+    from nncli.data import iter_features
     from nncli.modelfile import load_model
-    from nncli.predict import predict as run_predict
-    from nncli.predict import write_csv
     from nncli.train import set_threads
 
     set_threads(threads)
     m = load_model(model)
-    ds = load_features(data, m.n_inputs, m.feature_names, m.target_columns)
-    columns, values = run_predict(m, ds.X, output.value)
+    blocks = iter_features(data, m.n_inputs, m.feature_names, m.target_columns)
     if out_file is None:
         try:
-            write_csv(sys.stdout, columns, values)
+            _write_predictions(sys.stdout, m, blocks, output.value)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (| head): not an error; keep Python quiet at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
-        _write_atomically(out_file, lambda f: write_csv(f, columns, values))
+        _write_atomically(out_file, lambda f: _write_predictions(f, m, blocks, output.value))
+
+
+def _write_predictions(stream, m, blocks, output: str) -> None:
+    """Predictions of each block of rows, as one CSV with one header."""
+    from nncli.predict import predict as run_predict
+    from nncli.predict import write_csv
+
+    header = None
+    for X in blocks:
+        columns, values = run_predict(m, X, output)
+        if header is None:
+            head = io.StringIO()
+            write_csv(head, columns, values[:0])
+            header = head.getvalue()
+            write_csv(stream, columns, values)
+        else:
+            text = io.StringIO()
+            write_csv(text, columns, values)
+            stream.write(text.getvalue()[len(header):])
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -306,6 +428,7 @@ def gradcheck(
     json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
 ) -> None:
     """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
+    _prepare_numba()
     from nncli import gradcheck as gc
 
     if batch < 1 or inputs < 1:
@@ -355,10 +478,13 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Show a model's architecture, parameter count, loss, classes and training summary."""
-    from nncli.modelfile import load_model
+    _prepare_numba()
+    from nncli.modelfile import read_model_file
 
-    m = load_model(model)
+    saved = read_model_file(model)
+    m = saved.model
     history = m.info.get("history") or []
+    state = saved.state or {}
     summary = {
         "arch": m.arch, "inputs": m.n_inputs, "outputs": m.n_outputs,
         "parameters": int(m.params.size),
@@ -369,6 +495,9 @@ def info(
         "targets": m.target_names, "optimizer": m.info.get("optimizer"),
         "normalize": m.info.get("normalize"), "seed": m.info.get("seed"),
         "epochs": len(history), "final": history[-1] if history else None,
+        "early_stopping": m.info.get("early_stopping"),
+        "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
+                       "rows": state.get("rows")} if saved.is_checkpoint else None,
         "nncli_version": m.info.get("nncli_version"),
     }
     if json_out:
@@ -376,7 +505,8 @@ def info(
         return
     table = Table(title=str(model), show_header=False)
     for key in ("arch", "inputs", "outputs", "parameters", "loss", "logits", "classes",
-                "targets", "optimizer", "normalize", "seed", "epochs", "final"):
+                "targets", "optimizer", "normalize", "seed", "epochs", "final",
+                "early_stopping", "checkpoint"):
         value = summary[key]
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     err.print(table)
@@ -398,6 +528,57 @@ def completion_script(shell: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _prepare_numba(threads: Optional[int] = None) -> None:
+    """Get Numba ready before nncli's kernels are first imported: the thread pool size, and a
+    cache folder. Numba caches compiled kernels next to the package; when that folder is not
+    writable, they go to $XDG_CACHE_HOME/nncli (default ~/.cache/nncli). When no folder can be
+    written at all, caching is turned off: every run compiles the kernels again (~20 s)."""
+    _prepare_threads(threads)
+    if "nncli.kernels" in sys.modules:
+        return
+    if "numba" not in sys.modules:
+        folder = numba_cache_dir(Path(__file__).resolve().parent, os.environ)
+        if folder is not None:
+            os.environ["NUMBA_CACHE_DIR"] = folder
+    try:
+        import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index
+    except RuntimeError as e:
+        if "no locator available" not in str(e):
+            raise
+        from numba.core.dispatcher import Dispatcher
+
+        Dispatcher.enable_caching = lambda self: None
+        _say("warning: no folder is writable for Numba's cache (set NUMBA_CACHE_DIR to one); "
+             "the kernels are compiled on every run")
+        import nncli.kernels  # noqa: F401
+
+
+def numba_cache_dir(package: Path, env) -> Optional[str]:
+    """The NUMBA_CACHE_DIR to set, or None to leave Numba's own choice.
+
+    None when the user set NUMBA_CACHE_DIR, or when ``package``/__pycache__ (Numba's default)
+    is writable; else $XDG_CACHE_HOME/nncli or ~/.cache/nncli if that can be written.
+    """
+    if env.get("NUMBA_CACHE_DIR"):
+        return None
+    if _writable_folder(package / "__pycache__"):
+        return None
+    home = env.get("HOME") or os.path.expanduser("~")
+    base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    folder = Path(base) / "nncli"
+    return str(folder) if _writable_folder(folder) else None
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Can files be created in ``folder`` (made if missing)? Tried, as Numba does."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        return True
+    except OSError:
+        return False
+
 
 def _prepare_threads(threads: Optional[int]) -> None:
     # Numba reads its pool size once, at import: ask for enough before the first import.
@@ -430,8 +611,6 @@ def _check_same_width(found: int, expected: int, source: str) -> None:
 
 
 def _write_atomically(path: Path, write) -> None:
-    import tempfile
-
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"{path}: folder '{folder}' does not exist")
@@ -445,9 +624,14 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
+_ARGV: list[str] = []   # the arguments of the running command, for the resume hint
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``nncli`` console script: run a command, map errors to one line and an exit code."""
+    global _ARGV
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
+    _ARGV = list(args)
     if "_NNCLI_COMPLETE" in os.environ:
         # A shell is asking for completions: register typer's shell classes first.
         from typer.completion import completion_init
@@ -468,9 +652,12 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _fail(f"{e.format_message()}{hint}")
         return EXIT_USAGE if isinstance(e, ClickUsageError) else e.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt as e:
+        # Ctrl-C outside training, or a second Ctrl-C/SIGTERM during it (StopNow)
+        result = getattr(e, "exit_code", EXIT_INTERRUPTED)
+    except typer.Abort:
         result = EXIT_INTERRUPTED
-    if result == EXIT_INTERRUPTED:
+    if result in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         _fail("interrupted")
     return result if isinstance(result, int) else EXIT_OK
 

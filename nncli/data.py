@@ -41,17 +41,20 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import os
 import re
 import sys
 import typing
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nncli.errors import DataError
 
-__all__ = ["Dataset", "Table", "read_table", "load_training_data", "load_features"]
+__all__ = ["Dataset", "Table", "read_table", "load_training_data", "load_features",
+           "iter_features"]
 
 STDIN_NAME = "<stdin>"
 
@@ -59,6 +62,8 @@ STDIN_NAME = "<stdin>"
 _HEADER_LOOKAHEAD = 1000
 # Cells parsed per np.loadtxt call: bounds the temporary arrays of a chunk to a few megabytes.
 _CELLS_PER_CHUNK = 1_000_000
+# Bytes read per call by the streaming reader (iter_features).
+_READ_BYTES = 1 << 20
 # Delimiters for rows re-joined after the csv module unquoted them: ',' unless a quoted cell
 # holds a comma, else the first control character that occurs nowhere in the text.
 _JOIN_DELIMITERS = (",", "\x01", "\x02", "\x03", "\x04")
@@ -79,6 +84,19 @@ class Dataset:
     classes: list[str] | None  # class names when the target held text; Y holds their indices
     source: str  # the path as given, or "<stdin>"
     line_numbers: list[int] | None = None  # CSV: each row's 1-based line in the file
+    # Rows left out by drop_invalid_rows: CSV line numbers, or 0-based rows of an NPZ
+    dropped: list[int] = field(default_factory=list)
+
+    def dropped_message(self) -> str:
+        """'dropped N rows ... (first at line L)' for the user, or '' when none were dropped."""
+        if not self.dropped:
+            return ""
+        n, s = len(self.dropped), "s" if len(self.dropped) > 1 else ""
+        where = f"line{s}" if self.line_numbers is not None else f"0-based row{s}"
+        shown = ", ".join(str(i) for i in self.dropped[:_PREVIEW])
+        more = f", ... ({n} in all)" if n > _PREVIEW else ""
+        return (f"{self.source}: dropped {n} row{s} with NaN or infinite features "
+                f"({where} {shown}{more})")
 
 
 @dataclass
@@ -131,28 +149,53 @@ def read_table(path: str, stdin: typing.BinaryIO | None = None) -> Table:
 
 def load_training_data(path: str, targets: list[str] | None = None,
                        classes: list[str] | None = None,
-                       stdin: typing.BinaryIO | None = None) -> Dataset:
+                       stdin: typing.BinaryIO | None = None,
+                       drop_invalid_rows: bool | None = None) -> Dataset:
     """Load features and targets for training or evaluation.
 
     ``targets`` names the target columns by header name or 0-based index as text (``"-1"``
     counts from the end); default: the last column. ``classes`` are the class names of a trained
     model: text labels are then mapped to those indices and an unknown label is an error.
+
+    A NaN or infinite feature (a value beyond float32 counts as infinite) is an error, unless
+    ``drop_invalid_rows`` is true: then its row is left out and listed in ``Dataset.dropped``.
+    ``False`` (rather than ``None``) means the caller offers that option, and the error says so.
+    Cells that are not numbers at all are errors either way: they usually mean a wrong column.
     """
-    table = _read(path, stdin, want_y=True)
+    drop = bool(drop_invalid_rows)
+    hint = "; --drop-invalid-rows leaves such rows out" if drop_invalid_rows is False else ""
+    table = _read(path, stdin, want_y=True, finite=not drop, hint=hint)
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
     if table.kind == "npz":
-        return _npz_training_data(table, targets)
+        return _npz_training_data(table, targets, drop)
     target_cols = _resolve_targets(table, targets)
     taken = set(target_cols)
     feature_cols = [j for j in range(table.n_columns) if j not in taken]
     if not feature_cols:
         raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
                         table.source)
-    X = _numeric_columns(table, feature_cols, "feature")
+    X = _numeric_columns(table, feature_cols, "feature", finite=not drop, hint=hint)
+    dropped: list[int] = []
+    if drop:
+        keep = np.isfinite(X).all(axis=1)
+        if not keep.all():
+            dropped = [n for n, k in zip(table.line_numbers, keep) if not k]
+            _all_dropped(keep, table.source)
+            X = np.ascontiguousarray(X[keep])
+            table.lines = [line for line, k in zip(table.lines, keep) if k]
+            table.line_numbers = [n for n, k in zip(table.line_numbers, keep) if k]
     Y, found_classes = _csv_targets(table, target_cols, classes)
-    return _csv_dataset(table, X, Y, feature_cols, target_cols, found_classes)
+    ds = _csv_dataset(table, X, Y, feature_cols, target_cols, found_classes)
+    ds.dropped = dropped
+    return ds
+
+
+def _all_dropped(keep: np.ndarray, source: str) -> None:
+    if not keep.any():
+        raise DataError(f"every one of the {len(keep)} rows has a NaN or infinite feature; "
+                        "nothing is left to train on", source)
 
 
 def load_features(path: str, n_features: int, feature_names: list[str] | None = None,
@@ -178,6 +221,220 @@ def load_features(path: str, n_features: int, feature_names: list[str] | None = 
     return _csv_dataset(table, X, None, cols, dropped, None)
 
 
+def iter_features(path: str, n_features: int, feature_names: list[str] | None = None,
+                  target_columns: list[int] | None = None,
+                  stdin: typing.BinaryIO | None = None,
+                  block_rows: int | None = None) -> typing.Iterator[np.ndarray]:
+    """The feature columns a model expects, as float32 blocks of rows, for ``predict``.
+
+    Memory is bounded by a block, not by the file: CSV (and standard input) is read a megabyte
+    at a time and parsed ``block_rows`` rows at a time (default: about a million cells per
+    block, at least 1001 rows for header detection); an NPY file is memory-mapped and converted
+    a block at a time. An NPZ member cannot be mapped, so an NPZ's ``X`` is loaded whole.
+
+    Columns are chosen as by :func:`load_features`, from the header and the first rows. Errors
+    are DataErrors raised when the block holding the problem is reached, so a caller writing
+    results as it goes has written the rows before it.
+    """
+    if path != "-" and path.lower().endswith(".npz"):
+        ds = load_features(path, n_features, feature_names, target_columns)
+        yield ds.X
+    elif path != "-" and path.lower().endswith(".npy"):
+        yield from _npy_blocks(path, n_features, block_rows)
+    else:
+        yield from _csv_feature_blocks(path, n_features, feature_names, target_columns, stdin,
+                                       block_rows)
+
+
+def _npy_blocks(path: str, n_features: int,
+                block_rows: int | None) -> typing.Iterator[np.ndarray]:
+    """Blocks of an NPY feature array, memory-mapped rather than read whole."""
+    with _open_binary(path) as f:
+        _check_npy_size(f, path)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception:  # noqa: BLE001 - e.g. an empty array cannot be mapped: read it
+            try:
+                array = np.load(f, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - see _load_error
+                raise _load_error(path, "NPY", exc) from exc
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError("not an NPY array (it is an archive: name it .npz)", path)
+    if array.ndim != 2:
+        raise DataError(f"the array must be 2-D (rows x features), found shape {array.shape}",
+                        path)
+    if array.shape[1] != n_features:
+        raise DataError(f"expected {n_features} feature columns, found {array.shape[1]}", path)
+    step = block_rows or max(1, _CELLS_PER_CHUNK // max(1, n_features))
+    for lo in range(0, max(len(array), 1), step):
+        yield _finite_float32(array[lo:lo + step], "the array", path, row_offset=lo)
+
+
+def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | None,
+                        target_columns: list[int] | None, stdin: typing.BinaryIO | None,
+                        block_rows: int | None) -> typing.Iterator[np.ndarray]:
+    """CSV (or standard input) read and parsed a block of rows at a time."""
+    if path == "-":
+        source = STDIN_NAME
+        stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise DataError("there is no standard input to read", STDIN_NAME)
+        owned = None
+    else:
+        source = path
+        stream = owned = _open_binary(path)
+    try:
+        rows = _csv_rows(_text_lines(stream, source), source)
+        first = list(itertools.islice(rows, _HEADER_LOOKAHEAD + 1))
+        if not first:
+            raise DataError("empty file", source)
+        n_columns = _row_width(first[0][1])
+        lines, numbers, delimiter = _block_lines(first, n_columns, source)
+        is_model_header = _model_header_test(feature_names, n_features, target_columns)
+        header = _take_header(lines, delimiter, is_model_header)
+        if header is not None:
+            lines, numbers = lines[1:], numbers[1:]
+            if not lines:  # the look-ahead read everything there is
+                raise DataError("no data rows (only a header)", source)
+        table = Table(source=source, kind="csv", n_columns=n_columns, header=header,
+                      lines=lines, line_numbers=numbers, delimiter=delimiter)
+        cols, _ = _select_feature_columns(table, n_features, feature_names, target_columns)
+        yield _numeric_columns(table, cols, "feature")
+        step = block_rows or max(1, _CELLS_PER_CHUNK // n_columns)
+        while True:
+            block = list(itertools.islice(rows, step))
+            if not block:
+                return
+            table.lines, table.line_numbers, table.delimiter = _block_lines(block, n_columns,
+                                                                            source)
+            yield _numeric_columns(table, cols, "feature")
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _text_lines(stream: typing.BinaryIO, source: str) -> typing.Iterator[str]:
+    """The lines of a UTF-8 byte stream (without '\n'; a '\r' before it is kept), decoded a
+    block at a time. Blocks end at a '\n', which never occurs inside a UTF-8 sequence; NUL bytes
+    and invalid UTF-8 are DataErrors giving their byte offset in the file."""
+    pending = b""
+    offset = 0  # bytes of the stream before ``pending``
+    start = True
+    # read1: what a pipe has now (at most a block) rather than waiting for a whole block
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            chunk = read(_READ_BYTES)
+        except (OSError, ValueError) as exc:  # ValueError: the stream is closed
+            raise DataError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                            source) from exc
+        if isinstance(chunk, str):  # a text stream slipped in by a caller
+            chunk = chunk.encode("utf-8")
+        data = pending + chunk
+        if start and (len(data) >= len(codecs.BOM_UTF8) or not chunk):
+            if data.startswith(codecs.BOM_UTF8):
+                data = data[len(codecs.BOM_UTF8):]
+                offset = len(codecs.BOM_UTF8)
+            start = False
+        cut = len(data) if not chunk else data.rfind(b"\n") + 1
+        if start:
+            cut = 0
+        complete, pending = data[:cut], data[cut:]
+        if complete:
+            nul = complete.find(b"\0")
+            if nul >= 0:
+                raise DataError(f"not a text CSV file (binary data at byte {offset + nul})",
+                                source)
+            try:
+                text = complete.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not a text CSV file (binary data at byte "
+                                f"{offset + exc.start})", source) from exc
+            offset += cut
+            lines = text.split("\n")
+            if text.endswith("\n"):
+                lines.pop()
+            yield from lines
+        if not chunk:
+            return
+
+
+class _CountedLines:
+    """An iterator over lines (given without '\n', returned with it, as the csv module wants
+    them) that counts how many it has handed out."""
+
+    def __init__(self, lines: typing.Iterator[str]) -> None:
+        self._lines = lines
+        self.number = 0
+
+    def __iter__(self) -> "_CountedLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        return line + "\n"
+
+
+CsvRow = typing.Union[str, list[str]]
+
+
+def _csv_rows(lines: typing.Iterator[str], source: str) -> typing.Iterator[tuple[int, CsvRow]]:
+    """(line number, row) for each non-blank row: the line itself when it has no quote (the
+    fast path), else the cells the csv module reads from it and, for a quoted cell with line
+    breaks, the lines after it (line breaks in cells become spaces, as in _split_quoted)."""
+    counted = _CountedLines(lines)
+    for line in counted:
+        number = counted.number
+        text = line[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+        if '"' not in text:
+            if text and not text.isspace():
+                yield number, text
+            continue
+        reader = csv.reader(itertools.chain([line], counted))
+        try:
+            row = next(reader)
+        except csv.Error as exc:
+            raise DataError(f"cannot parse CSV: {exc}", source, counted.number) from exc
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        yield number, [_one_line(cell) for cell in row]
+
+
+def _row_width(row: CsvRow) -> int:
+    return row.count(",") + 1 if isinstance(row, str) else len(row)
+
+
+def _block_lines(rows: list[tuple[int, CsvRow]], n_columns: int,
+                 source: str) -> tuple[list[str], list[int], str]:
+    """Rows of one block as lines joined by one delimiter, their line numbers, the delimiter.
+
+    ',' unless a quoted cell holds one; then a control character found nowhere in the block.
+    A row of another width than the first row of the file is an error at its line.
+    """
+    quoted = False
+    for number, row in rows:
+        width = _row_width(row)
+        if width != n_columns:
+            raise DataError(f"expected {n_columns} columns, found {width}", source, number)
+        quoted = quoted or not isinstance(row, str)
+    numbers = [number for number, _ in rows]
+    if not quoted:
+        return [typing.cast(str, row) for _, row in rows], numbers, ","
+    cells = [row if isinstance(row, list) else row.split(",") for _, row in rows]
+    delimiter = ","
+    if any("," in cell for row in cells for cell in row):
+        text = "".join("".join(row) for row in cells)
+        delimiter = next((d for d in _JOIN_DELIMITERS[1:] if d not in text), "")
+        if not delimiter:
+            raise DataError("cannot split rows: quoted cells hold commas and the file uses "
+                            "every spare separator character", source)
+    return [delimiter.join(row) for row in cells], numbers, delimiter
+
+
 def _csv_dataset(table: Table, X: np.ndarray, Y: np.ndarray | None, feature_cols: list[int],
                  target_cols: list[int], classes: list[str] | None) -> Dataset:
     names = table.column_names
@@ -201,13 +458,17 @@ HeaderTest = typing.Callable[[list[str]], bool]
 
 
 def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,
-          is_model_header: HeaderTest | None = None) -> Table:
-    """Dispatch on the format; ``is_model_header`` recognises a first row as a header too."""
+          is_model_header: HeaderTest | None = None, finite: bool = True,
+          hint: str = "") -> Table:
+    """Dispatch on the format; ``is_model_header`` recognises a first row as a header too.
+
+    ``finite=False`` lets NaN and infinity through in NPZ/NPY features (for dropping rows).
+    """
     if path == "-":
         return _parse_csv(_read_stdin(stdin), STDIN_NAME, is_model_header)
     lowered = path.lower()
     if lowered.endswith(".npz"):
-        return _read_npz(path, want_y)
+        return _read_npz(path, want_y, finite, hint)
     if lowered.endswith(".npy"):
         return _read_npy(path)
     return _parse_csv(_read_bytes(path), path, is_model_header)
@@ -279,16 +540,24 @@ def _parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None) -> T
         delimiter = ","
     if not lines:
         raise DataError("empty file", source)
-    header = None
-    first = [cell.strip() for cell in lines[0].split(delimiter)]
-    following = [line.split(delimiter) for line in lines[1:1 + _HEADER_LOOKAHEAD]]
-    if (is_model_header is not None and is_model_header(first)) or _is_header(first, following):
-        header = first
+    header = _take_header(lines, delimiter, is_model_header)
+    if header is not None:
         lines, numbers = lines[1:], numbers[1:]
         if not lines:
             raise DataError("no data rows (only a header)", source)
     return Table(source=source, kind="csv", n_columns=n_columns, header=header, lines=lines,
                  line_numbers=numbers, delimiter=delimiter)
+
+
+def _take_header(lines: list[str], delimiter: str,
+                 is_model_header: HeaderTest | None) -> list[str] | None:
+    """The first row's cells when it is a header (see the module docstring), else None."""
+    first = [cell.strip() for cell in lines[0].split(delimiter)]
+    following = lines[1:1 + _HEADER_LOOKAHEAD]
+    if ((is_model_header is not None and is_model_header(first))
+            or _is_header(first, following, delimiter)):
+        return first
+    return None
 
 
 def _split_plain(text: str, source: str) -> tuple[list[str], list[int], int]:
@@ -364,12 +633,17 @@ def _one_line(cell: str) -> str:
     return cell
 
 
-def _is_header(first: list[str], following: list[list[str]]) -> bool:
-    """The header rule of the module docstring."""
+def _is_header(first: list[str], following: list[str], delimiter: str) -> bool:
+    """The header rule of the module docstring; ``following`` are the next rows as lines.
+
+    Only the columns whose first cell is text are looked at, one at a time, so that a wide
+    file does not turn a thousand rows into cell strings all at once.
+    """
     for j, cell in enumerate(first):
         if _parse_float(cell) is not None:
             continue
-        below = [row[j].strip() for row in following if j < len(row)]
+        below = [parts[j].strip() for parts in (line.split(delimiter, j + 1) for line in following)
+                 if j < len(parts)]
         if below and _parse_float(below[0]) is not None:
             return True
         if cell not in below:
@@ -407,12 +681,14 @@ def _shown(cell: str) -> str:
     return f"'{cell[:40]}...'" if len(cell) > 40 else f"'{cell}'"
 
 
-def _numeric_columns(table: Table, cols: list[int], role: str) -> np.ndarray:
+def _numeric_columns(table: Table, cols: list[int], role: str, finite: bool = True,
+                     hint: str = "") -> np.ndarray:
     """Columns ``cols`` of every row as a C-contiguous float32 (n, len(cols)) array.
 
     np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries stay small.
     Integer parsing is tried first because it is about three times faster than float parsing
     and pixel-like data is all integers; the first chunk that is not integers switches to floats.
+    NaN and infinity are errors (``hint`` appended), or kept when ``finite`` is false.
     """
     n = table.n_rows
     out = np.empty((n, len(cols)), dtype=np.float32)
@@ -431,7 +707,8 @@ def _numeric_columns(table: Table, cols: list[int], role: str) -> np.ndarray:
                 block = _loadtxt(chunk, table.delimiter, cols, np.float32)
             except ValueError as exc:
                 _raise_bad_cell(table, cols, lo, role, exc)
-            _check_finite_block(table, block, cols, lo, role)
+            if finite:
+                _check_finite_block(table, block, cols, lo, role, hint)
         out[lo:lo + len(chunk)] = block
     return out
 
@@ -457,14 +734,14 @@ def _raise_bad_cell(table: Table, cols: list[int], lo: int, role: str,
 
 
 def _check_finite_block(table: Table, block: np.ndarray, cols: list[int], lo: int,
-                        role: str) -> None:
+                        role: str, hint: str = "") -> None:
     """Refuse NaN and infinity (loadtxt reads "nan", "inf" and overflows into them)."""
     if np.isfinite(block).all():
         return
     r, c = (int(v) for v in np.argwhere(~np.isfinite(block))[0])
     i, j = lo + r, cols[c]
     raise DataError(_non_finite_message(block[r, c], table.lines[i].split(table.delimiter)[j],
-                                        f"{role} column {_column_label(table, j)}"),
+                                        f"{role} column {_column_label(table, j)}") + hint,
                     table.source, table.line_numbers[i], j + 1)
 
 
@@ -581,7 +858,8 @@ def _numeric_targets(table: Table, j: int, column: list[str]) -> np.ndarray:
             raise DataError(f"cannot read {_shown(text)} as a number (target column "
                             f"{_column_label(table, j)}); text class labels need a single "
                             "target column", table.source, table.line_numbers[i], j + 1)
-        values[i] = value
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported just below
+            values[i] = value
     if not np.isfinite(values).all():
         i = int(np.argmin(np.isfinite(values)))
         raise DataError(_non_finite_message(values[i], column[i],
@@ -595,9 +873,10 @@ def _numeric_targets(table: Table, j: int, column: list[str]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_npz(path: str, want_y: bool) -> Table:
+def _read_npz(path: str, want_y: bool, finite: bool = True, hint: str = "") -> Table:
     """Arrays X (checked, float32) and y (as stored, if present and wanted) of an NPZ file."""
     with _open_binary(path) as f:
+        _check_npz_sizes(f, path)
         try:
             archive = np.load(f, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - see _load_error
@@ -611,13 +890,14 @@ def _read_npz(path: str, want_y: bool) -> Table:
                                 path)
             X = _load_member(archive, "X", path)
             y = _load_member(archive, "y", path) if want_y and "y" in names else None
-    X = _checked_features(X, "array 'X'", path)
+    X = _checked_features(X, "array 'X'", path, finite, hint)
     return Table(source=path, kind="npz", n_columns=X.shape[1], X=X, y=y, array_names=names)
 
 
 def _read_npy(path: str) -> Table:
     """The single feature array of an NPY file, checked and as float32."""
     with _open_binary(path) as f:
+        _check_npy_size(f, path)
         try:
             array = np.load(f, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - see _load_error
@@ -627,6 +907,85 @@ def _read_npy(path: str) -> Table:
             raise DataError("not an NPY array (it is an archive: name it .npz)", path)
     X = _checked_features(array, "the array", path)
     return Table(source=path, kind="npy", n_columns=X.shape[1], X=X)
+
+
+# zlib cannot shrink data by more than about 1032:1; a member claiming more is a lie.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_npz_sizes(f: typing.BinaryIO, path: str) -> None:
+    """Refuse an NPZ member whose header claims more data than the member holds.
+
+    np.load allocates the array its header describes before reading any data, so a crafted
+    header (shape (10**12, 784)) would exhaust memory; this reads each member's header through
+    zipfile and compares the claim with the member's size, before anything is allocated.
+    Files that are not readable zip archives are left for np.load to report.
+    """
+    try:
+        archive = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        f.seek(0)
+        return
+    try:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = f"array '{info.filename[:-4]}' of the NPZ"
+            if (info.compress_type != zipfile.ZIP_STORED
+                    and info.file_size > info.compress_size * _MAX_DEFLATE_RATIO + 1024):
+                raise DataError(f"{name} claims {info.file_size} bytes uncompressed from "
+                                f"{info.compress_size} compressed: a damaged or crafted file",
+                                path)
+            try:
+                with archive.open(info) as member:
+                    claim = _npy_header_claim(member)
+            except DataError:
+                raise
+            except Exception:  # noqa: BLE001 - unreadable here: np.load reports it
+                continue
+            if claim is not None:
+                _check_claim(claim, info.file_size, name, path)
+    finally:
+        archive.close()
+        f.seek(0)
+
+
+def _check_npy_size(f: typing.BinaryIO, path: str) -> None:
+    """Refuse an NPY file whose header claims more data than the file holds (see above)."""
+    try:
+        size = os.fstat(f.fileno()).st_size
+        claim = _npy_header_claim(f)
+    except Exception:  # noqa: BLE001 - unreadable here: np.load reports it
+        claim = None
+    f.seek(0)
+    if claim is not None:
+        _check_claim(claim, size, "NPY file", path)
+
+
+def _npy_header_claim(f: typing.BinaryIO) -> tuple[tuple[int, ...], int, int] | None:
+    """(shape, bytes of data claimed, header length) of an .npy stream, or None if it is not
+    one. Python integers: a product of absurd dimensions cannot overflow."""
+    fmt = np.lib.format
+    start = f.tell()
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = fmt.read_array_header_2_0(f)
+    else:
+        return None
+    count = 1
+    for d in shape:
+        count *= int(d)
+    return tuple(int(d) for d in shape), count * dtype.itemsize, f.tell() - start
+
+
+def _check_claim(claim: tuple[tuple[int, ...], int, int], size: int, name: str,
+                 path: str) -> None:
+    shape, wanted, header = claim
+    if wanted > size - header:
+        raise DataError(f"{name} claims shape {shape} ({wanted} bytes of data), but holds only "
+                        f"{max(size - header, 0)} bytes: a damaged or crafted file", path)
 
 
 def _load_member(archive: typing.Any, name: str, path: str) -> np.ndarray:
@@ -653,22 +1012,27 @@ def _load_error(path: str, what: str, exc: Exception) -> DataError:
     return DataError(f"cannot read the {what} file: {reason}", path)
 
 
-def _checked_features(X: np.ndarray, what: str, path: str) -> np.ndarray:
-    """A 2-D numeric array as C-contiguous float32 with every value finite."""
+def _checked_features(X: np.ndarray, what: str, path: str, finite: bool = True,
+                      hint: str = "") -> np.ndarray:
+    """A 2-D numeric array as C-contiguous float32 with every value finite (unless not
+    ``finite``: then NaN and infinity are kept, for the caller to drop)."""
     if X.ndim != 2:
         raise DataError(f"{what} must be 2-D (rows x features), found shape {X.shape}", path)
-    return _finite_float32(X, what, path)
+    return _finite_float32(X, what, path, finite=finite, hint=hint)
 
 
-def _finite_float32(A: np.ndarray, what: str, path: str) -> np.ndarray:
-    """``A`` (numeric) as C-contiguous float32, refusing NaN/inf with their 0-based position."""
+def _finite_float32(A: np.ndarray, what: str, path: str, row_offset: int = 0,
+                    finite: bool = True, hint: str = "") -> np.ndarray:
+    """``A`` (numeric) as C-contiguous float32, refusing NaN/inf with their 0-based position
+    (rows counted from ``row_offset``, for a block of a larger array)."""
     if A.dtype.kind not in "biuf":
         raise DataError(f"{what} must hold numbers, found dtype {A.dtype}", path)
     with np.errstate(over="ignore"):  # float64 beyond float32 range is reported below
         out = np.ascontiguousarray(A, dtype=np.float32)
-    if out.size and not np.isfinite(out).all():
+    if finite and out.size and not np.isfinite(out).all():
         position = tuple(int(v) for v in np.argwhere(~np.isfinite(out))[0])
-        at = f"row {position[0]}" + (f", column {position[1]}" if len(position) > 1 else "")
+        at = (f"row {position[0] + row_offset}"
+              + (f", column {position[1]}" if len(position) > 1 else ""))
         original = A[position]
         if np.isnan(original):
             message = f"NaN in {what} at {at} (0-based)"
@@ -676,12 +1040,13 @@ def _finite_float32(A: np.ndarray, what: str, path: str) -> np.ndarray:
             message = f"value {original} is too large for float32 in {what} at {at} (0-based)"
         else:
             message = f"infinite value in {what} at {at} (0-based)"
-        raise DataError(message, path)
+        raise DataError(message + hint, path)
     return out
 
 
-def _npz_training_data(table: Table, targets: list[str] | None) -> Dataset:
-    """Dataset from an NPZ's X and y; y 1-D becomes one column."""
+def _npz_training_data(table: Table, targets: list[str] | None, drop: bool = False) -> Dataset:
+    """Dataset from an NPZ's X and y; y 1-D becomes one column. With ``drop``, rows of X holding
+    NaN or infinity are left out (X was read without the finiteness check)."""
     path = table.source
     if targets:
         raise DataError("target columns cannot be chosen in an NPZ file: its targets are "
@@ -698,11 +1063,19 @@ def _npz_training_data(table: Table, targets: list[str] | None) -> Dataset:
     if y.shape[0] != table.X.shape[0]:
         raise DataError(f"arrays 'X' and 'y' have different numbers of rows "
                         f"({table.X.shape[0]} and {y.shape[0]})", path)
+    X = table.X
+    dropped: list[int] = []
+    if drop:
+        keep = np.isfinite(X).all(axis=1)
+        if not keep.all():
+            _all_dropped(keep, path)
+            dropped = np.flatnonzero(~keep).tolist()
+            X, y = np.ascontiguousarray(X[keep]), y[keep]
     # Targets here are numbers even for a model with classes: the caller checks their range.
     Y = _finite_float32(y, "array 'y'", path)
-    return Dataset(X=table.X, Y=Y, feature_names=_numbered("x", table.X.shape[1]),
+    return Dataset(X=X, Y=Y, feature_names=_numbered("x", X.shape[1]),
                    target_names=_target_numbering(Y.shape[1]), target_columns=[],
-                   classes=None, source=path)
+                   classes=None, source=path, dropped=dropped)
 
 
 # --------------------------------------------------------------------------------------------

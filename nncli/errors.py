@@ -8,7 +8,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130   # 128 + SIGINT
+EXIT_TERMINATED = 143    # 128 + SIGTERM
 
 
 class NncliError(Exception):
@@ -43,6 +44,27 @@ class ModelFileError(NncliError):
 
 
 class DivergedError(NncliError):
-    """Training produced a NaN or infinite loss; the weights before that batch are kept."""
+    """Training produced a NaN or infinite loss or weight; the last finite weights are kept."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class Interrupted(NncliError):
+    """SIGINT or SIGTERM asked a training run to stop; it stopped after the current chunk of
+    mini-batches and (when run through ``train.train_and_save``) saved where it stood.
+
+    The exit code is the shell's for that signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class StopNow(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: stop at once, writing nothing (atomic writes clean up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.exit_code = 128 + signum

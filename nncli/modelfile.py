@@ -5,6 +5,12 @@ Tensors: ``layers.{i}.kernel`` (in, out), ``layers.{i}.bias`` (out,), ``normaliz
 whose value is a JSON document (see ``_metadata``). Loading checks, in order: the file's framing
 (header length, trailing bytes), that it is an nncli file, its format version, and that every
 tensor has the shape the architecture implies.
+
+A *checkpoint* is a model file with the state of an unfinished training run added: the JSON
+document gets a ``training_state`` object (epochs done, optimizer step, shuffling state, ...; see
+``nncli.train.checkpoint_parts``) and the file gets flat float32 tensors of the parameters' size
+(``optimizer.m``, ``optimizer.v``, ``early_stopping.best``). Everything that reads a model reads
+a checkpoint as the model it holds; a finished model has exactly the tensors listed above.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import struct
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +35,44 @@ from nncli.model import Model, layer_table, param_count
 
 FORMAT_VERSION = 1
 METADATA_KEY = "nncli"
+STATE_KEY = "training_state"
+# Names of the extra tensors a checkpoint may hold, all flat and as long as the parameters.
+STATE_TENSOR_PREFIXES = ("optimizer.", "early_stopping.")
 # A model of this tool has a header of a few kB; a larger claim is a foreign or corrupt file.
 MAX_HEADER_BYTES = 64 << 20
 
 
-def save_model(model: Model, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` atomically: a temporary file in the same folder, then rename."""
+@dataclass
+class ModelFile:
+    """What a model file holds: the model, and for a checkpoint the training state."""
+
+    model: Model
+    path: str
+    state: dict | None = None                                 # the training_state document
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # optimizer.m, ...
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.state is not None
+
+
+def save_model(model: Model, path: str | os.PathLike, state: dict | None = None,
+               tensors: dict[str, np.ndarray] | None = None) -> None:
+    """Write ``model`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    ``state`` (JSON-able) and ``tensors`` (flat float32 arrays named ``optimizer.*`` or
+    ``early_stopping.*``) make the file a checkpoint; without them it is a finished model.
+    """
     path = Path(path)
-    data = st_save(_tensors(model),
-                   metadata={METADATA_KEY: json.dumps(_metadata(model), sort_keys=True)})
+    all_tensors = _tensors(model)
+    meta = _metadata(model)
+    if state is not None:
+        meta[STATE_KEY] = state
+    for name, array in (tensors or {}).items():
+        if not name.startswith(STATE_TENSOR_PREFIXES) or name in all_tensors:
+            raise ValueError(f"not a training-state tensor name: {name!r}")
+        all_tensors[name] = np.ascontiguousarray(array, dtype=np.float32)
+    data = st_save(all_tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
     check_writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -51,20 +87,36 @@ def save_model(model: Model, path: str | os.PathLike) -> None:
         raise
 
 
-def check_writable(path: str | os.PathLike) -> None:
-    """Fail now, not after training, when ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike, what: str = "the model") -> None:
+    """Fail now, not after training, when ``path`` cannot be written.
+
+    The folder is probed by creating (and removing) a temporary file in it, the way the real
+    write will: ``os.access`` alone says yes to root on a read-only mount.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"{path}: cannot write the model: folder '{folder}' does not exist")
+        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' does not exist")
     if path.is_dir():
-        raise UsageError(f"{path}: cannot write the model: it is a folder")
+        raise UsageError(f"{path}: cannot write {what}: it is a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{path}: cannot write the model: folder '{folder}' is not writable")
+        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' is not writable "
+                         f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Read and check a model file; every problem is a ModelFileError naming the file."""
+    """Read and check a model file (or checkpoint); every problem is a ModelFileError naming it."""
+    return read_model_file(path).model
+
+
+def read_model_file(path: str | os.PathLike) -> ModelFile:
+    """Read and check a model file, keeping a checkpoint's training state and tensors."""
     name = str(path)
     try:
         data = Path(path).read_bytes()
@@ -80,7 +132,21 @@ def load_model(path: str | os.PathLike) -> Model:
         tensors = st_load(data)
     except SafetensorError as e:
         raise ModelFileError(f"{name}: damaged safetensors file ({e})") from None
-    return _model_from(meta, tensors, name)
+    state = meta.pop(STATE_KEY, None)
+    model = _model_from(meta, tensors, name)
+    if state is None:
+        return ModelFile(model, name)
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{name}: damaged training state (not a JSON object)")
+    extra = {}
+    for key, array in tensors.items():
+        if not key.startswith(STATE_TENSOR_PREFIXES):
+            continue
+        if array.dtype != np.float32 or array.shape != model.params.shape:
+            raise ModelFileError(f"{name}: tensor '{key}' is {array.dtype}{list(array.shape)}, "
+                                 f"expected float32{list(model.params.shape)}")
+        extra[key] = array.copy()
+    return ModelFile(model, name, state, extra)
 
 
 def _tensors(model: Model) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 
 from nncli import __version__
 from nncli.cli import main
+from nncli.modelfile import load_model, read_model_file
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["train", "eval", "predict", "gradcheck", "info"]
@@ -437,15 +438,54 @@ def _first_line_with_label_at_least(path: Path, k: int) -> int:
     raise AssertionError("no such row")
 
 
+def _rewrite_metadata(source: Path, target: Path, change) -> None:
+    from safetensors import safe_open
+
+    tensors = load_file(str(source))
+    with safe_open(str(source), "np") as f:
+        metadata = dict(f.metadata())
+    metadata["nncli"] = json.dumps(change(json.loads(metadata["nncli"])))
+    save_file(tensors, str(target), metadata=metadata)
+
+
+def _absurd_npz(path: Path) -> None:
+    """An NPZ whose X header claims (10**12, 784) float32 but holds 12 values."""
+    import zipfile
+
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**12, 784)})
+    member.write(np.zeros(12, np.float32).tobytes())
+    y = io.BytesIO()
+    np.save(y, np.zeros(3))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("X.npy", member.getvalue())
+        archive.writestr("y.npy", y.getvalue())
+
+
 @pytest.fixture
-def bad(tmp_path, digits_model):
+def bad(tmp_path, digits_model, digits_csv):
     """Bad input files and an empty output folder."""
     (tmp_path / "out").mkdir()
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,0\n3,4\n5,6,1\n")
     (tmp_path / "nonnum.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,x,1\n")
     (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,nan,1\n5,6,1\n")
     (tmp_path / "narrow.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("a,b,y\n")
+    (tmp_path / "binary.csv").write_bytes(b"a,b,y\n1,2,0\n\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (tmp_path / "labels.csv").write_text("a,b,kind\n1,2,ant\n3,4,bee\n5,6,cat\n7,8,ant\n")
+    # The digits without header (64 features, the label), two extra columns.
+    rows = digits_csv.read_text().splitlines()[1:]
+    (tmp_path / "wide.csv").write_text("".join(f"{r},0,0\n" for r in rows[:20]))
+    np.savez(tmp_path / "nox.npz", features=np.zeros((3, 2)), y=np.zeros(3))
+    _absurd_npz(tmp_path / "absurd.npz")
     data = digits_model.read_bytes()
+    (tmp_path / "extra.safetensors").write_bytes(data + b"appended")
+    _rewrite_metadata(digits_model, tmp_path / "newer.safetensors",
+                      lambda meta: {**meta, "format_version": 99})
+    _rewrite_metadata(digits_model, tmp_path / "mismatch.safetensors",
+                      lambda meta: {**meta, "arch": "20relu-15relu-10linear"})
     (tmp_path / "truncated.safetensors").write_bytes(data[:len(data) // 2])
     save_file({"a": np.zeros(3, np.float32)}, str(tmp_path / "foreign.safetensors"))
     (tmp_path / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
@@ -498,6 +538,42 @@ BAD_INPUT = {
     "negative-epochs": (["train", "{digits}", *DIGITS_ARCH, "--epochs", "-1"], ["--epochs"], True),
     "unknown-loss": (["train", "{digits}", "--arch", "10linear", "--loss", "hinge"],
                      ["hinge", "expected one of"], True),
+    "empty-file": (["train", "{tmp}/empty.csv", *SMALL], ["empty.csv", "empty file"], True),
+    "header-only": (["train", "{tmp}/header.csv", *SMALL], ["header.csv", "only a header"],
+                    True),
+    "binary-as-csv": (["train", "{tmp}/binary.csv", *SMALL], ["binary.csv", "binary data"],
+                      True),
+    "binary-as-csv-predict": (["predict", "{model}", "{tmp}/binary.csv"],
+                              ["binary.csv", "binary data"], False),
+    "nan-feature-hint": (["train", "{tmp}/nan.csv", *SMALL], ["--drop-invalid-rows"], True),
+    "missing-target": (["train", "{digits}", *DIGITS_ARCH, "--target", "nope"],
+                       ["no column named 'nope'"], True),
+    "more-classes-than-units": (["train", "{tmp}/labels.csv", "--arch", "4relu-2linear",
+                                 "--loss", "sparse_cce", "--logits"],
+                                ["labels.csv", "3 classes", "ant, bee, cat", "holds 2"], True),
+    "more-features-at-predict": (["predict", "{model}", "{tmp}/wide.csv"],
+                                 ["wide.csv", "expected 64 feature columns, found 67"], False),
+    "npz-without-x": (["train", "{tmp}/nox.npz", *SMALL], ["nox.npz", "no array 'X'"], True),
+    "npz-absurd-shape": (["train", "{tmp}/absurd.npz", *SMALL],
+                         ["absurd.npz", "claims shape (1000000000000, 784)"], True),
+    "model-extra-bytes": (["predict", "{tmp}/extra.safetensors", "{digits}"],
+                          ["extra.safetensors", "8 unexpected bytes"], False),
+    "model-newer-format": (["info", "{tmp}/newer.safetensors"],
+                           ["newer.safetensors", "version 99", "newer"], False),
+    "model-shape-mismatch": (["eval", "{tmp}/mismatch.safetensors", "{digits}"],
+                             ["mismatch.safetensors", "layers.0.kernel", "[64, 25]"], False),
+    "resume-a-finished-model": (["train", "{digits}", *DIGITS_ARCH, "--resume", "{model}"],
+                                ["finished model", "--init-from"], True),
+    "resume-with-init-from": (["train", "{digits}", *DIGITS_ARCH, "--resume", "{model}",
+                               "--init-from", "{model}"], ["not both"], True),
+    "monitor-without-validation": (["train", "{digits}", *DIGITS_ARCH, "--early-stopping", "2",
+                                    "--monitor", "val_loss"], ["validation data"], True),
+    "monitor-without-early-stopping": (["train", "{digits}", *DIGITS_ARCH, "--monitor", "loss"],
+                                       ["--early-stopping"], True),
+    "history-in-missing-folder": (["train", "{digits}", *DIGITS_ARCH, "--history",
+                                   "{tmp}/nope/h.csv"], ["nope", "does not exist"], True),
+    "negative-checkpoint-every": (["train", "{digits}", *DIGITS_ARCH, "--checkpoint-every",
+                                   "-1"], ["--checkpoint-every"], True),
 }
 
 
@@ -581,19 +657,19 @@ def _read_line(stream, deadline: float) -> bytes:
     return line
 
 
-def test_ctrl_c_during_training_exits_130_and_leaves_no_file(tmp_path):
+def _big_csv(path: Path, rows: int = 20000) -> Path:
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(20000, 20))
+    X = rng.normal(size=(rows, 20))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    data = tmp_path / "big.csv"
-    np.savetxt(data, np.column_stack([X, y]), delimiter=",", fmt="%.5g",
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.5g",
                header=",".join([f"f{i}" for i in range(20)] + ["y"]), comments="")
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    proc = subprocess.Popen([*nncli_argv(), "train", str(data), "--arch", "64relu-64relu-1linear",
-                             "--loss", "bce", "--logits", "--epochs", "100000", "-o",
-                             str(out_dir / "m.safetensors")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sub_env())
+    return path
+
+
+def _signal_after_first_epoch(argv: list[str], signum: int) -> tuple[int, bytes, bytes]:
+    """Run ``nncli ARGV``, send ``signum`` once an epoch line is on stderr; (rc, out, err)."""
+    proc = subprocess.Popen([*nncli_argv(), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=sub_env())
     try:
         deadline = time.monotonic() + 120
         first = b""
@@ -602,16 +678,278 @@ def test_ctrl_c_during_training_exits_130_and_leaves_no_file(tmp_path):
             if not first:
                 break
         assert first.startswith(b"epoch 1/"), f"no epoch line before the deadline: {first!r}"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err.decode()
-    assert b"Traceback" not in err
+    return proc.returncode, out, first + err
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_training_writes_a_resumable_model(capsys, tmp_path, signum, code):
+    data = _big_csv(tmp_path / "big.csv")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    model = out_dir / "m.safetensors"
+    rc, out, err = _signal_after_first_epoch(
+        ["train", str(data), "--arch", "64relu-64relu-1linear", "--loss", "bce", "--logits",
+         "--epochs", "100000", "--threads", "1", "-o", str(model)], signum)
+    text = err.decode()
+    assert rc == code, text
+    assert "Traceback" not in text
     assert out == b""
-    assert files_in(out_dir) == []
+    errors = [line for line in text.splitlines() if line.startswith("nncli: error:")]
+    assert len(errors) == 1 and text.endswith(errors[0] + "\n"), text
+    message = errors[0]
+    assert f"interrupted by {signal.Signals(signum).name}" in message
+    assert str(model) in message
+    # Only the model: the backup checkpoint of the finished epochs was superseded by it.
+    assert files_in(out_dir) == ["m.safetensors"]
+    rc, info_out, _ = run(capsys, "info", model, "--json")
+    assert rc == 0
+    info = json.loads(info_out)
+    done = info["checkpoint"]["epoch"]
+    assert done >= 1 and info["epochs"] == done
+    if signum != signal.SIGINT:
+        return
+    # The printed command resumes it; --epochs counts all epochs.
+    command = shlex.split(message.split("resume with: ", 1)[1])
+    assert command[0] == "nncli" and command[-2:] == ["--resume", str(model)]
+    argv = command[1:]
+    argv[argv.index("--epochs") + 1] = str(done + 1)
+    rc, _, err2 = run(capsys, *argv, "-q")
+    assert rc == 0, err2
+    resumed = load_model(model)
+    assert len(resumed.info["history"]) == done + 1
+    assert read_model_file(model).state is None  # finished: a plain model again
+    assert files_in(out_dir) == ["m.safetensors"]
+
+
+def test_resume_through_the_cli_matches_a_straight_run(capsys, tmp_path, digits_csv):
+    common = [digits_csv, "--arch", "25relu-10linear", "--loss", "sparse_cce", "--logits",
+              "--validation-split", "0.2", "--batch-size", "64", "-q"]
+    rc, _, err = run(capsys, "train", *common, "--epochs", "4", "-o", tmp_path / "a.safetensors")
+    assert rc == 0, err
+    rc, _, err = run(capsys, "train", *common, "--epochs", "2", "--checkpoint",
+                     tmp_path / "k.ckpt", "-o", tmp_path / "half.safetensors")
+    assert rc == 0, err
+    assert files_in(tmp_path) == ["a.safetensors", "half.safetensors", "k.ckpt"]
+    rc, out, err = run(capsys, "train", *common, "--epochs", "4", "--resume", tmp_path / "k.ckpt",
+                       "--json", "-o", tmp_path / "b.safetensors")
+    assert rc == 0, err
+    assert [h["epoch"] for h in json.loads(out)["history"]] == [1, 2, 3, 4]
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    ha, hb = (load_model(tmp_path / f"{x}.safetensors").info["history"] for x in "ab")
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(ha) == strip(hb)
+
+
+def test_early_stopping_and_history_csv(capsys, tmp_path, digits_csv):
+    history = tmp_path / "h.csv"
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--lr", "0.05",
+                       "--validation-split", "0.2", "--epochs", "300", "--early-stopping", "2",
+                       "--history", history, "--json", "-o", tmp_path / "m.safetensors")
+    assert rc == 0, err
+    doc = json.loads(out)
+    es = doc["early_stopping"]
+    epochs = len(doc["history"])
+    assert es["monitor"] == "val_loss" and es["patience"] == 2
+    assert es["stopped_epoch"] == epochs < 300
+    assert es["best_epoch"] == epochs - 2
+    assert f"early stopping after epoch {epochs}" in err
+    assert f"restored the weights of epoch {es['best_epoch']}" in err
+    best = doc["history"][es["best_epoch"] - 1]["val_loss"]
+    assert es["best"] == best == min(h["val_loss"] for h in doc["history"])
+    rows = list(csv.reader(history.open()))
+    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+    assert len(rows) == epochs + 1
+    assert float(rows[es["best_epoch"]][3]) == best
+    # The model holds the best epoch's weights: its validation loss is the best one.
+    rows_all = digits_csv.read_text().splitlines()
+    n_val = int((len(rows_all) - 1) * 0.2)
+    (tmp_path / "val.csv").write_text("\n".join([rows_all[0], *rows_all[-n_val:]]) + "\n")
+    rc, out, _ = run(capsys, "eval", tmp_path / "m.safetensors", tmp_path / "val.csv", "--json")
+    assert json.loads(out)["loss"] == pytest.approx(best, rel=1e-5)
+    rc, out, _ = run(capsys, "info", tmp_path / "m.safetensors", "--json")
+    assert json.loads(out)["early_stopping"]["best_epoch"] == es["best_epoch"]
+
+
+def test_divergence_exits_1_and_keeps_the_last_finite_weights(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * 100
+    data = tmp_path / "reg.csv"
+    np.savetxt(data, np.column_stack([X, X @ [1.0, 2.0, 3.0]]), delimiter=",", fmt="%.6g")
+    model = tmp_path / "out" / "m.safetensors"
+    model.parent.mkdir()
+    rc, out, err = run(capsys, "train", data, "--arch", "8relu-1linear", "--loss", "mse",
+                       "--no-normalize", "--optimizer", "sgd", "--lr", "10", "--epochs", "50",
+                       "-o", model)
+    assert rc == 1
+    assert out == ""
+    assert err.startswith("nncli: error: the loss became NaN or infinite in epoch 1, batch ")
+    assert err.count("\n") == 1
+    assert str(model) in err and "hint: try a smaller --lr (it is 10)" in err
+    assert files_in(model.parent) == ["m.safetensors"]
+    saved = read_model_file(model)
+    assert np.isfinite(saved.model.params).all()
+    assert saved.state is not None  # resumable with a smaller --lr
+
+
+def test_drop_invalid_rows_says_how_many(capsys, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n1,2,0\n3,nan,1\n5,6,1\ninf,1,0\n7,8,0\n2,1,1\n")
+    rc, out, err = run(capsys, "train", data, *SMALL, "--epochs", "1", "--drop-invalid-rows",
+                       "--json", "-q", "-o", tmp_path / "m.safetensors")
+    assert rc == 0, err
+    assert err == f"nncli: {data}: dropped 2 rows with NaN or infinite features (lines 3, 5)\n"
+    assert json.loads(out)["rows"] == {"train": 4, "validation": 0, "dropped": 2}
+
+
+def test_bom_and_crlf_are_accepted(capsys, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_bytes(b"\xef\xbb\xbfa,b,y\r\n" + b"".join(
+        f"{i % 7},{i % 3},{i % 2}\r\n".encode() for i in range(40)))
+    model = tmp_path / "m.safetensors"
+    rc, _, err = run(capsys, "train", data, *SMALL, "--epochs", "1", "-q", "-o", model)
+    assert rc == 0, err
+    assert load_model(model).feature_names == ["a", "b"]
+    rc, out, err = run(capsys, "predict", model, data)
+    assert rc == 0, err
+    assert out.splitlines()[0] == "y" and len(out.splitlines()) == 41
+
+
+def test_output_folder_that_cannot_be_written_fails_before_training(capsys, tmp_path,
+                                                                   digits_csv):
+    # /sys refuses new files even to root (os.access says yes to root everywhere).
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys")
+    rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "500", "-o",
+                       "/sys/nncli-test.safetensors")
+    assert_one_line_error(rc, out, err, "/sys", "not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_fails_before_training(capsys, tmp_path, digits_csv):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "-o",
+                           folder / "m.safetensors")
+    finally:
+        folder.chmod(0o700)
+    assert_one_line_error(rc, out, err, "not writable")
+
+
+def test_a_run_that_died_leaves_its_backup_and_the_next_says_so(capsys, tmp_path, digits_csv):
+    model = tmp_path / "m.safetensors"
+    rc, _, _ = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "1", "-q",
+                   "--checkpoint", tmp_path / "m.safetensors.ckpt", "-o", tmp_path / "x")
+    assert rc == 0  # stands for the backup of a run killed with SIGKILL
+    rc, _, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "1", "-o", model)
+    assert rc == 0
+    assert "m.safetensors.ckpt holds the state of an earlier run" in err
+    assert "--resume" in err
+    assert files_in(tmp_path) == ["m.safetensors", "x"]
+
+
+# ---------------------------------------------------------------- predict streams
+
+
+def test_predict_streams_rows_from_a_pipe(tmp_path, digits_model, digits_csv):
+    rows = digits_csv.read_text().splitlines()
+    proc = subprocess.Popen([*nncli_argv(), "predict", str(digits_model), "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=sub_env())
+    try:
+        proc.stdin.write(("\n".join(rows[:1500]) + "\n").encode())
+        proc.stdin.flush()
+        # Stdin stays open: a reader that waited for all of it would print nothing yet.
+        deadline = time.monotonic() + 60
+        got = [_read_line(proc.stdout, deadline) for _ in range(1001)]
+        assert got[-1].count(b",") == 9, got[-3:]
+        proc.stdin.write(("\n".join(rows[1500:]) + "\n").encode())
+        proc.stdin.close()
+        rest, err = proc.stdout.read(), proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    streamed = b"".join(got) + rest
+    whole = subprocess.run([*nncli_argv(), "predict", str(digits_model), str(digits_csv)],
+                           capture_output=True, env=sub_env(), timeout=60).stdout
+    assert streamed == whole and streamed.count(b"\n") == len(rows)
+
+
+def test_predict_to_a_file_writes_nothing_when_a_row_is_bad(capsys, tmp_path, digits_model,
+                                                            digits_csv):
+    rows = digits_csv.read_text().splitlines()
+    rows[1500] = rows[1500].replace(",", ",x", 1)
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(rows) + "\n")
+    rc, out, err = run(capsys, "predict", digits_model, data, "-o", tmp_path / "p.csv")
+    assert_one_line_error(rc, out, err, "d.csv:1501:2:")
+    assert files_in(tmp_path) == ["d.csv"]
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_concurrent_trains_and_predicts_do_not_interfere(tmp_path, digits_model, digits_csv):
+    def start(*argv):
+        return subprocess.Popen([*nncli_argv(), *map(str, argv)], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sub_env())
+
+    trains = [start("train", digits_csv, "--arch", "25relu-10linear", "--loss", "sparse_cce",
+                    "--logits", "--epochs", "3", "--seed", seed, "--threads", "1", "-q", "-o",
+                    f"m{seed}.safetensors") for seed in (1, 2)]
+    predicts = [start("predict", digits_model, digits_csv, "--threads", "1") for _ in range(3)]
+    results = [(p.communicate(timeout=120), p.returncode) for p in trains + predicts]
+    for (out, err), rc in results:
+        assert rc == 0, err.decode()
+    outputs = {out for (out, _), _ in results[2:]}
+    assert len(outputs) == 1 and next(iter(outputs)).count(b"\n") == 1798
+    assert files_in(tmp_path) == ["m1.safetensors", "m2.safetensors"]
+    a, b = (load_model(tmp_path / f"m{seed}.safetensors") for seed in (1, 2))
+    assert len(a.info["history"]) == len(b.info["history"]) == 3
+    assert not np.array_equal(a.params, b.params)
+
+
+# ---------------------------------------------------------------- Numba's cache
+
+
+def test_numba_cache_folder_falls_back_to_the_user_cache(tmp_path):
+    from nncli.cli import numba_cache_dir
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    readonly_package = blocker / "nncli"  # a folder under a file can never be created
+    writable_package = tmp_path / "pkg"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert numba_cache_dir(writable_package, env) is None  # Numba's default works
+    assert numba_cache_dir(readonly_package, env) == str(tmp_path / "cache" / "nncli")
+    assert (tmp_path / "cache" / "nncli").is_dir()
+    assert numba_cache_dir(readonly_package, {**env, "NUMBA_CACHE_DIR": "/x"}) is None
+    assert numba_cache_dir(readonly_package, {"XDG_CACHE_HOME": str(blocker)}) is None
+
+
+def test_no_writable_cache_folder_still_works(tmp_path, digits_model):
+    # Only the user-provided locator, pointed where nothing can be created: Numba would raise
+    # "no locator available" at import; nncli turns caching off and says so.
+    env = {**sub_env(), "NUMBA_CACHE_DIR": "/dev/null/nncli",
+           "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}
+    proc = subprocess.run([*nncli_argv(), "info", str(digits_model), "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["arch"] == "25relu-15relu-10linear"
+    assert "Traceback" not in proc.stderr
+    assert "compiled on every run" in proc.stderr
 
 
 # ---------------------------------------------------------------- threads

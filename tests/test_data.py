@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -559,3 +560,190 @@ def test_npz_archive_named_npy(tmp_path):
 def test_integer_and_float_cells_mix(tmp_path):
     ds = load_training_data(write(tmp_path, "1,2.5,0\n007,-3,1\n1e3,.5,0\n"))
     np.testing.assert_array_equal(ds.X, [[1, 2.5], [7, -3], [1000, 0.5]])
+
+
+# ---------------------------------------------------------------- dropping invalid rows
+
+
+def test_nan_error_hints_at_drop_invalid_rows_only_when_offered(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n3,nan,1\n")
+    assert "--drop-invalid-rows" in str(error_of(load_training_data, path,
+                                                 drop_invalid_rows=False))
+    assert "--drop-invalid-rows" not in str(error_of(load_training_data, path))
+
+
+def test_drop_invalid_rows_csv(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n3,nan,1\n\n5,-inf,x\n7,8,1\n9,1e39,0\n2,2,1\n")
+    ds = load_training_data(path, drop_invalid_rows=True)
+    assert_well_formed(ds)
+    np.testing.assert_array_equal(ds.X, [[1, 2], [7, 8], [2, 2]])
+    np.testing.assert_array_equal(ds.Y, [[0], [1], [1]])  # the dropped 'x' label is not read
+    assert ds.line_numbers == [2, 6, 8]
+    assert ds.dropped == [3, 5, 7]
+    assert ds.dropped_message() == (f"{path}: dropped 3 rows with NaN or infinite features "
+                                    "(lines 3, 5, 7)")
+
+
+def test_drop_invalid_rows_keeps_other_errors(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n3,x,1\n")
+    assert "'x'" in str(error_of(load_training_data, path, drop_invalid_rows=True))
+    path = write(tmp_path, "a,b,y\n1,nan,0\n3,inf,1\n")
+    assert "nothing is left" in str(error_of(load_training_data, path, drop_invalid_rows=True))
+
+
+def test_drop_invalid_rows_npz(tmp_path):
+    X = np.arange(12, dtype=np.float64).reshape(4, 3)
+    X[1, 2] = np.nan
+    X[3, 0] = np.inf
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(4))
+    ds = load_training_data(str(tmp_path / "d.npz"), drop_invalid_rows=True)
+    np.testing.assert_array_equal(ds.X, X[[0, 2]])
+    np.testing.assert_array_equal(ds.Y, [[0], [2]])
+    assert ds.dropped == [1, 3]
+    assert "0-based rows 1, 3" in ds.dropped_message()
+    assert "--drop-invalid-rows" in str(error_of(load_training_data, str(tmp_path / "d.npz"),
+                                                 drop_invalid_rows=False))
+
+
+# ---------------------------------------------------------------- headers that lie
+
+
+def _npy_header(shape, descr="<f4") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npz_header_claiming_an_absurd_shape_is_refused_before_loading(tmp_path, monkeypatch,
+                                                                      compression):
+    path = tmp_path / "absurd.npz"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("X.npy", _npy_header((10**12, 784)) + bytes(48))
+        archive.writestr("y.npy", _npy_header((3,), "<f8") + bytes(24))
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("np.load was called on a lying header")
+
+    monkeypatch.setattr(np, "load", no_load)
+    err = error_of(load_training_data, str(path))
+    assert "array 'X'" in str(err) and "(1000000000000, 784)" in str(err)
+    assert "holds only 48 bytes" in str(err)
+
+
+def test_npz_member_claiming_an_impossible_compression_ratio(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", _npy_header((4, 3)) + bytes(48))
+    raw = bytearray(path.read_bytes())
+    # Patch the declared uncompressed size (local header and central directory) to 1 TB.
+    size = struct.pack("<I", 0xFFFFFFF0)
+    for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = raw.find(sig)
+        raw[i + at:i + at + 4] = size
+    path.write_bytes(bytes(raw))
+    assert "uncompressed" in str(error_of(load_training_data, str(path)))
+
+
+def test_npy_header_claiming_more_than_the_file_holds(tmp_path):
+    path = tmp_path / "absurd.npy"
+    path.write_bytes(_npy_header((10**9, 10**9)) + bytes(40))
+    for read in (lambda: load_features(str(path), 4),
+                 lambda: list(data.iter_features(str(path), 4))):
+        assert "claims shape (1000000000, 1000000000)" in str(error_of(read))
+
+
+# ---------------------------------------------------------------- streaming (predict)
+
+
+def test_iter_features_blocks_agree_with_load_features(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(-50, 50, size=(2500, 3))
+    text = "a,b,c,y\n" + "".join(f"{r[0]},{r[1]}.5,{r[2]},lab\n" for r in X)
+    path = write(tmp_path, text)
+    whole = load_features(path, 3, ["a", "b", "c"], [3]).X
+    blocks = list(data.iter_features(path, 3, ["a", "b", "c"], [3], block_rows=700))
+    assert [len(b) for b in blocks] == [1000, 700, 700, 100]  # the first: header look-ahead
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    assert all(b.dtype == np.float32 and b.flags.c_contiguous for b in blocks)
+
+
+def test_iter_features_error_in_a_later_block_names_its_line(tmp_path):
+    lines = ["a,b"] + [f"{i},{i}" for i in range(3000)]
+    lines[2500] = "1,oops"
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    blocks = data.iter_features(path, 2, block_rows=500)
+    got = [next(blocks) for _ in range(3)]  # lines 2-2001: 1000 + 2 x 500 rows
+    assert sum(len(b) for b in got) == 2000
+    err = error_of(next, blocks)
+    assert (err.line, err.column) == (2501, 2) and "'oops'" in str(err)
+    lines[2500] = "1,2,3"
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    err = error_of(lambda: list(data.iter_features(path, 2, block_rows=500)))
+    assert err.line == 2501 and "expected 2 columns, found 3" in str(err)
+
+
+def test_iter_features_npy_is_memory_mapped_in_blocks(tmp_path, monkeypatch):
+    X = np.arange(30, dtype=np.float64).reshape(10, 3)
+    np.save(tmp_path / "x.npy", X)
+    calls = []
+    real_load = np.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("mmap_mode"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", spy)
+    blocks = list(data.iter_features(str(tmp_path / "x.npy"), 3, block_rows=4))
+    assert calls == ["r"] and [len(b) for b in blocks] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(blocks), X)
+    X[7, 1] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    assert "row 7, column 1" in str(error_of(lambda: list(data.iter_features(
+        str(tmp_path / "x.npy"), 3, block_rows=4))))
+
+
+def _peak_streaming(path: Path, n_features: int) -> tuple[int, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        rows = sum(len(b) for b in data.iter_features(str(path), n_features))
+        return tracemalloc.get_traced_memory()[1], rows
+    finally:
+        tracemalloc.stop()
+
+
+def test_streaming_memory_is_bounded_by_the_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 20000)  # blocks of 2000 rows
+    monkeypatch.setattr(data, "_READ_BYTES", 1 << 16)
+    rng = np.random.default_rng(0)
+    peaks = []
+    for rows in (5000, 40000):
+        path = tmp_path / f"{rows}.csv"
+        np.savetxt(path, rng.normal(size=(rows, 10)), delimiter=",", fmt="%.6f")
+        peak, seen = _peak_streaming(path, 10)
+        assert seen == rows
+        peaks.append(peak)
+    # Eight times the rows, the same memory: a block (2000 rows), loadtxt's buffers, a read.
+    assert peaks[1] < 1.3 * peaks[0], peaks
+    assert peaks[1] < path.stat().st_size / 2, peaks
+
+
+def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.csv"
+    np.savetxt(path, rng.integers(0, 255, size=(5000, 100)), delimiter=",", fmt="%d")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        ds = load_training_data(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ds.X.shape == (5000, 99)
+    # The bytes, their text, one string per row and the float32 array: a few times the file.
+    assert peak < 5 * size, f"peak {peak} bytes for a file of {size}"

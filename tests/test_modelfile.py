@@ -18,7 +18,8 @@ from nncli import __version__
 from nncli.arch import parse_arch
 from nncli.errors import ModelFileError, NncliError, UsageError
 from nncli.model import Model
-from nncli.modelfile import FORMAT_VERSION, load_model, save_model
+from nncli.modelfile import (FORMAT_VERSION, check_writable, load_model, read_model_file,
+                             save_model)
 
 HISTORY = [
     {"epoch": 1, "loss": 1.25, "accuracy": 0.5, "val_loss": 1.5, "val_accuracy": 0.25,
@@ -405,3 +406,78 @@ def test_unknown_loss_in_metadata(saved):
     rewrite_metadata(path, lambda meta: {**meta, "loss": "hinge"})
     err = error_of(path)
     assert "hinge" in str(err)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _checkpoint(tmp_path, model=None) -> tuple[Model, Path, dict]:
+    model = model or make_model()
+    state = {"epoch": 2, "rows_done": 64, "step": 9, "rng": {"bit_generator": "PCG64"}}
+    tensors = {"optimizer.m": np.arange(model.params.size, dtype=np.float32),
+               "optimizer.v": np.ones(model.params.size, np.float32)}
+    path = tmp_path / "c.safetensors"
+    save_model(model, path, state, tensors)
+    return model, path, state
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, path, state = _checkpoint(tmp_path)
+    saved = read_model_file(path)
+    assert saved.is_checkpoint and saved.state == state
+    assert set(saved.tensors) == {"optimizer.m", "optimizer.v"}
+    np.testing.assert_array_equal(saved.tensors["optimizer.m"], np.arange(model.params.size))
+    np.testing.assert_array_equal(saved.model.params, model.params)
+    assert "training_state" not in saved.model.info
+
+
+def test_checkpoint_is_read_as_a_model_everywhere(tmp_path):
+    model, path, _ = _checkpoint(tmp_path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.params, model.params)
+    assert loaded.info["history"] == HISTORY
+    # Saving the loaded model gives a plain model file, byte for byte like the original's.
+    save_model(loaded, tmp_path / "plain.safetensors")
+    save_model(model, tmp_path / "direct.safetensors")
+    assert (tmp_path / "plain.safetensors").read_bytes() == \
+        (tmp_path / "direct.safetensors").read_bytes()
+    assert not read_model_file(tmp_path / "plain.safetensors").is_checkpoint
+
+
+def test_checkpoint_state_tensor_of_the_wrong_size(tmp_path):
+    model, path, state = _checkpoint(tmp_path)
+    tensors = load_file(str(path))
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    tensors["optimizer.v"] = tensors["optimizer.v"][:-1]
+    save_file(tensors, str(path), metadata=metadata)
+    err = error_of(path)
+    assert "optimizer.v" in str(err)
+
+
+def test_checkpoint_state_that_is_not_an_object(tmp_path):
+    _, path, _ = _checkpoint(tmp_path)
+    rewrite_metadata(path, lambda meta: {**meta, "training_state": [1, 2]})
+    assert "training state" in str(error_of(path))
+
+
+def test_save_refuses_tensors_that_are_not_training_state(tmp_path):
+    model = make_model()
+    for name in ("layers.0.kernel", "weights"):
+        with pytest.raises(ValueError):
+            save_model(model, tmp_path / "m.safetensors", {}, {name: model.params})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_writable_tries_a_file_in_the_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    check_writable(tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(UsageError, match="not writable .Permission denied"):
+        check_writable(tmp_path / "m.safetensors", "the history")
