@@ -199,7 +199,8 @@ def train(
         raise
     if not quiet:
         _say_early_stopping(run)
-        err.print(f"wrote {output} ({run.model.arch}, {len(run.X)} training rows)")
+        # plain print: no Rich markup or wrapping, so the file name stays as it is
+        print(f"wrote {output} ({run.model.arch}, {len(run.X)} training rows)", file=sys.stderr)
     if json_out:
         last = run.history[-1].as_dict() if run.history else {}
         doc = {"model": str(output), "options": {**vars(config), "data": data,

@@ -66,7 +66,7 @@ def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray) -> GradFn:
     grads = np.zeros(model.params.size, np.float64)
 
     def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
-        loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, params,
+        loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                                  ws.table, X, Y, ws.cap, model.kernel_code,
                                                  PROB_EPSILON)
         return loss_sum / len(X), grads

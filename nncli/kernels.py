@@ -47,81 +47,16 @@ N_COLS = 7
 
 # --------------------------------------------------------------------------- matrix products
 #
-# Two loop shapes cover every product of a dense layer without transposing anything:
-#   axpy form  C[i, :] += sum_t a_i[t] B[t, :]   (rows of C are long: vectorises over columns)
-#   dot form   C[i, j]  = a_i . B[j, :]          (B's rows are long: vectorises the reduction)
-# Rows of C come in blocks of 4 so every row of B loaded from cache serves 4 rows of C, and the
-# reduction runs in chunks of 128 so that chunk of B stays in L2 across a group of 16 rows.
-# Threads own groups of 16 rows of C; each element is summed in one fixed order, so results do
-# not depend on the thread count. Products below 2^16 multiply-adds run on one thread: waking
-# the others costs more than they would save. (The numbers are literals: Numba's cache would not
-# notice a change to a global.)
-
-
-@njit(fastmath=_FAST, **_SERIAL)
-def _axpy4(c0, c1, c2, c3, a0, a1, a2, a3, B):
-    for t in range(B.shape[0]):
-        b = B[t]
-        x0 = a0[t]
-        x1 = a1[t]
-        x2 = a2[t]
-        x3 = a3[t]
-        for j in range(b.shape[0]):
-            bj = b[j]
-            c0[j] += x0 * bj
-            c1[j] += x1 * bj
-            c2[j] += x2 * bj
-            c3[j] += x3 * bj
-
-
-@njit(fastmath=_FAST, **_SERIAL)
-def _axpy1(c0, a0, B):
-    for t in range(B.shape[0]):
-        b = B[t]
-        x0 = a0[t]
-        for j in range(b.shape[0]):
-            c0[j] += x0 * b[j]
-
-
-# C (g, p) += op(A) @ B, B (k, p); op(A) row i is A[i] (A (g, k)) or A[:, i] (A (k, g))
-@njit(**_SERIAL)
-def _axpy_group(C, A, B, a_rows):
-    g = C.shape[0]
-    k = B.shape[0]
-    for t0 in range(0, k, 128):
-        t1 = min(t0 + 128, k)
-        Bc = B[t0:t1]
-        r = 0
-        while r + 4 <= g:
-            if a_rows:
-                _axpy4(C[r], C[r + 1], C[r + 2], C[r + 3], A[r, t0:t1], A[r + 1, t0:t1],
-                       A[r + 2, t0:t1], A[r + 3, t0:t1], Bc)
-            else:
-                _axpy4(C[r], C[r + 1], C[r + 2], C[r + 3], A[t0:t1, r], A[t0:t1, r + 1],
-                       A[t0:t1, r + 2], A[t0:t1, r + 3], Bc)
-            r += 4
-        while r < g:
-            if a_rows:
-                _axpy1(C[r], A[r, t0:t1], Bc)
-            else:
-                _axpy1(C[r], A[t0:t1, r], Bc)
-            r += 1
-
-
-# C (m, p) += A (m, k) @ B (k, p) when a_rows, else C (m, p) += A^T @ B with A (k, m)
-@njit(**_PARALLEL)
-def matmul_acc(C, A, B, a_rows):
-    m = C.shape[0]
-    if m * B.shape[0] * B.shape[1] < 65536:
-        _axpy_group(C, A, B, a_rows)
-        return
-    for q in prange((m + 15) // 16):
-        r0 = q * 16
-        r1 = min(r0 + 16, m)
-        if a_rows:
-            _axpy_group(C[r0:r1], A[r0:r1], B, True)
-        else:
-            _axpy_group(C[r0:r1], A[:, r0:r1], B, False)
+# Every product of a dense layer runs as C = A @ B^T with A and B row-major, so each output
+# element is a dot product of two contiguous rows: the reduction vectorises and nothing is
+# stored in the inner loop (the other loop order, C[i, :] += a B[t, :], stores a row of C for
+# every multiply-add and measured 2-3x slower here). Operands in the wrong orientation are
+# transposed into scratch buffers first: O(rows x cols) against the product's O(rows x cols x n).
+# Rows of C come in blocks of 4 so each row of B loaded from cache serves 4 dot products.
+# Threads own groups of 16 rows of C and each element is summed in one fixed order, so results do
+# not depend on the thread count. Work below 2^16 multiply-adds stays on one thread: waking the
+# others costs more than they save. (Numbers are literals: Numba's cache would not notice a
+# change to a global.)
 
 
 @njit(fastmath=_FAST, **_SERIAL)
@@ -168,7 +103,8 @@ def _dot_group(C, A, B):
         r += 1
 
 
-# C (m, p) = A (m, k) @ B^T, B (p, k)
+# C = A @ B^T
+# A (m, k), B (p, k) -> C (m, p)
 @njit(**_PARALLEL)
 def matmul_nt(C, A, B):
     m = C.shape[0]
@@ -181,26 +117,80 @@ def matmul_nt(C, A, B):
         _dot_group(C[r0:r1], A[r0:r1], B)
 
 
+@njit(**_SERIAL)
+def _transpose_tile(out, A, i0, i1, j0, j1):
+    for i in range(i0, i1):
+        a = A[i]
+        for j in range(j0, j1):
+            out[j, i] = a[j]
+
+
+# out = A^T in 32 x 32 tiles (a tile of both fits in L1); threads own column stripes of A
+# A (m, p) -> out (p, m)
+@njit(**_PARALLEL)
+def transpose(out, A):
+    m, p = A.shape
+    stripes = (p + 31) // 32
+    if m * p < 65536:
+        for q in range(stripes):
+            for i0 in range(0, m, 32):
+                _transpose_tile(out, A, i0, min(i0 + 32, m), q * 32, min(q * 32 + 32, p))
+        return
+    for q in prange(stripes):
+        for i0 in range(0, m, 32):
+            _transpose_tile(out, A, i0, min(i0 + 32, m), q * 32, min(q * 32 + 32, p))
+
+
 # --------------------------------------------------------------------------- dense layer
+#
+# Helpers with array loops written out: inside a parallel=True function Numba turns an array
+# expression such as `db += dZ[r]` into a parallel loop of its own, waking the threads per row.
 
-# Z = X @ W + b
-# X (n, n_in), W (n_in, n_out), b (n_out,) -> Z (n, n_out)
-@njit(**_PARALLEL)
-def dense_forward(Z, X, W, b):
+@njit(fastmath=_FAST, **_SERIAL)
+def _add_row(Z, b):
     for r in range(Z.shape[0]):
-        Z[r] = b
-    matmul_acc(Z, X, W, True)
+        z = Z[r]
+        for j in range(b.shape[0]):
+            z[j] += b[j]
 
 
-# dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped when with_dX is False)
-# dZ (n, n_out), X (n, n_in), W (n_in, n_out) -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
+@njit(**_SERIAL)
+def _column_sums(out, Z):
+    for j in range(out.shape[0]):
+        out[j] = 0.0
+    for r in range(Z.shape[0]):
+        z = Z[r]
+        for j in range(out.shape[0]):
+            out[j] += z[j]
+
+
+@njit(**_SERIAL)
+def _copy_rows(out, A, idx):
+    for r in range(idx.shape[0]):
+        src = A[idx[r]]
+        dst = out[r]
+        for j in range(src.shape[0]):
+            dst[j] = src[j]
+
+
+# Z = X @ W + b, computed as X @ (W^T)^T with W^T written into the scratch WT
+# X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z (n, n_out)
 @njit(**_PARALLEL)
-def dense_backward(dX, dW, db, dZ, X, W, with_dX):
-    dW[:] = 0
-    matmul_acc(dW, X, dZ, False)
-    db[:] = 0
-    for r in range(dZ.shape[0]):
-        db += dZ[r]
+def dense_forward(Z, X, W, b, WT):
+    transpose(WT, W)
+    matmul_nt(Z, X, WT)
+    _add_row(Z, b)
+
+
+# dW = X^T dZ (as X^T (dZ^T)^T), db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX)
+# dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
+#   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
+@njit(**_PARALLEL)
+def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
+    transpose(XT, X)
+    transpose(dZT, dZ)
+    matmul_nt(dW, XT, dZT)
+    _column_sums(db, dZ)
     if with_dX:
         matmul_nt(dX, dZ, W)
 
@@ -441,37 +431,64 @@ def _weights(params, layer):
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
+@njit(**_SERIAL)
+def _scratch(T, layers, cap, n):
+    """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest layer (see
+    scratch_size)."""
+    w_max = 0
+    in_max = 0
+    for l in range(layers.shape[0]):
+        w_max = max(w_max, layers[l, 1] * layers[l, 2])
+        in_max = max(in_max, layers[l, 1])
+    return T[:w_max], T[w_max:w_max + cap * in_max], T[w_max + cap * in_max:]
+
+
+# Scratch elements network_forward_backward needs for `cap` rows
+@njit(**_SERIAL)
+def scratch_size(layers, cap):
+    w_max = 0
+    in_max = 0
+    out_max = 0
+    for l in range(layers.shape[0]):
+        w_max = max(w_max, layers[l, 1] * layers[l, 2])
+        in_max = max(in_max, layers[l, 1])
+        out_max = max(out_max, layers[l, 2])
+    return w_max + cap * (in_max + out_max)
+
+
 # A_l = act_l(A_{l-1} W_l + b_l) for every layer, A_0 = X
-# X (n, n_in); Zbuf, Abuf flat, cap rows per layer -> returns the last layer's A (n, n_out)
+# X (n, n_in); Zbuf, Abuf flat, cap rows per layer; T scratch -> returns the last A (n, n_out)
 @njit(**_PARALLEL)
-def network_forward(Zbuf, Abuf, params, layers, X, cap):
+def network_forward(Zbuf, Abuf, T, params, layers, X, cap):
     n = X.shape[0]
+    WTbuf, _, _ = _scratch(T, layers, cap, n)
     inp = X
     for l in range(layers.shape[0]):
         layer = layers[l]
         W, b = _weights(params, layer)
         Z = _view(Zbuf, cap, layer[6], n, layer[2])
         A = _view(Abuf, cap, layer[6], n, layer[2])
-        dense_forward(Z, inp, W, b)
+        dense_forward(Z, inp, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])))
         act_forward(A, Z, layer[3])
         inp = A
     return inp
 
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
-# grads like params (flat); dZbuf, dAbuf like Zbuf; returns (loss sum over rows, n correct)
+# grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
 @njit(**_PARALLEL)
-def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X, Y, cap,
+def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
                              loss_code, eps):
     n = X.shape[0]
     n_layers = layers.shape[0]
-    out = network_forward(Zbuf, Abuf, params, layers, X, cap)
+    out = network_forward(Zbuf, Abuf, T, params, layers, X, cap)
+    _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
     dA = _view(dAbuf, cap, last[6], n, last[2])
     loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
     for l in range(n_layers - 1, -1, -1):
         layer = layers[l]
-        n_out = layer[2]
+        n_in, n_out = layer[1], layer[2]
         Z = _view(Zbuf, cap, layer[6], n, n_out)
         A = _view(Abuf, cap, layer[6], n, n_out)
         dZ = _view(dZbuf, cap, layer[6], n, n_out)
@@ -479,13 +496,15 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X,
         act_backward(dZ, dA, A, Z, layer[3])
         W, _ = _weights(params, layer)
         dW, db = _weights(grads, layer)
+        XT = XTbuf[:n_in * n].reshape((n_in, n))
+        dZT = dZTbuf[:n_out * n].reshape((n_out, n))
         if l > 0:
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[6], n, prev[2])
             dinp = _view(dAbuf, cap, prev[6], n, prev[2])
-            dense_backward(dinp, dW, db, dZ, inp, W, True)
+            dense_backward(dinp, dW, db, dZ, inp, W, True, XT, dZT)
         else:
-            dense_backward(dZ, dW, db, dZ, X, W, False)
+            dense_backward(dZ, dW, db, dZ, X, W, False, XT, dZT)
     return loss_sum, correct
 
 
@@ -494,11 +513,12 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, X,
 def gather_rows(Xb, X, idx):
     n = idx.shape[0]
     if n * X.shape[1] < 65536:
-        for r in range(n):
-            Xb[r] = X[idx[r]]
-    else:
-        for r in prange(n):
-            Xb[r] = X[idx[r]]
+        _copy_rows(Xb, X, idx)
+        return
+    for q in prange((n + 15) // 16):
+        r0 = q * 16
+        r1 = min(r0 + 16, n)
+        _copy_rows(Xb[r0:r1], X, idx[r0:r1])
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
@@ -506,7 +526,7 @@ def gather_rows(Xb, X, idx):
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite)
 @njit(**_PARALLEL)
-def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, layers,
+def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T, layers,
                   X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step):
     loss_sum = 0.0
     correct = 0
@@ -518,7 +538,8 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
         gather_rows(xb, X, perm[s:e])
         gather_rows(yb, Y, perm[s:e])
         batch_loss, batch_correct = network_forward_backward(
-            grads, Zbuf, Abuf, dZbuf, dAbuf, params, layers, xb, yb, batch_size, loss_code, eps)
+            grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
+            eps)
         if not np.isfinite(batch_loss):
             return loss_sum, correct, step, s
         loss_sum += batch_loss
@@ -533,14 +554,14 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)
 @njit(**_PARALLEL)
-def evaluate_rows(Zbuf, Abuf, dAbuf, params, layers, X, Y, cap, loss_code, eps):
+def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps):
     n_layers = layers.shape[0]
     last = layers[n_layers - 1]
     loss_sum = 0.0
     correct = 0
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
-        out = network_forward(Zbuf, Abuf, params, layers, X[s:e], cap)
+        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap)
         dA = _view(dAbuf, cap, last[6], e - s, last[2])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
         loss_sum += chunk_loss

@@ -98,7 +98,7 @@ class Model:
         out = np.empty((len(X), self.n_outputs), dtype=X.dtype)
         params = self.params.astype(X.dtype, copy=False)
         for s in range(0, len(X), ws.cap):
-            out[s:s + ws.cap] = K.network_forward(ws.Z, ws.A, params, ws.table,
+            out[s:s + ws.cap] = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table,
                                                   X[s:s + ws.cap], ws.cap)
         return out
 
@@ -115,8 +115,8 @@ class Model:
         """(mean loss, accuracy or None) on normalised X and prepared targets Y."""
         X, Y = as_kernel_array(X), as_kernel_array(Y)
         ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
-        loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, self.params, ws.table, X, Y,
-                                            ws.cap, self.kernel_code, PROB_EPSILON)
+        loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,
+                                            Y, ws.cap, self.kernel_code, PROB_EPSILON)
         return loss_sum / len(X), self.accuracy(correct, len(X))
 
     @property
@@ -143,6 +143,7 @@ class Workspace:
     def __post_init__(self) -> None:
         size = self.cap * int(self.table[:, K.N_OUT].sum())
         self.Z, self.A, self.dZ, self.dA = (np.zeros(size, self.dtype) for _ in range(4))
+        self.T = np.zeros(K.scratch_size(self.table, self.cap), self.dtype)
 
 
 def layer_table(layers: list[LayerSpec], n_inputs: int) -> np.ndarray:

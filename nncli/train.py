@@ -215,7 +215,8 @@ def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.n
         X_val, Y_val = val[0], prepare_targets(loss, val[1], layers[-1].units, val[2], val[3])
         X_train, Y_train = X, Y
     else:
-        n_val = int(len(X) * config.validation_split)
+        # Keras trains on the first int(n * (1 - split)) rows and validates on the rest.
+        n_val = len(X) - int(len(X) * (1.0 - config.validation_split))
         if config.validation_split and n_val == 0:
             raise UsageError(f"--validation-split {config.validation_split} of {len(X)} rows "
                              f"leaves no validation row")
@@ -320,7 +321,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             for keep, now in zip(saved, (model.params, st.m, st.v)):
                 keep[...] = now
             ls, c, step, diverged_at = K.train_batches(
-                model.params, grads, st.m, st.v, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA,
+                model.params, grads, st.m, st.v, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA, ws.T,
                 ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON, code,
                 hyper, st.step)
             if diverged_at >= 0 or not np.isfinite(model.params).all():

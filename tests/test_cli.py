@@ -771,7 +771,8 @@ def test_early_stopping_and_history_csv(capsys, tmp_path, digits_csv):
     assert float(rows[es["best_epoch"]][3]) == best
     # The model holds the best epoch's weights: its validation loss is the best one.
     rows_all = digits_csv.read_text().splitlines()
-    n_val = int((len(rows_all) - 1) * 0.2)
+    n = len(rows_all) - 1
+    n_val = n - int(n * 0.8)  # Keras: train on the first int(n * (1 - split)) rows
     (tmp_path / "val.csv").write_text("\n".join([rows_all[0], *rows_all[-n_val:]]) + "\n")
     rc, out, _ = run(capsys, "eval", tmp_path / "m.safetensors", tmp_path / "val.csv", "--json")
     assert json.loads(out)["loss"] == pytest.approx(best, rel=1e-5)

@@ -33,13 +33,18 @@ def rand(rng, shape, dtype, scale=1.0):
 
 # --------------------------------------------------------------------------- dense layer
 
+def scratch(n, n_in, n_out, dtype):
+    """Scratch for X^T and dZ^T, filled with garbage: the kernels must not read it first."""
+    return np.full((n_in, n), np.nan, dtype), np.full((n_out, n), np.nan, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,n_in,n_out", SHAPES)
 def test_dense_forward(dtype, n, n_in, n_out):
     rng = np.random.default_rng(n * 100 + n_in * 10 + n_out)
     X, W, b = rand(rng, (n, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     Z = np.full((n, n_out), np.nan, dtype=dtype)          # every entry must be written
-    K.dense_forward(Z, X, W, b)
+    K.dense_forward(Z, X, W, b, np.empty((n_out, n_in), dtype))    # last: scratch for W^T
     assert Z.dtype == dtype
     naive.assert_close(Z, naive.dense(X, W, b), dtype)
 
@@ -54,7 +59,7 @@ def test_dense_backward(dtype, n, n_in, n_out):
     dX = np.full((n, n_in), 7.0, dtype=dtype)
     dW = np.full((n_in, n_out), np.nan, dtype=dtype)
     db = np.full(n_out, np.nan, dtype=dtype)
-    K.dense_backward(dX, dW, db, dZ, X, W, True)
+    K.dense_backward(dX, dW, db, dZ, X, W, True, *scratch(n, n_in, n_out, dtype))
     want_dX, want_dW, want_db = naive.dense_grads(dZ, X, W)
     naive.assert_close(dX, want_dX, dtype)
     naive.assert_close(dW, want_dW, dtype)
@@ -70,7 +75,7 @@ def test_dense_backward_without_dX_leaves_dX_untouched(dtype):
     dX = sentinel.copy()
     dW = np.zeros((n_in, n_out), dtype)
     db = np.zeros(n_out, dtype)
-    K.dense_backward(dX, dW, db, dZ, X, W, False)
+    K.dense_backward(dX, dW, db, dZ, X, W, False, *scratch(n, n_in, n_out, dtype))
     assert np.array_equal(dX, sentinel)
     _, want_dW, want_db = naive.dense_grads(dZ, X, W)
     naive.assert_close(dW, want_dW, dtype)
@@ -264,7 +269,7 @@ def test_layer_table_matches_the_flat_layout():
 def test_network_forward(dtype, key, n, cap):
     model, params, X, _, _ = setup_network(key, dtype, n)
     ws = Workspace(model.layer_table(), cap, dtype)
-    out = K.network_forward(ws.Z, ws.A, params, ws.table, X, ws.cap)
+    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want = naive.forward(weights, acts, X)[-1][1]
@@ -280,7 +285,7 @@ def test_network_forward_backward(dtype, key, n, cap):
     ws = Workspace(model.layer_table(), cap, dtype)
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
-        grads, ws.Z, ws.A, ws.dZ, ws.dA, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON)
+        grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want_loss, want_grads, out = naive.forward_backward(weights, acts, X, Y, code)
@@ -320,7 +325,7 @@ def test_naive_backprop_matches_finite_differences(key):
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
     ws = Workspace(model.layer_table(), cap, dtype)
-    loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, params, ws.table, X, Y, ws.cap,
+    loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap,
                                         code, PROB_EPSILON)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
@@ -346,7 +351,7 @@ def test_gradients_bit_identical_across_thread_counts():
         ws = Workspace(table, n, np.float32)
         grads = np.zeros_like(model.params)
         loss_sum, correct = K.network_forward_backward(
-            grads, ws.Z, ws.A, ws.dZ, ws.dA, model.params, table, X, Y, n, 3, PROB_EPSILON)
+            grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, model.params, table, X, Y, n, 3, PROB_EPSILON)
         return grads, loss_sum, correct
 
     before = numba.get_num_threads()
