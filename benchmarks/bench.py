@@ -324,13 +324,21 @@ def main() -> None:
                         cell[peer] = measure(peer, data, net, batch, t, args.epochs)
                         print(_progress(cell, peer, args.rows), file=sys.stderr, flush=True)
                     results["cells"].append(cell)
+        summarise(results)
+        _save(results, args.out)
         if not args.no_startup:
-            results["startup"] = startup_figures(data)
-    summarise(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+            try:
+                results["startup"] = startup_figures(data)
+            except subprocess.CalledProcessError as e:
+                results["startup"] = {"error": f"{e.cmd}: {e.stderr}"}
+    _save(results, args.out)
     print(render(results))
     print(f"\nwrote {args.out}", file=sys.stderr)
+
+
+def _save(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _measure_env(data: Path, t: int, env: dict) -> dict:
@@ -403,7 +411,7 @@ def render(results: dict) -> str:
                                if k not in ("2048^3", "blas"))
             lines.append(f"NumPy float32 matmul, {t} thread(s): {p['2048^3']:.0f} GFLOP/s at "
                          f"2048^3; at training shapes: {shapes}")
-    if "startup" in results:
+    if "startup" in results and "error" not in results["startup"]:
         s = results["startup"]
         lines.append(f"nncli --help {s['help_seconds']:.2f} s; predict 1000 rows (cached "
                      f"compile) {s['predict_1000_rows_warm_seconds']:.2f} s; first train after "

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import itertools
 import os
@@ -47,6 +48,7 @@ import re
 import sys
 import typing
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -283,7 +285,9 @@ def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | N
         owned = None
     else:
         source = path
-        stream = owned = _open_binary(path)
+        # a .gz file is decompressed whole (in memory) rather than streamed
+        stream = owned = (io.BytesIO(_read_bytes(path)) if path.lower().endswith(".gz")
+                          else _open_binary(path))
     try:
         rows = _csv_rows(_text_lines(stream, source), source)
         first = list(itertools.islice(rows, _HEADER_LOOKAHEAD + 1))
@@ -503,12 +507,18 @@ def _open_binary(path: str) -> typing.BinaryIO:
 
 
 def _read_bytes(path: str) -> bytes:
-    """The whole file; CSV is parsed from memory."""
+    """The whole file; CSV is parsed from memory. A name ending in .gz is gunzipped."""
     with _open_binary(path) as f:
         try:
-            return f.read()
+            raw = f.read()
         except OSError as exc:
             raise DataError(f"cannot read: {exc.strerror or exc}", path) from exc
+    if not path.lower().endswith(".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"not a valid gzip file ({exc})", path) from exc
 
 
 def _decode(raw: bytes, source: str) -> str:

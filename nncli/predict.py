@@ -22,10 +22,13 @@ OUTPUTS = ("proba", "class", "logits")
 
 
 def predict(model: Model, X: np.ndarray, output: str = "proba") -> tuple[list[str], np.ndarray]:
-    """(column names, values) for raw features X (normalised here, in place)."""
+    """(column names, values) for raw features X (normalised here, in place when X is
+    writable; a read-only block, such as a memory-mapped NPY file, is copied)."""
     if output not in OUTPUTS:
         raise UsageError(f"unknown --output '{output}'; expected one of {', '.join(OUTPUTS)}")
     spec = model.loss_spec
+    if not X.flags.writeable:
+        X = np.array(X, dtype=np.float32)
     raw = model.outputs(model.normalize(X))
     if output == "logits":
         return _value_columns(model), raw

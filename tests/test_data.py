@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nncli import data
-from nncli.data import Dataset, load_features, load_training_data, read_table
+from nncli.data import Dataset, iter_features, load_features, load_training_data, read_table
 from nncli.errors import DataError
 
 
@@ -747,3 +747,24 @@ def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
     assert ds.X.shape == (5000, 99)
     # The bytes, their text, one string per row and the float32 array: a few times the file.
     assert peak < 5 * size, f"peak {peak} bytes for a file of {size}"
+
+
+def test_gzipped_csv_reads_like_the_plain_file(tmp_path):
+    import gzip
+
+    text = "a,b,label\n1,2,x\n3,4,y\n5,6,x\n"
+    plain = tmp_path / "d.csv"
+    plain.write_text(text)
+    packed = tmp_path / "d.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    a, b = load_training_data(str(plain)), load_training_data(str(packed))
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.Y, b.Y) and a.classes == b.classes
+    blocks = list(iter_features(str(packed), 2, ["a", "b"], [2]))
+    assert np.array_equal(np.concatenate(blocks), a.X)
+
+
+def test_a_damaged_gzip_file_is_a_data_error(tmp_path):
+    bad = tmp_path / "d.csv.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        load_training_data(str(bad))

@@ -137,7 +137,7 @@ def test_loss_from_logits_stays_exact_where_softmax_probabilities_saturate(dtype
 # ---------------------------------------------------------------- 3. MNIST
 
 def test_mnist_logits_held_out_accuracy(capsys, tmp_path):
-    data = DATASETS / "mnist5k.csv"
+    data = DATASETS / "mnist5k.csv.gz"
     s = train(capsys, data, tmp_path / "mnist.safetensors", *DIGITS_LOGITS, "--lr", "0.001",
               "--epochs", "5", "--validation-split", "0.2")
     assert s["rows"]["train"] + s["rows"]["validation"] == 5000
