@@ -93,10 +93,14 @@ def _root(
 def train(
     data: str = typer.Argument(..., help="CSV, NPZ (X, y) or '-' for CSV on stdin."),
     arch: str = typer.Option(..., "--arch", help="Layers, e.g. 25relu-15relu-10linear "
-                             "(activations: relu, sigmoid, tanh, linear, softmax)."),
+                             "(activations: relu, sigmoid, tanh, linear, softmax), or 1-D "
+                             "conv/local layers: 8conv5s2relu, 1local20s10relu."),
     loss: str = typer.Option(..., "--loss", help="mse, bce, cce or sparse_cce."),
     logits: bool = typer.Option(False, "--logits", help="The last layer is linear and the loss "
                                 "applies sigmoid/softmax itself (numerically stable)."),
+    channels: int = typer.Option(1, "--channels", help="Read each row's features as a signal "
+                                 "of length x CHANNELS values, channels last (for conv and "
+                                 "local layers)."),
     optimizer: Optim = typer.Option(Optim.adam, "--optimizer", help="adam or sgd."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate \\[default: 0.001 "
                                        "for adam, 0.01 for sgd]."),
@@ -165,7 +169,8 @@ def train(
                          momentum=momentum, epochs=epochs, batch_size=batch_size,
                          validation_split=validation_split, seed=seed,
                          normalize=not no_normalize, early_stopping=early_stopping,
-                         min_delta=min_delta, monitor=monitor.value if monitor else None)
+                         min_delta=min_delta, monitor=monitor.value if monitor else None,
+                         channels=channels)
     layers = parse_arch(arch)
     files = RunFiles.for_output(output, checkpoint, checkpoint_every, history)
     files.check()
@@ -422,6 +427,8 @@ def gradcheck(
     loss: Optional[str] = typer.Option(None, "--loss", help="mse, bce, cce or sparse_cce."),
     logits: bool = typer.Option(False, "--logits", help="The loss takes logits."),
     inputs: int = typer.Option(5, "--inputs", help="Input features of the random data."),
+    channels: int = typer.Option(1, "--channels", help="Read the inputs as a signal of "
+                                 "inputs/CHANNELS positions x CHANNELS (conv and local layers)."),
     batch: int = typer.Option(4, "--batch", help="Rows of data to check on."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights and data."),
     tol: float = typer.Option(1e-5, "--tol", help="Largest error allowed: |a-n| / max(|a|+|n|, "
@@ -437,6 +444,8 @@ def gradcheck(
     if model is not None:
         if arch or loss or data is None:
             raise UsageError("give either MODEL DATA, or --arch and --loss")
+        if channels != 1:
+            raise UsageError("--channels applies to --arch; a model file knows its channels")
         from nncli.data import load_training_data
         from nncli.losses import prepare_targets
         from nncli.modelfile import load_model
@@ -452,8 +461,10 @@ def gradcheck(
             raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")
         from nncli.arch import parse_arch
 
-        results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed)
-        what = f"{arch} --loss {loss}{' --logits' if logits else ''} on {batch} random rows"
+        results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed,
+                                    channels)
+        what = (f"{arch} --loss {loss}{' --logits' if logits else ''} on {batch} random rows"
+                f" of {inputs} inputs" + (f" ({channels} channels)" if channels > 1 else ""))
     ok = all(r.ok(tol) for r in results)
     if json_out:
         typer.echo(json.dumps({"ok": ok, "tol": tol, "tensors": [
@@ -478,7 +489,8 @@ def info(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Show a model's architecture, parameter count, loss, classes and training summary."""
+    """Show a model's architecture, layers (kind, output shape, parameters), loss, classes and
+    training summary."""
     _prepare_numba()
     from nncli.modelfile import read_model_file
 
@@ -487,11 +499,9 @@ def info(
     history = m.info.get("history") or []
     state = saved.state or {}
     summary = {
-        "arch": m.arch, "inputs": m.n_inputs, "outputs": m.n_outputs,
+        "arch": m.arch, "inputs": m.n_inputs, "channels": m.channels, "outputs": m.n_outputs,
         "parameters": int(m.params.size),
-        "layers": [{"units": l.units, "activation": l.activation,
-                    "parameters": int(m.kernel(i).size + m.bias(i).size)}
-                   for i, l in enumerate(m.layers)],
+        "layers": _layer_summaries(m),
         "loss": m.loss, "logits": m.logits, "classes": m.classes,
         "targets": m.target_names, "optimizer": m.info.get("optimizer"),
         "normalize": m.info.get("normalize"), "seed": m.info.get("seed"),
@@ -505,12 +515,38 @@ def info(
         typer.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=str(model), show_header=False)
-    for key in ("arch", "inputs", "outputs", "parameters", "loss", "logits", "classes",
-                "targets", "optimizer", "normalize", "seed", "epochs", "final",
+    for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
+                "classes", "targets", "optimizer", "normalize", "seed", "epochs", "final",
                 "early_stopping", "checkpoint"):
         value = summary[key]
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     err.print(table)
+    layers = Table(title="layers")
+    for col in ("", "layer", "kind", "output shape", "parameters"):
+        layers.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+    for i, (layer, entry) in enumerate(zip(m.layers, summary["layers"]), start=1):
+        layers.add_row(str(i), str(layer), entry["kind"],
+                       " x ".join(str(d) for d in entry["output_shape"]),
+                       str(entry["parameters"]))
+    err.print(layers)
+
+
+def _layer_summaries(m) -> list[dict]:
+    """Per layer: kind, units, activation, window (conv, local), the output shape (units, or
+    positions x filters) and the kernel and bias shapes and parameter count."""
+    out = []
+    for i, (layer, shape) in enumerate(zip(m.layers, m.shapes())):
+        kernel, bias = m.kernel(i), m.bias(i)
+        entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
+        if layer.kind == "dense":
+            entry["output_shape"] = [layer.units]
+        else:
+            entry.update(kernel=layer.kernel, stride=layer.effective_stride,
+                         output_shape=[shape.positions, shape.filters])
+        entry.update(kernel_shape=list(kernel.shape), bias_shape=list(bias.shape),
+                     parameters=int(kernel.size + bias.size))
+        out.append(entry)
+    return out
 
 
 # --------------------------------------------------------------------------- completions

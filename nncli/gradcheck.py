@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from nncli import kernels as K
-from nncli.arch import LayerSpec
+from nncli.arch import LayerSpec, layer_shapes
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model, Workspace
 
@@ -68,7 +68,7 @@ def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray) -> GradFn:
     def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
         loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                                  ws.table, X, Y, ws.cap, model.kernel_code,
-                                                 PROB_EPSILON)
+                                                 PROB_EPSILON, ws.windowed)
         return loss_sum / len(X), grads
 
     return loss_and_grad
@@ -78,8 +78,9 @@ def tensor_slices(model: Model) -> dict[str, slice]:
     """Slices of the flat parameters named as in the model file."""
     out = {}
     for i, row in enumerate(model.layer_table()):
-        out[f"layers.{i}.kernel"] = slice(int(row[K.W_OFF]), int(row[K.B_OFF]))
-        out[f"layers.{i}.bias"] = slice(int(row[K.B_OFF]), int(row[K.B_OFF] + row[K.N_OUT]))
+        w, b = int(row[K.W_OFF]), int(row[K.B_OFF])
+        out[f"layers.{i}.kernel"] = slice(w, b)
+        out[f"layers.{i}.bias"] = slice(b, b + model.bias(i).size)
     return out
 
 
@@ -90,21 +91,23 @@ def gradcheck_model(model: Model, X: np.ndarray, Y: np.ndarray) -> list[TensorCh
 
 
 def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool, n_inputs: int = 5,
-                   batch: int = 4, seed: int = 0) -> list[TensorCheck]:
-    """Build ``layers`` with random weights, biases and data, and check its gradients.
+                   batch: int = 4, seed: int = 0, channels: int = 1) -> list[TensorCheck]:
+    """Build ``layers`` on ``n_inputs`` features of ``channels`` channels with random weights,
+    biases and data, and check its gradients.
 
     Biases are random too (not zero as in training) so their gradients and the kinks of relu
     are exercised away from zero.
     """
     spec = get_loss(loss)
-    check_output_layer(spec, logits, layers)
+    units = layer_shapes(layers, n_inputs, channels)[-1].n_out
+    check_output_layer(spec, logits, layers, units)
     rng = np.random.default_rng(seed)
-    model = Model.create(layers, n_inputs, loss, logits, seed=seed)
+    model = Model.create(layers, n_inputs, loss, logits, seed=seed, channels=channels)
     for i in range(len(layers)):
         model.bias(i)[...] = rng.normal(0.0, 0.5, model.bias(i).shape)
     X = rng.normal(size=(batch, n_inputs))
-    Y = random_targets(spec.targets, batch, layers[-1].units, rng)
-    Y = prepare_targets(spec, Y, layers[-1].units, "<random>")
+    Y = random_targets(spec.targets, batch, units, rng)
+    Y = prepare_targets(spec, Y, units, "<random>")
     return gradcheck_model(model, X, Y)
 
 

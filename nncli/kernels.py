@@ -8,16 +8,28 @@ gradients carry a ``d`` prefix. Each function compiles for float32 (training) an
 Determinism: every parallel loop gives each output element to exactly one thread and sums in a
 fixed order, so results are bit-identical whatever the thread count.
 
-This module imports only numpy and numba and reads no module globals other than the decorator
-settings below (Numba's cache would not notice a change to another global).
+This module imports only numpy, numba and nncli.kernels_conv (which imports only those two)
+and reads no module globals other than the decorator settings below (Numba's cache would not
+notice a change to another global).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
   optimizer:  0 sgd, 1 adam
-  layer table columns: 0 kind, 1 n_in, 2 n_out, 3 activation, 4 weight offset,
-                       5 bias offset, 6 activation-buffer offset (in units of rows)
+  layer kind: 0 dense, 1 conv, 2 local (nncli.arch.LAYER_KINDS)
+  layer table columns: 0 kind, 1 n_in, 2 n_out (flattened row widths), 3 activation,
+                       4 weight offset, 5 bias offset, 6 activation-buffer offset (in units of
+                       rows), 7 kernel width k, 8 stride, 9 input channels C, 10 output
+                       positions P, 11 filters F. A dense layer has k = 0, stride 1,
+                       C = its input's channels, P = n_out and F = 1 (arch.layer_shapes); a
+                       conv or local layer reads n_in = L*C and writes n_out = P*F, its
+                       weights (k, C, F) or (P, k, C, F) and biases (F,) or (P, F) flat at the
+                       offsets (nncli.kernels_conv has the layout).
+
+Windowed layers (conv, local) run through nncli.kernels_conv, imported below. Numba's cache
+keys a compiled function on its own source file only: after editing kernels_conv.py, remove
+the cached kernels (nncli/__pycache__/*.nbi, *.nbc) so the network functions here recompile.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ import warnings
 import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaPerformanceWarning
+
+from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
 
 # One place for compiler settings. error_model="numpy" drops the division-by-zero check that
 # stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
@@ -41,8 +55,9 @@ warnings.filterwarnings("ignore", message="(?s).*no transformation for parallel 
                         category=NumbaPerformanceWarning)
 
 # Layer-table columns (mirrored as literals in the kernels; see the module docstring).
-KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF = range(7)
-N_COLS = 7
+KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS = \
+    range(12)
+N_COLS = 12
 
 
 # --------------------------------------------------------------------------- matrix products
@@ -425,50 +440,122 @@ def _view(buf, cap, row_offset, n, width):
     return buf[start:start + n * width].reshape((n, width))
 
 
+# A dense layer's kernel (n_in, n_out) and bias (n_out,) in the flat params
 @njit(**_SERIAL)
 def _weights(params, layer):
     n_in, n_out, w_off, b_off = layer[1], layer[2], layer[4], layer[5]
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
+# A conv layer's kernel (k, C, F) and bias (F,) in the flat params
 @njit(**_SERIAL)
-def _scratch(T, layers, cap, n):
-    """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest layer (see
-    scratch_size)."""
-    w_max = 0
-    in_max = 0
-    for l in range(layers.shape[0]):
-        w_max = max(w_max, layers[l, 1] * layers[l, 2])
-        in_max = max(in_max, layers[l, 1])
-    return T[:w_max], T[w_max:w_max + cap * in_max], T[w_max + cap * in_max:]
+def _conv_weights(params, layer):
+    k, C, F, w_off, b_off = layer[7], layer[9], layer[11], layer[4], layer[5]
+    return params[w_off:w_off + k * C * F].reshape((k, C, F)), params[b_off:b_off + F]
 
 
-# Scratch elements network_forward_backward needs for `cap` rows
+# A local layer's kernel (P, k, C, F) and bias (P, F) in the flat params
 @njit(**_SERIAL)
-def scratch_size(layers, cap):
+def _local_weights(params, layer):
+    k, C, P, F, w_off, b_off = layer[7], layer[9], layer[10], layer[11], layer[4], layer[5]
+    return (params[w_off:w_off + P * k * C * F].reshape((P, k, C, F)),
+            params[b_off:b_off + P * F].reshape((P, F)))
+
+
+# (largest n_in * n_out, largest n_in, largest n_out) over the dense layers: only they use the
+# scratch (conv and local layers read their weights and inputs in place)
+@njit(**_SERIAL)
+def _dense_widths(layers):
     w_max = 0
     in_max = 0
     out_max = 0
     for l in range(layers.shape[0]):
-        w_max = max(w_max, layers[l, 1] * layers[l, 2])
-        in_max = max(in_max, layers[l, 1])
-        out_max = max(out_max, layers[l, 2])
+        if layers[l, 0] == 0:
+            w_max = max(w_max, layers[l, 1] * layers[l, 2])
+            in_max = max(in_max, layers[l, 1])
+            out_max = max(out_max, layers[l, 2])
+    return w_max, in_max, out_max
+
+
+@njit(**_SERIAL)
+def _scratch(T, layers, cap, n):
+    """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest dense layer (see
+    scratch_size)."""
+    w_max, in_max, _ = _dense_widths(layers)
+    return T[:w_max], T[w_max:w_max + cap * in_max], T[w_max + cap * in_max:]
+
+
+# Scratch elements network_forward_backward needs for `cap` rows (0 without dense layers)
+@njit(**_SERIAL)
+def scratch_size(layers, cap):
+    w_max, in_max, out_max = _dense_widths(layers)
     return w_max + cap * (in_max + out_max)
 
 
-# A_l = act_l(A_{l-1} W_l + b_l) for every layer, A_0 = X
+# `windowed`, the last argument of the network functions below: True when the layer table may
+# hold conv or local layers, None when it holds dense layers only (model.Workspace.windowed).
+# None is resolved while compiling: Numba prunes the branches after `windowed is None`, so a
+# dense network never compiles the conv and local kernels (about 12 s of a cold start). A conv
+# or local layer reached with None raises ValueError. (No default: each default would be one
+# more compiled variant of every network function.)
+
+
+# Z = X W + b for one layer of any kind (column 0 of its table row): dense through the
+# transposed scratch WTbuf, conv and local through nncli.kernels_conv
+# X (n, n_in), layer a row of the layer table -> Z (n, n_out)
+@njit(**_PARALLEL)
+def layer_forward(Z, X, params, layer, WTbuf, windowed):
+    kind = layer[0]
+    if kind == 0:
+        W, b = _weights(params, layer)
+        dense_forward(Z, X, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])))
+    elif windowed is None:
+        raise ValueError("a conv or local layer in a network run as dense only")
+    elif kind == 1:
+        Wc, bc = _conv_weights(params, layer)
+        conv1d_forward(Z, X, Wc, bc, layer[8])
+    else:
+        Wl, bl = _local_weights(params, layer)
+        local1d_forward(Z, X, Wl, bl, layer[8])
+
+
+# Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
+# dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array)
+# dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
+@njit(**_PARALLEL)
+def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
+    kind = layer[0]
+    n = X.shape[0]
+    if kind == 0:
+        W, _ = _weights(params, layer)
+        dW, db = _weights(grads, layer)
+        XT = XTbuf[:layer[1] * n].reshape((layer[1], n))
+        dZT = dZTbuf[:layer[2] * n].reshape((layer[2], n))
+        dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT)
+    elif windowed is None:
+        raise ValueError("a conv or local layer in a network run as dense only")
+    elif kind == 1:
+        Wc, _ = _conv_weights(params, layer)
+        dWc, dbc = _conv_weights(grads, layer)
+        conv1d_backward(dX, dWc, dbc, dZ, X, Wc, layer[8], with_dX)
+    else:
+        Wl, _ = _local_weights(params, layer)
+        dWl, dbl = _local_weights(grads, layer)
+        local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[8], with_dX)
+
+
+# A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X
 # X (n, n_in); Zbuf, Abuf flat, cap rows per layer; T scratch -> returns the last A (n, n_out)
 @njit(**_PARALLEL)
-def network_forward(Zbuf, Abuf, T, params, layers, X, cap):
+def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
     inp = X
     for l in range(layers.shape[0]):
         layer = layers[l]
-        W, b = _weights(params, layer)
         Z = _view(Zbuf, cap, layer[6], n, layer[2])
         A = _view(Abuf, cap, layer[6], n, layer[2])
-        dense_forward(Z, inp, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])))
+        layer_forward(Z, inp, params, layer, WTbuf, windowed)
         act_forward(A, Z, layer[3])
         inp = A
     return inp
@@ -478,33 +565,29 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap):
 # grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
 @njit(**_PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
-                             loss_code, eps):
+                             loss_code, eps, windowed):
     n = X.shape[0]
     n_layers = layers.shape[0]
-    out = network_forward(Zbuf, Abuf, T, params, layers, X, cap)
+    out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed)
     _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
     dA = _view(dAbuf, cap, last[6], n, last[2])
     loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
     for l in range(n_layers - 1, -1, -1):
         layer = layers[l]
-        n_in, n_out = layer[1], layer[2]
+        n_out = layer[2]
         Z = _view(Zbuf, cap, layer[6], n, n_out)
         A = _view(Abuf, cap, layer[6], n, n_out)
         dZ = _view(dZbuf, cap, layer[6], n, n_out)
         dA = _view(dAbuf, cap, layer[6], n, n_out)
         act_backward(dZ, dA, A, Z, layer[3])
-        W, _ = _weights(params, layer)
-        dW, db = _weights(grads, layer)
-        XT = XTbuf[:n_in * n].reshape((n_in, n))
-        dZT = dZTbuf[:n_out * n].reshape((n_out, n))
         if l > 0:
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[6], n, prev[2])
             dinp = _view(dAbuf, cap, prev[6], n, prev[2])
-            dense_backward(dinp, dW, db, dZ, inp, W, True, XT, dZT)
+            layer_backward(dinp, grads, dZ, inp, params, layer, True, XTbuf, dZTbuf, windowed)
         else:
-            dense_backward(dZ, dW, db, dZ, X, W, False, XT, dZT)
+            layer_backward(dZ, grads, dZ, X, params, layer, False, XTbuf, dZTbuf, windowed)
     return loss_sum, correct
 
 
@@ -524,10 +607,11 @@ def gather_rows(Xb, X, idx):
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
-# before that batch's update (-1 when every batch was finite)
+# before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**_PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T, layers,
-                  X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step):
+                  X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step,
+                  windowed):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -539,7 +623,7 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
         gather_rows(yb, Y, perm[s:e])
         batch_loss, batch_correct = network_forward_backward(
             grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
-            eps)
+            eps, windowed)
         if not np.isfinite(batch_loss):
             return loss_sum, correct, step, s
         loss_sum += batch_loss
@@ -554,14 +638,15 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)
 @njit(**_PARALLEL)
-def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps):
+def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
+                  windowed):
     n_layers = layers.shape[0]
     last = layers[n_layers - 1]
     loss_sum = 0.0
     correct = 0
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
-        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap)
+        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, windowed)
         dA = _view(dAbuf, cap, last[6], e - s, last[2])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
         loss_sum += chunk_loss

@@ -8,7 +8,7 @@ mean over the rows of a batch; bce and mse are also averaged over the outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,9 +59,14 @@ def kernel_code(loss: Loss, logits: bool) -> int:
     return loss.logits_kernel if logits else loss.probs_kernel
 
 
-def check_output_layer(loss: Loss, logits: bool, layers: list[LayerSpec]) -> None:
-    """Reject architectures whose last layer contradicts the loss or the --logits flag."""
+def check_output_layer(loss: Loss, logits: bool, layers: list[LayerSpec],
+                       outputs: int | None = None) -> None:
+    """Reject architectures whose last layer contradicts the loss or the --logits flag.
+
+    ``outputs`` is the width of the last layer's flat output when known (for a conv or local
+    last layer it is positions x filters, which depends on the input); default its units."""
     last = layers[-1]
+    outputs = last.units if outputs is None else outputs
     if logits:
         if loss.logits_kernel is None:
             raise UsageError(f"--logits does not apply to --loss {loss.name}: it compares the "
@@ -69,17 +74,24 @@ def check_output_layer(loss: Loss, logits: bool, layers: list[LayerSpec]) -> Non
         if last.activation != "linear":
             raise UsageError(
                 f"--logits needs a linear last layer (the loss applies {loss.link} itself), but "
-                f"it is '{last}'; hint: use '{last.units}linear', or drop --logits")
+                f"it is '{last}'; hint: use '{_with(last, 'linear')}', or drop --logits")
     elif loss.link is not None and last.activation != loss.link:
-        better = f"'{last.units}linear' with --logits (more stable)"
+        better = f"'{_with(last, 'linear')}' with --logits (more stable)"
+        use = (f"'{_with(last, loss.link)}'" if last.kind == "dense" or loss.link != "softmax"
+               else f"a dense last layer such as '{last.units}softmax'")
         raise UsageError(
             f"--loss {loss.name} without --logits needs a {loss.link} last layer, but it is "
-            f"'{last}'; hint: use '{last.units}{loss.link}', or {better}")
-    if last.units < loss.min_units:
+            f"'{last}'; hint: use {use}, or {better}")
+    if outputs < loss.min_units:
         raise UsageError(
             f"--loss {loss.name} needs at least {loss.min_units} output units, the last layer "
-            f"'{last}' has {last.units}; hint: for two classes use '1linear' with --loss bce "
+            f"'{last}' has {outputs}; hint: for two classes use '1linear' with --loss bce "
             f"--logits, or '2linear' with --loss {loss.name} --logits")
+
+
+def _with(layer: LayerSpec, activation: str) -> str:
+    """``layer`` as written, with another activation."""
+    return str(replace(layer, activation=activation))
 
 
 def prepare_targets(loss: Loss, Y: np.ndarray, units: int, source: str,

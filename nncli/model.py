@@ -1,8 +1,12 @@
 """The model: layer specs, one flat parameter buffer with per-layer views, normalisation, and
 what it takes to run it (forward, predict, loss on a data set).
 
-Parameters live in one flat float32 array, layer by layer, kernel ``(in, out)`` then bias, so an
-optimizer is one loop over one array and the model file is a set of views of it.
+Parameters live in one flat float32 array, layer by layer, kernel then bias, in the shapes
+Keras stores them (``arch.param_shapes``): dense ``(in, out)`` and ``(out,)``, conv
+``(kernel, in_channels, filters)`` and ``(filters,)``, local ``(positions, kernel, in_channels,
+filters)`` and ``(positions, filters)``. An optimizer is one loop over one array and the model
+file is a set of views of it. The input rows are signals of ``n_inputs / channels`` positions x
+``channels`` values, channels last.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nncli import kernels as K
-from nncli.arch import ACTIVATIONS, LayerSpec, format_arch
+from nncli import arch
+from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
 
 # Rows per compiled call when running a model over a whole data set (eval, predict, validation).
@@ -21,7 +26,7 @@ CHUNK_ROWS = 4096
 
 @dataclass
 class Model:
-    """A dense network and everything needed to use it on new data."""
+    """A network (dense, conv and local layers) and everything needed to use it on new data."""
 
     layers: list[LayerSpec]
     n_inputs: int
@@ -35,23 +40,34 @@ class Model:
     target_names: list[str] | None = None
     target_columns: list[int] | None = None
     info: dict = field(default_factory=dict)  # optimizer, seed, normalize, history, ...
+    channels: int = 1                        # a row is n_inputs / channels positions x channels
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, layers: list[LayerSpec], n_inputs: int, loss: str, logits: bool,
-               seed: int = 0, **kw) -> "Model":
-        """A freshly initialised model: glorot_uniform kernels and zero biases, as Keras."""
-        params = np.zeros(param_count(layers, n_inputs), dtype=np.float32)
+               seed: int = 0, channels: int = 1, **kw) -> "Model":
+        """A freshly initialised model: glorot_uniform kernels and zero biases, as Keras.
+
+        ArchError when the layers do not fit ``n_inputs`` features of ``channels`` channels."""
+        params = np.zeros(param_count(layers, n_inputs, channels), dtype=np.float32)
         model = cls(layers, n_inputs, loss, logits, params,
-                    np.zeros(n_inputs, np.float32), np.ones(n_inputs, np.float32), **kw)
+                    np.zeros(n_inputs, np.float32), np.ones(n_inputs, np.float32),
+                    channels=channels, **kw)
         model.init_glorot(np.random.default_rng(seed))
         return model
 
     def init_glorot(self, rng: np.random.Generator) -> None:
-        """Kernels from U(-l, l), l = sqrt(6 / (fan_in + fan_out)); biases zero."""
+        """Kernels from U(-l, l), l = sqrt(6 / (fan_in + fan_out)); biases zero.
+
+        Fans as Keras computes them from the kernel's shape: the last axis is the output
+        channels, the one before it the input channels, and any leading axes a receptive field
+        that multiplies both (dense (in, out): in, out; conv (k, C, F): k*C, k*F; local
+        (P, k, C, F): P*k*C, P*F, as tf.keras's LocallyConnected1D kernel (P, k*C, F)).
+        """
         for i in range(len(self.layers)):
             W = self.kernel(i)
-            limit = np.sqrt(6.0 / (W.shape[0] + W.shape[1]))
+            fan_in, fan_out = glorot_fans(self.layers[i].kind, W.shape)
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
             self.bias(i)[...] = 0.0
 
@@ -67,22 +83,35 @@ class Model:
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].units
+        """Width of the last layer's flat output (positions x filters for conv and local)."""
+        return self.shapes()[-1].n_out
+
+    def shapes(self) -> list[arch.LayerShape]:
+        """Input and output shape of every layer (arch.layer_shapes)."""
+        return arch.layer_shapes(self.layers, self.n_inputs, self.channels)
+
+    def param_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(kernel shape, bias shape) of every layer (arch.param_shapes)."""
+        return arch.param_shapes(self.layers, self.n_inputs, self.channels)
 
     def layer_table(self) -> np.ndarray:
         """The int64 table the kernels walk: kind, n_in, n_out, activation, weight offset,
-        bias offset, activation-buffer offset (see nncli.kernels)."""
-        return layer_table(self.layers, self.n_inputs)
+        bias offset, activation-buffer offset, kernel width, stride, input channels,
+        positions, filters (see nncli.kernels)."""
+        return layer_table(self.layers, self.n_inputs, self.channels)
 
     def kernel(self, i: int) -> np.ndarray:
-        """View of layer i's kernel, shaped (in, out)."""
-        row = self.layer_table()[i]
-        return self.params[row[K.W_OFF]:row[K.B_OFF]].reshape(row[K.N_IN], row[K.N_OUT])
+        """View of layer i's kernel: (in, out), (kernel, in_channels, filters) or
+        (positions, kernel, in_channels, filters)."""
+        shape = self.param_shapes()[i][0]
+        start = int(self.layer_table()[i, K.W_OFF])
+        return self.params[start:start + _size(shape)].reshape(shape)
 
     def bias(self, i: int) -> np.ndarray:
-        """View of layer i's bias, shaped (out,)."""
-        row = self.layer_table()[i]
-        return self.params[row[K.B_OFF]:row[K.B_OFF] + row[K.N_OUT]]
+        """View of layer i's bias: (out,), (filters,) or (positions, filters)."""
+        shape = self.param_shapes()[i][1]
+        start = int(self.layer_table()[i, K.B_OFF])
+        return self.params[start:start + _size(shape)].reshape(shape)
 
     # ------------------------------------------------------------------ running it
     def normalize(self, X: np.ndarray) -> np.ndarray:
@@ -99,7 +128,7 @@ class Model:
         params = self.params.astype(X.dtype, copy=False)
         for s in range(0, len(X), ws.cap):
             out[s:s + ws.cap] = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table,
-                                                  X[s:s + ws.cap], ws.cap)
+                                                  X[s:s + ws.cap], ws.cap, ws.windowed)
         return out
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
@@ -116,7 +145,8 @@ class Model:
         X, Y = as_kernel_array(X), as_kernel_array(Y)
         ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
         loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,
-                                            Y, ws.cap, self.kernel_code, PROB_EPSILON)
+                                            Y, ws.cap, self.kernel_code, PROB_EPSILON,
+                                            ws.windowed)
         return loss_sum / len(X), self.accuracy(correct, len(X))
 
     @property
@@ -134,7 +164,9 @@ class Model:
 
 @dataclass
 class Workspace:
-    """Preallocated activation and gradient buffers for ``cap`` rows of one network."""
+    """Preallocated activation and gradient buffers for ``cap`` rows of one network, and the
+    ``windowed`` argument of the kernels' network functions: None when every layer is dense
+    (their dense-only variant, which never compiles the conv and local kernels), else True."""
 
     table: np.ndarray
     cap: int
@@ -144,26 +176,50 @@ class Workspace:
         size = self.cap * int(self.table[:, K.N_OUT].sum())
         self.Z, self.A, self.dZ, self.dA = (np.zeros(size, self.dtype) for _ in range(4))
         self.T = np.zeros(K.scratch_size(self.table, self.cap), self.dtype)
+        dense = bool((self.table[:, K.KIND] == LAYER_KINDS["dense"]).all())
+        self.windowed = None if dense else True
 
 
-def layer_table(layers: list[LayerSpec], n_inputs: int) -> np.ndarray:
-    """The int64 layer table of the kernels for ``layers`` fed ``n_inputs`` features."""
+def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np.ndarray:
+    """The int64 layer table of the kernels for ``layers`` fed ``n_inputs`` features read as
+    ``n_inputs / channels`` positions x ``channels``; ArchError when a layer does not fit."""
     table = np.zeros((len(layers), K.N_COLS), dtype=np.int64)
-    offset, rows, n_in = 0, 0, n_inputs
-    for i, layer in enumerate(layers):
-        n_out = layer.units
-        table[i] = (0, n_in, n_out, ACTIVATIONS[layer.activation], offset,
-                    offset + n_in * n_out, rows)
-        offset += n_in * n_out + n_out
-        rows += n_out
-        n_in = n_out
+    shapes = arch.layer_shapes(layers, n_inputs, channels)
+    pshapes = arch.param_shapes(layers, n_inputs, channels)
+    offset, rows = 0, 0
+    for i, (layer, s, (w_shape, b_shape)) in enumerate(zip(layers, shapes, pshapes)):
+        row = table[i]
+        row[K.KIND] = LAYER_KINDS[layer.kind]
+        row[K.N_IN], row[K.N_OUT] = s.n_in, s.n_out
+        row[K.ACT] = ACTIVATIONS[layer.activation]
+        row[K.W_OFF], row[K.B_OFF] = offset, offset + _size(w_shape)
+        row[K.A_OFF] = rows
+        row[K.KERNEL], row[K.STRIDE] = layer.kernel, layer.effective_stride
+        row[K.CHANNELS], row[K.POSITIONS], row[K.FILTERS] = s.channels, s.positions, s.filters
+        offset += _size(w_shape) + _size(b_shape)
+        rows += s.n_out
     return table
 
 
-def param_count(layers: list[LayerSpec], n_inputs: int) -> int:
+def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> int:
     """Number of trainable parameters (kernels and biases)."""
-    sizes = [n_inputs] + [layer.units for layer in layers]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return arch.param_count(layers, n_inputs, channels)
+
+
+def glorot_fans(kind: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a layer's kernel, as Keras's initializers compute them from its
+    shape; a local kernel (P, k, C, F) counts as tf.keras's (P, k*C, F)."""
+    if kind == "local":
+        shape = (shape[0], shape[1] * shape[2], shape[3])
+    receptive = _size(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
 
 
 def as_kernel_array(a: np.ndarray) -> np.ndarray:

@@ -1,10 +1,14 @@
 """The model file: one ``.safetensors`` file, written atomically, read without pickle.
 
-Tensors: ``layers.{i}.kernel`` (in, out), ``layers.{i}.bias`` (out,), ``normalization.mean`` and
-``normalization.std`` (n_inputs,), all float32. The safetensors metadata holds one key, ``nncli``,
-whose value is a JSON document (see ``_metadata``). Loading checks, in order: the file's framing
-(header length, trailing bytes), that it is an nncli file, its format version, and that every
-tensor has the shape the architecture implies.
+Tensors, all float32, shaped as Keras stores them (``arch.param_shapes``): ``layers.{i}.kernel``
+(in, out) for a dense layer, (kernel, in_channels, filters) for conv, (positions, kernel,
+in_channels, filters) for local; ``layers.{i}.bias`` (out,), (filters,) or (positions, filters);
+``normalization.mean`` and ``normalization.std`` (n_inputs,). The safetensors metadata holds one
+key, ``nncli``, whose value is a JSON document (see ``_metadata``): among others the
+architecture, ``channels`` (files written before conv layers existed have none: 1) and one
+entry per layer with its kind (and kernel width and stride for conv and local). Loading
+checks, in order: the file's framing (header length, trailing bytes), that it is an nncli file,
+its format version, and that every tensor has the shape the architecture implies.
 
 A *checkpoint* is a model file with the state of an unfinished training run added: the JSON
 document gets a ``training_state`` object (epochs done, optimizer step, shuffling state, ...; see
@@ -28,10 +32,10 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from nncli import __version__
-from nncli.arch import parse_arch
+from nncli.arch import WINDOWED, LayerSpec, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError, UsageError
 from nncli.losses import LOSSES
-from nncli.model import Model, layer_table, param_count
+from nncli.model import Model, param_count
 
 FORMAT_VERSION = 1
 METADATA_KEY = "nncli"
@@ -166,9 +170,9 @@ def _metadata(model: Model) -> dict:
         "format_version": FORMAT_VERSION,
         "nncli_version": __version__,
         "arch": model.arch,
-        "layers": [{"kind": l.kind, "units": l.units, "activation": l.activation}
-                   for l in model.layers],
+        "layers": [_layer_entry(l) for l in model.layers],
         "n_inputs": model.n_inputs,
+        "channels": model.channels,
         "loss": model.loss,
         "logits": model.logits,
         "classes": model.classes,
@@ -176,6 +180,13 @@ def _metadata(model: Model) -> dict:
         "target_names": model.target_names,
         "target_columns": model.target_columns,
     }
+
+
+def _layer_entry(layer: LayerSpec) -> dict:
+    entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
+    if layer.kind in WINDOWED:
+        entry.update(kernel=layer.kernel, stride=layer.effective_stride)
+    return entry
 
 
 def _read_header(data: bytes, name: str) -> dict:
@@ -238,13 +249,16 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
     try:
         layers = parse_arch(str(meta["arch"]))
         n_inputs = int(meta["n_inputs"])
+        channels = int(meta.get("channels", 1))
         loss, logits = str(meta["loss"]), bool(meta["logits"])
+        shapes = param_shapes(layers, n_inputs, channels)
     except (KeyError, TypeError, ValueError, ArchError) as e:
         raise ModelFileError(f"{name}: damaged nncli metadata ({e})") from None
     if loss not in LOSSES:
         raise ModelFileError(f"{name}: unknown loss '{loss}' in the metadata; this nncli knows "
                              f"{', '.join(LOSSES)}")
-    expected = _expected_shapes(layer_table(layers, n_inputs), n_inputs)
+    expected = _expected_shapes(shapes, n_inputs)
+    inputs = f"{n_inputs} inputs" + (f" of {channels} channels" if channels > 1 else "")
     for key, shape in expected.items():
         got = tensors.get(key)
         if got is None:
@@ -253,26 +267,27 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
         if got.shape != shape or got.dtype != np.float32:
             raise ModelFileError(
                 f"{name}: tensor '{key}' is {got.dtype}{list(got.shape)}, expected "
-                f"float32{list(shape)} for architecture '{meta['arch']}' on {n_inputs} inputs")
-    params = np.empty(param_count(layers, n_inputs), dtype=np.float32)
-    known = {"format_version", "arch", "layers", "n_inputs", "loss", "logits", "classes",
-             "feature_names", "target_names", "target_columns"}
+                f"float32{list(shape)} for architecture '{meta['arch']}' on {inputs}")
+    params = np.empty(param_count(layers, n_inputs, channels), dtype=np.float32)
+    known = {"format_version", "arch", "layers", "n_inputs", "channels", "loss", "logits",
+             "classes", "feature_names", "target_names", "target_columns"}
     model = Model(layers, n_inputs, loss, logits, params,
                   tensors["normalization.mean"].copy(), tensors["normalization.std"].copy(),
                   classes=meta.get("classes"), feature_names=meta.get("feature_names"),
                   target_names=meta.get("target_names"),
                   target_columns=meta.get("target_columns"),
-                  info={k: v for k, v in meta.items() if k not in known})
+                  info={k: v for k, v in meta.items() if k not in known}, channels=channels)
     for i in range(len(layers)):
         model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
         model.bias(i)[...] = tensors[f"layers.{i}.bias"]
     return model
 
 
-def _expected_shapes(table: np.ndarray, n_inputs: int) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(pshapes: list[tuple[tuple[int, ...], tuple[int, ...]]],
+                     n_inputs: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
-    for i, row in enumerate(table):
-        shapes[f"layers.{i}.kernel"] = (int(row[1]), int(row[2]))
-        shapes[f"layers.{i}.bias"] = (int(row[2]),)
+    for i, (kernel, bias) in enumerate(pshapes):
+        shapes[f"layers.{i}.kernel"] = tuple(kernel)
+        shapes[f"layers.{i}.bias"] = tuple(bias)
     shapes["normalization.mean"] = shapes["normalization.std"] = (n_inputs,)
     return shapes

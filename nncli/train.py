@@ -39,7 +39,7 @@ import numpy as np
 
 from nncli import kernels as K
 from nncli import optim
-from nncli.arch import LayerSpec, format_arch
+from nncli.arch import LayerSpec, format_arch, layer_shapes
 from nncli.errors import DivergedError, Interrupted, ModelFileError, StopNow, UsageError
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model, Workspace
@@ -80,6 +80,7 @@ class TrainConfig:
     early_stopping: int | None = None   # patience in epochs; None: no early stopping
     min_delta: float = 0.0
     monitor: str | None = None          # None: val_loss with validation data, else loss
+    channels: int = 1                   # a row of features is length x channels, channels last
 
 
 @dataclass
@@ -203,16 +204,17 @@ def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.n
     (classes, feature_names, ...) are stored in the model.
     """
     loss = get_loss(config.loss)
-    check_output_layer(loss, config.logits, layers)
+    n_out = layer_shapes(layers, X.shape[1], config.channels)[-1].n_out
+    check_output_layer(loss, config.logits, layers, n_out)
     _check_config(config)
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both (--resume continues a run with "
                          "its optimizer state; --init-from starts a new one from a model)")
-    _check_classes(loss, layers[-1].units, model_fields.get("classes"), source)
+    _check_classes(loss, n_out, model_fields.get("classes"), source)
     opt = optim.settings(config.optimizer, config.lr, config.momentum)
-    Y = prepare_targets(loss, Y, layers[-1].units, source, lines)
+    Y = prepare_targets(loss, Y, n_out, source, lines)
     if val is not None:
-        X_val, Y_val = val[0], prepare_targets(loss, val[1], layers[-1].units, val[2], val[3])
+        X_val, Y_val = val[0], prepare_targets(loss, val[1], n_out, val[2], val[3])
         X_train, Y_train = X, Y
     else:
         # Keras trains on the first int(n * (1 - split)) rows and validates on the rest.
@@ -228,7 +230,7 @@ def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.n
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
             "history": []}
     model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
-                         info=info, **model_fields)
+                         channels=config.channels, info=info, **model_fields)
     if resume is not None:
         _take_weights(model, resume.model, "--resume checkpoint")
     elif init_from is not None:
@@ -323,7 +325,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             ls, c, step, diverged_at = K.train_batches(
                 model.params, grads, st.m, st.v, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA, ws.T,
                 ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON, code,
-                hyper, st.step)
+                hyper, st.step, ws.windowed)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
             st.loss_sum += ls
@@ -727,13 +729,19 @@ def _check_classes(loss, units: int, classes: list[str] | None, source: str) -> 
 
 
 def _take_weights(model: Model, source: Model, what: str) -> None:
-    if source.arch != model.arch or source.n_inputs != model.n_inputs:
+    if (source.arch, source.n_inputs, source.channels) != \
+            (model.arch, model.n_inputs, model.channels):
         raise UsageError(
-            f"{what} is '{source.arch}' on {source.n_inputs} inputs, but this run is "
-            f"'{format_arch(model.layers)}' on {model.n_inputs} inputs; they must match")
+            f"{what} is '{source.arch}' on {_inputs(source)}, but this run is "
+            f"'{format_arch(model.layers)}' on {_inputs(model)}; they must match")
     model.params[...] = source.params
     # Continuing from a model keeps the input scaling its weights were trained for.
     model.mean, model.std = source.mean.copy(), source.std.copy()
+
+
+def _inputs(model: Model) -> str:
+    return f"{model.n_inputs} inputs" + (f" of {model.channels} channels" if model.channels > 1
+                                         else "")
 
 
 def _opt_float(value) -> float | None:

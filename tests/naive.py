@@ -32,6 +32,68 @@ def dense_grads(dZ, X, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return dZ @ W.T, X.T @ dZ, dZ.sum(axis=0)
 
 
+# --------------------------------------------------------------------------- 1-D windowed layers
+#
+# A row of X is a signal of L positions x C channels, channels last (X[r, l*C + c]); a layer
+# with windows of width k moved by `stride` outputs P = (L - k) // stride + 1 positions x F
+# filters, stored the same way. conv: W (k, C, F), b (F,), one set of weights for every window
+# (Keras Conv1D, padding "valid"); local: W (P, k, C, F), b (P, F), a set per window
+# (tf.keras LocallyConnected1D). Written as one dense product per window.
+
+def _window_weights(kind, W, b, p):
+    return (W, b) if kind == "conv" else (W[p], b[p])
+
+
+def windowed(kind, X, W, b, stride) -> np.ndarray:
+    """Z (n, P*F) of a conv or local layer."""
+    X, W, b = f64(X), f64(W), f64(b)
+    k, C, F = W.shape[-3:]
+    n, L = X.shape[0], X.shape[1] // C
+    P = (L - k) // stride + 1
+    X3 = X.reshape(n, L, C)
+    Z = np.empty((n, P, F))
+    for p in range(P):
+        Wp, bp = _window_weights(kind, W, b, p)
+        window = X3[:, p * stride:p * stride + k, :].reshape(n, k * C)
+        Z[:, p, :] = window @ Wp.reshape(k * C, F) + bp
+    return Z.reshape(n, P * F)
+
+
+def windowed_grads(kind, dZ, X, W, stride) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dX, dW, db) of Z = windowed(kind, X, W, b, stride) given dZ (n, P*F)."""
+    dZ, X, W = f64(dZ), f64(X), f64(W)
+    k, C, F = W.shape[-3:]
+    n, L = X.shape[0], X.shape[1] // C
+    P = dZ.shape[1] // F
+    X3, dZ3 = X.reshape(n, L, C), dZ.reshape(n, P, F)
+    dX3 = np.zeros_like(X3)
+    dW = np.zeros_like(W)
+    db = np.zeros((F,) if kind == "conv" else (P, F))
+    for p in range(P):
+        window = X3[:, p * stride:p * stride + k, :].reshape(n, k * C)
+        Wp = (W if kind == "conv" else W[p]).reshape(k * C, F)
+        gW = (window.T @ dZ3[:, p]).reshape(k, C, F)
+        gb = dZ3[:, p].sum(axis=0)
+        if kind == "conv":
+            dW += gW
+            db += gb
+        else:
+            dW[p] = gW
+            db[p] = gb
+        dX3[:, p * stride:p * stride + k, :] += (dZ3[:, p] @ Wp.T).reshape(n, k, C)
+    return dX3.reshape(n, L * C), dW, db
+
+
+def layer(kind, X, W, b, stride=1) -> np.ndarray:
+    """Z of a layer of any kind (dense ignores stride)."""
+    return dense(X, W, b) if kind == "dense" else windowed(kind, X, W, b, stride)
+
+
+def layer_grads(kind, dZ, X, W, stride=1):
+    """(dX, dW, db) of a layer of any kind."""
+    return dense_grads(dZ, X, W) if kind == "dense" else windowed_grads(kind, dZ, X, W, stride)
+
+
 # --------------------------------------------------------------------------- activations
 
 def sigmoid(z) -> np.ndarray:
@@ -201,6 +263,33 @@ def forward_backward(weights, activations, X, Y, code):
         dZ = act_grad(activations[l], Z, dA)
         inp = f64(X) if l == 0 else cache[l - 1][1]
         dA, dW, db = dense_grads(dZ, inp, weights[l][0])
+        grads[l] = (dW, db)
+    return loss_sum, grads, out
+
+
+def forward_layers(net, X):
+    """All (Z, A) of a network of any layer kinds; net = [(kind, W, b, stride, activation)]."""
+    cache = []
+    A = f64(X)
+    for kind, W, b, stride, name in net:
+        Z = layer(kind, A, W, b, stride)
+        A = ACT_FORWARD[name](Z)
+        cache.append((Z, A))
+    return cache
+
+
+def forward_backward_layers(net, X, Y, code):
+    """(loss sum over rows, [(dW, db), ...] of the mean loss, network output) of a network of
+    any layer kinds; net as for forward_layers."""
+    cache = forward_layers(net, X)
+    out = cache[-1][1]
+    loss_sum, dA = loss(code, out, Y)
+    grads = [None] * len(net)
+    for l in range(len(net) - 1, -1, -1):
+        kind, W, _, stride, name = net[l]
+        dZ = act_grad(name, cache[l][0], dA)
+        inp = f64(X) if l == 0 else cache[l - 1][1]
+        dA, dW, db = layer_grads(kind, dZ, inp, W, stride)
         grads[l] = (dW, db)
     return loss_sum, grads, out
 

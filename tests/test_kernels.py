@@ -269,7 +269,7 @@ def test_layer_table_matches_the_flat_layout():
 def test_network_forward(dtype, key, n, cap):
     model, params, X, _, _ = setup_network(key, dtype, n)
     ws = Workspace(model.layer_table(), cap, dtype)
-    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap)
+    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, ws.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want = naive.forward(weights, acts, X)[-1][1]
@@ -285,7 +285,8 @@ def test_network_forward_backward(dtype, key, n, cap):
     ws = Workspace(model.layer_table(), cap, dtype)
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
-        grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON)
+        grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON,
+        ws.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want_loss, want_grads, out = naive.forward_backward(weights, acts, X, Y, code)
@@ -326,7 +327,7 @@ def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
     ws = Workspace(model.layer_table(), cap, dtype)
     loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap,
-                                        code, PROB_EPSILON)
+                                        code, PROB_EPSILON, ws.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     out = naive.forward(weights, acts, X)[-1][1]
@@ -351,7 +352,8 @@ def test_gradients_bit_identical_across_thread_counts():
         ws = Workspace(table, n, np.float32)
         grads = np.zeros_like(model.params)
         loss_sum, correct = K.network_forward_backward(
-            grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, model.params, table, X, Y, n, 3, PROB_EPSILON)
+            grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, model.params, table, X, Y, n, 3, PROB_EPSILON,
+            ws.windowed)
         return grads, loss_sum, correct
 
     before = numba.get_num_threads()
