@@ -36,7 +36,7 @@ from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TER
 
 app = typer.Typer(
     name="nncli",
-    help="Train small dense neural networks on the CPU from a one-line architecture string.",
+    help="Train small dense and 1-D convolutional neural networks on the CPU from a one-line architecture string.",
     epilog="Example: nncli train datasets/digits.csv --arch 25relu-15relu-10linear --loss "
            "sparse_cce --logits --epochs 40 --validation-split 0.2",
     add_completion=False,
@@ -82,7 +82,7 @@ def _root(
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
 ) -> None:
-    """Train small dense neural networks on the CPU from a one-line architecture string."""
+    """Train small dense and 1-D convolutional neural networks on the CPU from a one-line architecture string."""
 
 
 # --------------------------------------------------------------------------- train
