@@ -163,7 +163,8 @@ def train(
     from nncli.arch import parse_arch
     from nncli.data import load_training_data
     from nncli.modelfile import load_model, read_model_file
-    from nncli.train import RunFiles, TrainConfig, prepare, set_threads, warm_up
+    from nncli.train import (RunFiles, TrainConfig, kernels_cached, prepare, set_threads,
+                             warm_up)
 
     config = TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=optimizer.value, lr=lr,
                          momentum=momentum, epochs=epochs, batch_size=batch_size,
@@ -194,6 +195,9 @@ def train(
     if not quiet:
         _note_earlier_backup(files, resume)
     if run.epochs_left:
+        if not quiet and not _show_bar(quiet) and not kernels_cached():
+            print("nncli: compiling kernels (first run after install, about 20 s; later runs "
+                  "load them from the cache)", file=sys.stderr, flush=True)
         with err.status("preparing kernels (the first run compiles them, ~20 s)",
                         spinner="dots") if _show_bar(quiet) else _nothing():
             warm_up(run)

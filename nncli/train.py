@@ -26,6 +26,7 @@ the history CSV, and the model file written on success, on interruption and on d
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -408,6 +409,16 @@ def warm_up(run: Training) -> None:
     model.params[...] = saved
     model.info.pop("early_stopping", None)
     model.info.update(info)
+
+
+def kernels_cached() -> bool:
+    """Whether the training kernels have been compiled into Numba's cache before (a first run
+    after install compiles them, ~20 s). Reads a Numba internal; when that fails, says True."""
+    try:
+        index = K.train_batches._cache._cache_file._index_path
+    except AttributeError:
+        return True
+    return os.path.exists(index)
 
 
 def set_threads(threads: int | None) -> None:

@@ -1007,3 +1007,13 @@ def test_bash_completion_request_completes_commands():
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout.split()
     assert "predict" not in proc.stdout.split()
+
+
+def test_a_cold_cache_is_announced_before_compiling(capsys, tmp_path, monkeypatch, digits_csv):
+    import nncli.train
+
+    monkeypatch.setattr(nncli.train, "kernels_cached", lambda: False)
+    rc, _, err = run(capsys, "train", digits_csv, "--arch", "3relu-10linear", "--loss",
+                     "sparse_cce", "--logits", "--epochs", "1", "-o", tmp_path / "m.safetensors")
+    assert rc == 0
+    assert err.startswith("nncli: compiling kernels (first run after install")

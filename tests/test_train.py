@@ -150,3 +150,15 @@ def test_feature_stats_are_population_statistics():
     X = np.array([[1.0, 2.0], [3.0, 2.0]], np.float32)
     mean, std = feature_stats(X)
     assert mean.tolist() == [2.0, 2.0] and std.tolist() == [1.0, 1.0]
+
+
+def test_kernels_cached_looks_at_numba_s_cache_index(monkeypatch, tmp_path):
+    from nncli import kernels as K
+    from nncli.train import kernels_cached
+
+    cache_file = K.train_batches._cache._cache_file
+    monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "missing.nbi"))
+    assert kernels_cached() is False
+    (tmp_path / "present.nbi").write_bytes(b"")
+    monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "present.nbi"))
+    assert kernels_cached() is True
