@@ -53,6 +53,8 @@ ROWS_PER_CALL = 8192
 # A feature whose spread is below this is left unscaled rather than blown up (Keras divides by
 # max(std, 1e-7), which turns a constant column seen differently at predict time into +-1e7).
 MIN_STD = 1e-7
+# Cells per block when computing feature statistics: bounds the float64 temporaries.
+STATS_BLOCK = 1 << 20
 # The default backup checkpoint is written at most this often (wall seconds): more often would
 # only slow down runs of short epochs, for a loss of at most this much work in a crash.
 BACKUP_SECONDS = 10.0
@@ -274,9 +276,21 @@ def new_state(model: Model, config: TrainConfig) -> TrainState:
 
 
 def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of each column (float64 sums); tiny spreads become 1."""
-    mean = X.mean(axis=0, dtype=np.float64)
-    std = X.std(axis=0, dtype=np.float64)
+    """Mean and population std of each column (float64 sums); tiny spreads become 1.
+
+    Two passes over blocks of rows: np.std of the whole array would allocate a float64 copy of
+    it (twice the data), which dominated the peak memory of training on a large set.
+    """
+    n = max(len(X), 1)
+    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
+    total = np.zeros(X.shape[1], np.float64)
+    for lo in range(0, len(X), step):
+        total += X[lo:lo + step].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(X.shape[1], np.float64)
+    for lo in range(0, len(X), step):
+        squares += ((X[lo:lo + step] - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / n)
     std[std < MIN_STD] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
