@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import torch_epochs  # the PyTorch training loop both benchmarks share
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "datasets" / "mnist1d_train.csv"
 ARCH = "32conv5relu-32conv3s2relu-32conv3s2relu-10linear"
@@ -88,23 +90,9 @@ def run_torch(X, y, batch, epochs):
     torch.nn.init.xavier_uniform_(linear.weight)
     torch.nn.init.zeros_(linear.bias)
     model = torch.nn.Sequential(*layers, torch.nn.Flatten(), linear)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = torch.nn.CrossEntropyLoss()
     # rows are (L, C) channels last, as nncli reads them; Conv1d wants (C, L)
     Xt = torch.from_numpy(X).reshape(len(X), LENGTH, CHANNELS).permute(0, 2, 1).contiguous()
-    yt = torch.from_numpy(y)
-    seconds, loss = [], float("nan")
-    for _ in range(epochs):
-        start = time.perf_counter()
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad(set_to_none=True)
-            out = loss_fn(model(Xt[idx]), yt[idx])
-            out.backward()
-            opt.step()
-        seconds.append(time.perf_counter() - start)
-        loss = float(out)
+    seconds, loss = torch_epochs(model, Xt, torch.from_numpy(y), batch, epochs)
     return {"train": seconds, "loss": loss}
 
 
