@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import machine as bench_machine
 from bench import torch_epochs  # the PyTorch training loop both benchmarks share
 
 HERE = Path(__file__).resolve().parent
@@ -213,22 +213,13 @@ def render(results: dict) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = []
     for name in ("numba", "torch"):
         try:
             versions.append(f"{name} {__import__(name).__version__}")
         except ImportError:
             pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, " + \
-        ", ".join(versions)
+    return ", ".join([bench_machine(), *versions])
 
 
 if __name__ == "__main__":

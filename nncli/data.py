@@ -251,18 +251,7 @@ def iter_features(path: str, n_features: int, feature_names: list[str] | None = 
 def _npy_blocks(path: str, n_features: int,
                 block_rows: int | None) -> typing.Iterator[np.ndarray]:
     """Blocks of an NPY feature array, memory-mapped rather than read whole."""
-    with _open_binary(path) as f:
-        _check_npy_size(f, path)
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception:  # noqa: BLE001 - e.g. an empty array cannot be mapped: read it
-            try:
-                array = np.load(f, allow_pickle=False)
-            except Exception as exc:  # noqa: BLE001 - see _load_error
-                raise _load_error(path, "NPY", exc) from exc
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise DataError("not an NPY array (it is an archive: name it .npz)", path)
+    array = _load_npy(path, mmap=True)
     if array.ndim != 2:
         raise DataError(f"the array must be 2-D (rows x features), found shape {array.shape}",
                         path)
@@ -908,17 +897,30 @@ def _read_npz(path: str, want_y: bool, finite: bool = True, hint: str = "") -> T
 
 def _read_npy(path: str) -> Table:
     """The single feature array of an NPY file, checked and as float32."""
+    X = _checked_features(_load_npy(path, mmap=False), "the array", path)
+    return Table(source=path, kind="npy", n_columns=X.shape[1], X=X)
+
+
+def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    """The array of an NPY file (memory-mapped when asked and possible), its claimed size
+    checked against the file's before anything is allocated; never unpickles."""
     with _open_binary(path) as f:
         _check_npy_size(f, path)
-        try:
-            array = np.load(f, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - see _load_error
-            raise _load_error(path, "NPY", exc) from exc
-        if not isinstance(array, np.ndarray):
-            array.close()
-            raise DataError("not an NPY array (it is an archive: name it .npz)", path)
-    X = _checked_features(array, "the array", path)
-    return Table(source=path, kind="npy", n_columns=X.shape[1], X=X)
+        array = None
+        if mmap:
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except Exception:  # noqa: BLE001 - e.g. an empty array cannot be mapped: read it
+                array = None
+        if array is None:
+            try:
+                array = np.load(f, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - see _load_error
+                raise _load_error(path, "NPY", exc) from exc
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError("not an NPY array (it is an archive: name it .npz)", path)
+    return array
 
 
 # zlib cannot shrink data by more than about 1032:1; a member claiming more is a lie.

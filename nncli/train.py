@@ -683,18 +683,17 @@ def train_and_save(run: Training, files: RunFiles, on_progress: ProgressFn | Non
                     if _checkpoint_due(run, files, report.epoch, time.monotonic() - saved_at):
                         save_model(run.model, files.checkpoint, *checkpoint_parts(run))
                         saved_at = time.monotonic()
-            except Interrupted as e:
+            except (Interrupted, DivergedError) as e:
+                # Either way the run is resumable: the weights (the last finite ones after a
+                # divergence) go to the model file with the optimizer state.
                 save_model(run.model, files.model, *checkpoint_parts(run))
                 _remove_backup(files)
-                e.args = (f"{e}; wrote the weights as they stand, with the optimizer state, to "
-                          f"{files.model}",)
-                e.path = files.model
-                raise
-            except DivergedError as e:
-                save_model(run.model, files.model, *checkpoint_parts(run))
-                _remove_backup(files)
-                e.args = (f"{getattr(e, 'what', e)}; wrote the last finite weights, with the "
-                          f"optimizer state, to {files.model}{getattr(e, 'hint', '')}",)
+                if isinstance(e, Interrupted):
+                    e.args = (f"{e}; wrote the weights as they stand, with the optimizer state, "
+                              f"to {files.model}",)
+                else:
+                    e.args = (f"{getattr(e, 'what', e)}; wrote the last finite weights, with the "
+                              f"optimizer state, to {files.model}{getattr(e, 'hint', '')}",)
                 e.path = files.model
                 raise
             save_model(run.model, files.model)
