@@ -72,6 +72,13 @@ _JOIN_DELIMITERS = (",", "\x01", "\x02", "\x03", "\x04")
 # Names listed in error messages before "... (N in all)".
 _PREVIEW = 10
 _INT_RE = re.compile(r"[+-]?\d+")
+# Bytes examined per vectorised step when scanning a CSV for line ends and validating UTF-8:
+# bounds the temporaries (a byte or two per byte of the window) to well under a megabyte.
+_SCAN_BYTES = 1 << 18
+# Bytes per step when counting commas and blanks per line: below 2**16 so that a uint16 count
+# cannot overflow (see _per_line_sums).
+_COUNT_BYTES = (1 << 16) - 1
+_LF, _CR, _COMMA = ord("\n"), ord("\r"), ord(",")
 
 
 @dataclass
@@ -85,7 +92,9 @@ class Dataset:
     target_columns: list[int]  # 0-based columns of the targets in the file ([] for NPZ/NPY)
     classes: list[str] | None  # class names when the target held text; Y holds their indices
     source: str  # the path as given, or "<stdin>"
-    line_numbers: list[int] | None = None  # CSV: each row's 1-based line in the file
+    # CSV: each row's 1-based line in the file, as an int64 array (one Python int per row
+    # would cost more than the row's float32 features)
+    line_numbers: np.ndarray | None = None
     # Rows left out by drop_invalid_rows: CSV line numbers, or 0-based rows of an NPZ
     dropped: list[int] = field(default_factory=list)
 
@@ -101,12 +110,26 @@ class Dataset:
                 f"({where} {shown}{more})")
 
 
+Offsets = np.ndarray  # int64 byte offsets into a Table's text
+
+
+def _no_offsets() -> Offsets:
+    """An empty int64 array: no rows."""
+    return np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class Table:
     """A data file read into memory but not yet converted into numbers.
 
-    For CSV, ``lines`` holds one string per data row (blank lines and the header removed), its
-    cells joined by ``delimiter``; ``line_numbers`` holds each row's 1-based line in the file.
+    For CSV, the rows are kept compactly rather than as one Python string per row (which
+    costs about as much again as the file): ``text`` holds UTF-8 bytes and row ``i`` is
+    ``text[starts[i]:ends[i]]``, its cells separated by ``delimiter`` (blank lines, the header
+    and line ends are not in any row); ``line_numbers`` holds each row's 1-based line in the
+    file. ``starts``, ``ends`` and ``line_numbers`` are int64 arrays. ``text`` is the file
+    itself for a CSV without quotes and the rows re-joined without quotes otherwise.
+    :meth:`rows` turns a range of rows into strings, for the parsers that want them a chunk at
+    a time.
     For NPZ/NPY, ``X`` is already a checked float32 array and ``y`` is the NPZ's ``y`` as stored.
     """
 
@@ -114,8 +137,10 @@ class Table:
     kind: typing.Literal["csv", "npz", "npy"]
     n_columns: int
     header: list[str] | None = None
-    lines: list[str] = field(default_factory=list)
-    line_numbers: list[int] = field(default_factory=list)
+    text: bytes = b""
+    starts: Offsets = field(default_factory=_no_offsets)
+    ends: Offsets = field(default_factory=_no_offsets)
+    line_numbers: np.ndarray = field(default_factory=_no_offsets)
     delimiter: str = ","
     X: np.ndarray | None = None
     y: np.ndarray | None = None
@@ -125,7 +150,7 @@ class Table:
     def n_rows(self) -> int:
         """The number of data rows."""
         if self.kind == "csv":
-            return len(self.lines)
+            return len(self.starts)
         assert self.X is not None
         return int(self.X.shape[0])
 
@@ -133,6 +158,31 @@ class Table:
     def column_names(self) -> list[str]:
         """Header names, or x0, x1, ... for a file without a header."""
         return list(self.header) if self.header is not None else _numbered("x", self.n_columns)
+
+    def rows(self, lo: int, hi: int) -> list[str]:
+        """CSV rows ``lo`` to ``hi`` (exclusive) as strings; callers keep ``hi - lo`` bounded."""
+        text = self.text
+        return [text[a:b].decode("utf-8")
+                for a, b in zip(self.starts[lo:hi].tolist(), self.ends[lo:hi].tolist())]
+
+    def row(self, i: int) -> str:
+        """CSV row ``i`` as a string."""
+        return self.text[int(self.starts[i]):int(self.ends[i])].decode("utf-8")
+
+    def line(self, i: int) -> int:
+        """The 1-based file line of CSV row ``i``, as a Python int for error messages."""
+        return int(self.line_numbers[i])
+
+    def set_rows(self, text: bytes, starts: Offsets, ends: Offsets,
+                 line_numbers: np.ndarray) -> None:
+        """Replace the CSV rows (the streaming reader reuses one Table for every block)."""
+        self.text, self.starts, self.ends = text, starts, ends
+        self.line_numbers = line_numbers
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Leave out the CSV rows where the boolean mask ``keep`` is false (the text stays)."""
+        self.starts, self.ends = self.starts[keep], self.ends[keep]
+        self.line_numbers = self.line_numbers[keep]
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,11 +233,10 @@ def load_training_data(path: str, targets: list[str] | None = None,
     if drop:
         keep = np.isfinite(X).all(axis=1)
         if not keep.all():
-            dropped = [n for n, k in zip(table.line_numbers, keep) if not k]
+            dropped = table.line_numbers[~keep].tolist()
             _all_dropped(keep, table.source)
             X = np.ascontiguousarray(X[keep])
-            table.lines = [line for line, k in zip(table.lines, keep) if k]
-            table.line_numbers = [n for n, k in zip(table.line_numbers, keep) if k]
+            table.keep_rows(keep)
     Y, found_classes = _csv_targets(table, target_cols, classes)
     ds = _csv_dataset(table, X, Y, feature_cols, target_cols, found_classes)
     ds.dropped = dropped
@@ -284,6 +333,7 @@ def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | N
             raise DataError("empty file", source)
         n_columns = _row_width(first[0][1])
         lines, numbers, delimiter = _block_lines(first, n_columns, source)
+        del first  # the rows are in ``lines`` now; each block's strings are freed early
         is_model_header = _model_header_test(feature_names, n_features, target_columns)
         header = _take_header(lines, delimiter, is_model_header)
         if header is not None:
@@ -291,20 +341,34 @@ def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | N
             if not lines:  # the look-ahead read everything there is
                 raise DataError("no data rows (only a header)", source)
         table = Table(source=source, kind="csv", n_columns=n_columns, header=header,
-                      lines=lines, line_numbers=numbers, delimiter=delimiter)
+                      delimiter=delimiter)
+        table.set_rows(*_packed_rows(lines, numbers))
+        del lines, numbers
         cols, _ = _select_feature_columns(table, n_features, feature_names, target_columns)
         yield _numeric_columns(table, cols, "feature")
         step = block_rows or max(1, _CELLS_PER_CHUNK // n_columns)
-        while True:
-            block = list(itertools.islice(rows, step))
-            if not block:
-                return
-            table.lines, table.line_numbers, table.delimiter = _block_lines(block, n_columns,
-                                                                            source)
+        while _next_block(table, rows, step, source):
             yield _numeric_columns(table, cols, "feature")
     finally:
         if owned is not None:
             owned.close()
+
+
+def _next_block(table: Table, rows: typing.Iterator[tuple[int, CsvRow]], step: int,
+                source: str) -> bool:
+    """Put the next ``step`` rows of the stream into ``table`` (False at the end).
+
+    A function of its own so that the block's row strings are gone before it is parsed: only
+    the packed rows stay, and the parser makes strings again a chunk at a time.
+    """
+    table.set_rows(b"", _no_offsets(), _no_offsets(), _no_offsets())
+    block = list(itertools.islice(rows, step))
+    if not block:
+        return False
+    lines, numbers, table.delimiter = _block_lines(block, table.n_columns, source)
+    del block
+    table.set_rows(*_packed_rows(lines, numbers))
+    return True
 
 
 def _text_lines(stream: typing.BinaryIO, source: str) -> typing.Iterator[str]:
@@ -510,18 +574,44 @@ def _read_bytes(path: str) -> bytes:
         raise DataError(f"not a valid gzip file ({exc})", path) from exc
 
 
-def _decode(raw: bytes, source: str) -> str:
-    """UTF-8 text (BOM dropped), refusing binary files with the offset of the first bad byte."""
+def _check_text(raw: bytes, source: str) -> int:
+    """Refuse a file that is not UTF-8 text, giving the offset of the first bad byte; return
+    the length of the byte order mark to skip (0 or 3).
+
+    Pure ASCII, the usual case, is recognised by one C call. Other text is decoded a window at
+    a time (cut just after a '\n', which never occurs inside a UTF-8 sequence) and thrown
+    away: the rows are decoded again, a chunk at a time, when they are parsed, so no decoded
+    copy of the whole file ever exists.
+    """
     nul = raw.find(b"\0")
     if nul >= 0:
         raise DataError(f"not a text CSV file (binary data at byte {nul})", source)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # utf-8-sig counts positions after the BOM; report offsets in the file.
-        offset = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-        raise DataError(f"not a text CSV file (binary data at byte {exc.start + offset})",
-                        source) from exc
+    base = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    if raw.isascii():
+        return base
+    view = memoryview(raw)
+    lo = base
+    while lo < len(raw):
+        hi = _window_end(raw, lo)
+        try:
+            str(view[lo:hi], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not a text CSV file (binary data at byte {lo + exc.start})",
+                            source) from exc
+        lo = hi
+    return base
+
+
+def _window_end(raw: bytes, lo: int) -> int:
+    """The end of a window of about _SCAN_BYTES from ``lo``: just after a '\n' (or further,
+    for a longer line), or the end of the data."""
+    if len(raw) - lo <= _SCAN_BYTES:
+        return len(raw)
+    cut = raw.rfind(b"\n", lo, lo + _SCAN_BYTES) + 1
+    if cut > lo:
+        return cut
+    cut = raw.find(b"\n", lo + _SCAN_BYTES) + 1
+    return cut if cut > 0 else len(raw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,22 +620,29 @@ def _decode(raw: bytes, source: str) -> str:
 
 
 def _parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None) -> Table:
-    """Split CSV bytes into checked rows and detect the header."""
-    text = _decode(raw, source)
-    if '"' in text:
-        lines, numbers, delimiter, n_columns = _split_quoted(text, source)
+    """Split CSV bytes into checked rows and detect the header.
+
+    A file without quotes keeps ``raw`` as its rows' text (see Table); only the first rows
+    become strings here, for header detection.
+    """
+    base = _check_text(raw, source)
+    if b'"' in raw:
+        text, starts, ends, numbers, delimiter, n_columns = _split_quoted(
+            str(memoryview(raw)[base:], "utf-8"), source)
     else:
-        lines, numbers, n_columns = _split_plain(text, source)
-        delimiter = ","
-    if not lines:
+        text, delimiter = raw, ","
+        starts, ends, numbers, n_columns = _split_plain(raw, base, source)
+    table = Table(source=source, kind="csv", n_columns=n_columns, delimiter=delimiter)
+    table.set_rows(text, starts, ends, numbers)
+    if not table.n_rows:
         raise DataError("empty file", source)
-    header = _take_header(lines, delimiter, is_model_header)
-    if header is not None:
-        lines, numbers = lines[1:], numbers[1:]
-        if not lines:
+    table.header = _take_header(table.rows(0, 1 + _HEADER_LOOKAHEAD), delimiter,
+                                is_model_header)
+    if table.header is not None:
+        table.set_rows(text, starts[1:], ends[1:], numbers[1:])
+        if not table.n_rows:
             raise DataError("no data rows (only a header)", source)
-    return Table(source=source, kind="csv", n_columns=n_columns, header=header, lines=lines,
-                 line_numbers=numbers, delimiter=delimiter)
+    return table
 
 
 def _take_header(lines: list[str], delimiter: str,
@@ -559,37 +656,126 @@ def _take_header(lines: list[str], delimiter: str,
     return None
 
 
-def _split_plain(text: str, source: str) -> tuple[list[str], list[int], int]:
-    """Rows of a CSV without quotes: lines as they are, with their line numbers.
+def _split_plain(raw: bytes, base: int,
+                 source: str) -> tuple[Offsets, Offsets, np.ndarray, int]:
+    """Rows of a CSV without quotes (from byte ``base`` on, after a BOM): the start and end
+    offset in ``raw`` of each non-blank line (without its '\n' and a '\r' before it), its
+    1-based line number, and the number of columns (-1 when there is no row).
 
-    Counting commas is the cheap way to catch ragged rows before the C parser sees them and
-    reports a position that is not a line of the file.
+    Line ends, blank lines and commas are found by NumPy on the bytes rather than by a Python
+    loop over lines: faster, and no string per line is made. Counting commas is the cheap way
+    to catch ragged rows before the C parser sees them and reports a position that is not a
+    line of the file.
     """
-    lines: list[str] = []
-    numbers: list[int] = []
-    expected = -1
-    for number, line in enumerate(text.split("\n"), 1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line or line.isspace():
-            continue
-        found = line.count(",") + 1
-        if expected < 0:
-            expected = found
-        elif found != expected:
-            raise DataError(f"expected {expected} columns, found {found}", source, number)
-        lines.append(line)
-        numbers.append(number)
-    return lines, numbers, expected
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    starts, ends = _line_offsets(buf, base)
+    commas = _per_line_sums(buf, starts, lambda window: window == _COMMA)
+    # a comma is not whitespace: only a file with a line without one can have blank lines
+    keep = (~_blank_lines(raw, buf, starts, ends) if (commas == 0).any()
+            else np.ones(len(starts), dtype=bool))
+    numbers = np.flatnonzero(keep) + 1
+    starts, ends, found = starts[keep], ends[keep], commas[keep] + 1
+    if not len(found):
+        return starts, ends, numbers, -1
+    ragged = np.flatnonzero(found != found[0])
+    if ragged.size:
+        i = int(ragged[0])
+        raise DataError(f"expected {found[0]} columns, found {found[i]}", source,
+                        int(numbers[i]))
+    return starts, ends, numbers, int(found[0])
 
 
-def _split_quoted(text: str, source: str) -> tuple[list[str], list[int], str, int]:
-    """Rows of a CSV with quotes, parsed by the csv module and re-joined without quotes.
+def _line_offsets(buf: np.ndarray, base: int) -> tuple[Offsets, Offsets]:
+    """Start and end offsets of the lines of ``buf[base:]`` as str.split('\n') cuts them, less
+    the empty piece after a final '\n'; an end excludes one '\r' before the '\n'."""
+    breaks = _newlines(buf, base)
+    starts = np.concatenate((np.array([base], dtype=np.int64), breaks + 1))
+    ends = np.append(breaks, np.int64(len(buf)))
+    if starts[-1] == len(buf):
+        starts, ends = starts[:-1], ends[:-1]
+    carriage = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR)
+    return starts, ends - carriage
 
-    Re-joining lets the fast numeric path treat both kinds of file alike. A cell that itself
-    holds a comma makes us join with a control character that occurs nowhere in the text;
-    line breaks inside a quoted cell become spaces, since the numeric parser takes one line
-    per row (such a cell can only be a text label, which is stripped anyway).
+
+def _newlines(buf: np.ndarray, lo: int = 0) -> Offsets:
+    """Offsets of every '\n' in ``buf`` from ``lo`` on, a window at a time (the comparison's
+    temporary is a byte per byte of the window)."""
+    parts = [np.flatnonzero(buf[a:a + _SCAN_BYTES] == _LF) + a
+             for a in range(lo, len(buf), _SCAN_BYTES)]
+    return np.concatenate(parts).astype(np.int64, copy=False) if parts else _no_offsets()
+
+
+def _per_line_sums(buf: np.ndarray, starts: Offsets,
+                   test: typing.Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """For each line, how many of its bytes pass ``test`` (a vectorised predicate on a window
+    of bytes). Line ``k`` is counted from ``starts[k]`` to ``starts[k + 1]`` (its line end
+    included), the last one to the end of ``buf``.
+
+    np.add.reduceat sums the segments of a window, in uint16: it casts its whole input to the
+    counting type first, and windows shorter than 2**16 bytes keep that cast small and the
+    counts from overflowing. A line that runs over several windows gets a sum from each.
+    """
+    out = np.zeros(len(starts), dtype=np.int64)
+    if not len(starts):
+        return out
+    k = 0  # the first line that starts in this window or later
+    for lo in range(int(starts[0]), len(buf), _COUNT_BYTES):
+        hi = min(lo + _COUNT_BYTES, len(buf))
+        k_end = int(np.searchsorted(starts, hi))
+        cuts, first = starts[k:k_end] - lo, k
+        if not len(cuts) or cuts[0] != 0:  # the window opens inside line k - 1
+            cuts, first = np.concatenate((np.zeros(1, np.int64), cuts)), k - 1
+        out[first:k_end] += np.add.reduceat(test(buf[lo:hi]), cuts, dtype=np.uint16)
+        k = k_end
+    return out
+
+
+def _solid(window: np.ndarray) -> np.ndarray:
+    """Bytes that make a line not blank: all but ASCII whitespace in the sense of str.isspace
+    (9-13 and 28-32); bytes from 0x80 on may be parts of whitespace: see _blank_lines."""
+    return (window > 32) | (window < 9) | ((window > 13) & (window < 28))
+
+
+def _blank_lines(raw: bytes, buf: np.ndarray, starts: Offsets, ends: Offsets) -> np.ndarray:
+    """Which lines are empty or whitespace only, in the sense of str.isspace.
+
+    ASCII bytes are classified by NumPy; the rare line whose only other bytes are non-ASCII
+    (a no-break space, say) is decoded and asked.
+    """
+    solid = _per_line_sums(buf, starts, _solid)
+    blank = solid == 0
+    if not raw.isascii():
+        high = _per_line_sums(buf, starts, lambda window: window >= 0x80)
+        for k in np.flatnonzero((solid > 0) & (solid == high)).tolist():
+            blank[k] = raw[starts[k]:ends[k]].decode("utf-8").isspace()
+    return blank
+
+
+def _packed_rows(lines: typing.Iterable[str],
+                 numbers: typing.Sequence[int]) -> tuple[bytes, Offsets, Offsets, np.ndarray]:
+    """Rows given as strings (none holding a '\n') in the compact form of a Table: the rows
+    joined by '\n' as UTF-8, each row's start and end offset in it, and the line numbers."""
+    line_numbers = np.asarray(numbers, dtype=np.int64)
+    if not len(line_numbers):
+        return b"", _no_offsets(), _no_offsets(), line_numbers
+    text = "\n".join(lines).encode("utf-8")
+    breaks = _newlines(np.frombuffer(text, dtype=np.uint8))
+    starts = np.concatenate((np.zeros(1, dtype=np.int64), breaks + 1))
+    ends = np.append(breaks, np.int64(len(text)))
+    return text, starts, ends, line_numbers
+
+
+def _split_quoted(text: str,
+                  source: str) -> tuple[bytes, Offsets, Offsets, np.ndarray, str, int]:
+    """Rows of a CSV with quotes, parsed by the csv module and re-joined without quotes, in
+    the compact form of a Table (see _packed_rows), with the delimiter and the column count.
+
+    This is the rare path, so it goes row by row through the csv module and holds every row's
+    cells while it reads; only its result is compact. Re-joining lets the fast numeric path
+    treat both kinds of file alike. A cell that itself holds a comma makes us join with a
+    control character that occurs nowhere in the text; line breaks inside a quoted cell become
+    spaces, since the numeric parser takes one line per row (such a cell can only be a text
+    label, which is stripped anyway).
     """
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -612,8 +798,8 @@ def _split_quoted(text: str, source: str) -> tuple[list[str], list[int], str, in
     except csv.Error as exc:
         raise DataError(f"cannot parse CSV: {exc}", source, end + 1) from exc
     delimiter = _join_delimiter(text, rows, source)
-    lines = [delimiter.join(row) for row in rows]
-    return lines, numbers, delimiter, expected
+    packed = _packed_rows((delimiter.join(row) for row in rows), numbers)
+    return (*packed, delimiter, expected)
 
 
 def _join_delimiter(text: str, rows: list[list[str]], source: str) -> str:
@@ -686,9 +872,10 @@ def _numeric_columns(table: Table, cols: list[int], role: str, finite: bool = Tr
                      hint: str = "") -> np.ndarray:
     """Columns ``cols`` of every row as a C-contiguous float32 (n, len(cols)) array.
 
-    np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries stay small.
-    Integer parsing is tried first because it is about three times faster than float parsing
-    and pixel-like data is all integers; the first chunk that is not integers switches to floats.
+    np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries (the
+    chunk's row strings among them) stay small. Integer parsing is tried first because it is
+    about three times faster than float parsing and pixel-like data is all integers; the first
+    chunk that is not integers switches to floats.
     NaN and infinity are errors (``hint`` appended), or kept when ``finite`` is false.
     """
     n = table.n_rows
@@ -696,7 +883,7 @@ def _numeric_columns(table: Table, cols: list[int], role: str, finite: bool = Tr
     step = max(1, _CELLS_PER_CHUNK // max(1, len(cols)))
     as_int = True
     for lo in range(0, n, step):
-        chunk = table.lines[lo:lo + step]
+        chunk = table.rows(lo, lo + step)
         block = None
         if as_int:
             try:
@@ -720,16 +907,23 @@ def _loadtxt(lines: list[str], delimiter: str, cols: list[int], dtype: type) -> 
                       comments=None, encoding=None)
 
 
+def _iter_rows(table: Table, lo: int = 0) -> typing.Iterator[tuple[int, str]]:
+    """(index, row string) for the rows from ``lo`` on, made a bounded chunk at a time."""
+    step = max(1, _CELLS_PER_CHUNK // max(1, table.n_columns))
+    for start in range(lo, table.n_rows, step):
+        yield from enumerate(table.rows(start, start + step), start)
+
+
 def _raise_bad_cell(table: Table, cols: list[int], lo: int, role: str,
                     exc: ValueError) -> typing.NoReturn:
     """Find the first cell from row ``lo`` on that loadtxt refused, and report it precisely."""
-    for i in range(lo, table.n_rows):
-        cells = table.lines[i].split(table.delimiter)
+    for i, line in _iter_rows(table, lo):
+        cells = line.split(table.delimiter)
         for j in cols:
             if _parse_float(cells[j]) is None:
                 raise DataError(f"cannot read {_shown(cells[j])} as a number "
                                 f"({role} column {_column_label(table, j)})",
-                                table.source, table.line_numbers[i], j + 1) from exc
+                                table.source, table.line(i), j + 1) from exc
     # Only reached if Python and NumPy disagree about some spelling of a number.
     raise DataError(f"cannot read the {role} columns as numbers: {exc}", table.source) from exc
 
@@ -741,9 +935,9 @@ def _check_finite_block(table: Table, block: np.ndarray, cols: list[int], lo: in
         return
     r, c = (int(v) for v in np.argwhere(~np.isfinite(block))[0])
     i, j = lo + r, cols[c]
-    raise DataError(_non_finite_message(block[r, c], table.lines[i].split(table.delimiter)[j],
+    raise DataError(_non_finite_message(block[r, c], table.row(i).split(table.delimiter)[j],
                                         f"{role} column {_column_label(table, j)}") + hint,
-                    table.source, table.line_numbers[i], j + 1)
+                    table.source, table.line(i), j + 1)
 
 
 def _non_finite_message(value: float, text: str | None, where: str) -> str:
@@ -756,14 +950,26 @@ def _non_finite_message(value: float, text: str | None, where: str) -> str:
     return f"infinite value in {where}"
 
 
-def _column_text(table: Table, j: int) -> list[str]:
-    """Column ``j`` of every row as stripped strings, without splitting whole rows if avoidable."""
-    d, lines = table.delimiter, table.lines
+def _column_text(table: Table, j: int) -> np.ndarray:
+    """Column ``j`` of every row as a NumPy array of stripped strings.
+
+    Rows are materialised a chunk at a time and only the cell is kept, in a fixed-width
+    array: a column of class labels costs a few bytes per row, not a Python string each.
+    """
+    d = table.delimiter
     if j == table.n_columns - 1:
-        return [line.rpartition(d)[2].strip() for line in lines]
-    if j == 0:
-        return [line.partition(d)[0].strip() for line in lines]
-    return [line.split(d, j + 1)[j].strip() for line in lines]
+        def cell(line: str) -> str:
+            return line.rpartition(d)[2].strip()
+    elif j == 0:
+        def cell(line: str) -> str:
+            return line.partition(d)[0].strip()
+    else:
+        def cell(line: str) -> str:
+            return line.split(d, j + 1)[j].strip()
+    step = max(1, _CELLS_PER_CHUNK // max(1, table.n_columns))
+    parts = [np.array([cell(line) for line in table.rows(lo, lo + step)], dtype=str)
+             for lo in range(0, table.n_rows, step)]
+    return np.concatenate(parts) if parts else np.array([], dtype=str)
 
 
 # --------------------------------------------------------------------------------------------
@@ -812,10 +1018,11 @@ def _csv_targets(table: Table, target_cols: list[int],
     Y = np.empty((table.n_rows, len(target_cols)), dtype=np.float32)
     texts = [_column_text(table, j) for j in target_cols]
     for j, column in zip(target_cols, texts):
-        if "" in column:
-            i = column.index("")
+        empty = np.flatnonzero(column == "")
+        if empty.size:
+            i = int(empty[0])
             raise DataError(f"empty target cell (target column {_column_label(table, j)})",
-                            table.source, table.line_numbers[i], j + 1)
+                            table.source, table.line(i), j + 1)
     if len(target_cols) == 1:
         codes, found_classes = _class_codes(table, target_cols[0], texts[0], classes)
         if codes is not None:
@@ -826,46 +1033,63 @@ def _csv_targets(table: Table, target_cols: list[int],
     return Y, None
 
 
-def _class_codes(table: Table, j: int, column: list[str],
+def _label_values(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each label as a float64 (by _parse_float) and whether it is a number at all.
+
+    Called on the distinct labels of a column, so each spelling is parsed once.
+    """
+    values = np.zeros(len(labels), dtype=np.float64)
+    numeric = np.zeros(len(labels), dtype=bool)
+    for k, label in enumerate(labels):
+        value = _parse_float(str(label))
+        if value is not None:
+            values[k], numeric[k] = value, True
+    return values, numeric
+
+
+def _class_codes(table: Table, j: int, column: np.ndarray,
                  classes: list[str] | None) -> tuple[np.ndarray | None, list[str] | None]:
     """Class indices for a text label column, or (None, None) when the labels are numbers.
 
     With a model's ``classes``, labels that are all class names are mapped even when they look
     like numbers: a model trained on labels "1", "2", "x" must read "2" as class 1, not 2.0.
+    The work is done on the column's distinct labels (sorted, as the classes are) and mapped
+    back to the rows by index.
     """
+    labels, inverse = np.unique(column, return_inverse=True)
     if classes is not None:
         index = {name.strip(): k for k, name in enumerate(classes)}
-        if all(label in index for label in column):
-            return np.array([index[label] for label in column], dtype=np.float32), list(classes)
-        if all(_parse_float(label) is not None for label in column):
+        known = np.array([str(label) in index for label in labels], dtype=bool)
+        if known.all():
+            codes = np.array([index[str(label)] for label in labels], dtype=np.float32)
+            return codes[inverse], list(classes)
+        if _label_values(labels)[1].all():
             return None, None  # numeric codes: the caller checks their range
-        i = next(i for i, label in enumerate(column) if label not in index)
+        i = int(np.flatnonzero(~known[inverse])[0])
         raise DataError(f"unknown class label '{column[i]}'; the model knows: "
                         f"{_preview(list(classes), 20)}",
-                        table.source, table.line_numbers[i], j + 1)
-    if all(_parse_float(label) is not None for label in column):
+                        table.source, table.line(i), j + 1)
+    if _label_values(labels)[1].all():
         return None, None
-    names = sorted(set(column))
-    index = {name: k for k, name in enumerate(names)}
-    return np.array([index[label] for label in column], dtype=np.float32), names
+    return inverse.astype(np.float32), [str(label) for label in labels]
 
 
-def _numeric_targets(table: Table, j: int, column: list[str]) -> np.ndarray:
+def _numeric_targets(table: Table, j: int, column: np.ndarray) -> np.ndarray:
     """A target column of numbers as float32, refusing text (when several targets) and NaN/inf."""
-    values = np.empty(len(column), dtype=np.float32)
-    for i, text in enumerate(column):
-        value = _parse_float(text)
-        if value is None:
-            raise DataError(f"cannot read {_shown(text)} as a number (target column "
-                            f"{_column_label(table, j)}); text class labels need a single "
-                            "target column", table.source, table.line_numbers[i], j + 1)
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported just below
-            values[i] = value
+    labels, inverse = np.unique(column, return_inverse=True)
+    label_values, numeric = _label_values(labels)
+    if not numeric.all():
+        i = int(np.flatnonzero(~numeric[inverse])[0])
+        raise DataError(f"cannot read {_shown(str(column[i]))} as a number (target column "
+                        f"{_column_label(table, j)}); text class labels need a single "
+                        "target column", table.source, table.line(i), j + 1)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported just below
+        values = label_values.astype(np.float32)[inverse]
     if not np.isfinite(values).all():
         i = int(np.argmin(np.isfinite(values)))
-        raise DataError(_non_finite_message(values[i], column[i],
+        raise DataError(_non_finite_message(values[i], str(column[i]),
                                             f"target column {_column_label(table, j)}"),
-                        table.source, table.line_numbers[i], j + 1)
+                        table.source, table.line(i), j + 1)
     return values
 
 

@@ -131,5 +131,6 @@ def _one_hot(labels: np.ndarray, units: int, source: str, lines: Sequence[int] |
     return Y
 
 
-def _line(lines: Sequence[int] | None, row: int) -> int | None:
-    return None if not lines else lines[row]
+def _line(lines: Sequence[int] | np.ndarray | None, row: int) -> int | None:
+    # ``lines`` may be a NumPy array (Dataset.line_numbers), whose truth value is ambiguous
+    return None if lines is None or len(lines) == 0 else int(lines[row])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nncli import data
 from nncli.data import Dataset, iter_features, load_features, load_training_data, read_table
@@ -92,8 +94,72 @@ def test_read_table_exposes_header_and_rows(tmp_path):
     assert table.kind == "csv"
     assert table.header == ["a", "b"]
     assert table.n_columns == 2 and table.n_rows == 2
-    assert table.line_numbers == [3, 4]
+    assert table.line_numbers.tolist() == [3, 4]
     assert table.column_names == ["a", "b"]
+
+
+def test_csv_rows_are_kept_as_one_text_and_offset_arrays(tmp_path):
+    # No Python string (or int) per row is held: the file's bytes and three int64 arrays.
+    lines = [f"{i},{i % 7},{'ab'[i % 2]}" for i in range(3000)]
+    table = read_table(write(tmp_path, "x,z,label\n" + "\n".join(lines) + "\n"))
+    assert isinstance(table.text, bytes) and table.n_rows == 3000
+    for offsets in (table.starts, table.ends, table.line_numbers):
+        assert isinstance(offsets, np.ndarray) and offsets.dtype == np.int64
+        assert offsets.shape == (3000,)
+    assert not any(isinstance(value, list) and len(value) >= 3000
+                   for value in vars(table).values())
+    assert table.rows(0, 2) == lines[:2] and table.row(2999) == lines[2999]
+    assert table.line_numbers[[0, -1]].tolist() == [2, 3001]
+    ds = load_training_data(write(tmp_path, "x,z,label\n" + "\n".join(lines)))
+    assert isinstance(ds.line_numbers, np.ndarray) and ds.classes == ["a", "b"]
+
+
+def test_blank_lines_bom_and_crlf_in_the_vectorised_scan(tmp_path):
+    # lines 2, 4 and 5 are blank: a no-break space, ASCII whitespace, two carriage returns
+    text = "\ufeffa,b\r\n\u00a0\r\n1,2\r\n \t\x1c\r\n\r\r\n3,\u00e9\r\n"
+    table = read_table(write(tmp_path, text))
+    assert table.header == ["a", "b"]
+    assert table.rows(0, 9) == ["1,2", "3,\u00e9"] and table.line_numbers.tolist() == [3, 6]
+    err = error_of(read_table, write(tmp_path, text + "\u2003x\n"))  # a row of one column
+    assert (err.line, str(err).endswith("expected 2 columns, found 1")) == (7, True)
+
+
+def _reference_split(text: str) -> tuple[list[str], list[int], int] | str:
+    """What the line loop this module used before the vectorised scan made of ``text``."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines, numbers, expected = [], [], -1
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line or line.isspace():
+            continue
+        found = line.count(",") + 1
+        if expected < 0:
+            expected = found
+        elif found != expected:
+            return f"{number}: expected {expected} columns, found {found}"
+        lines.append(line)
+        numbers.append(number)
+    return lines, numbers, expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="1a,,, \t\x0b\x1c\x1f\x85\u00a0\u2003\u00e9\ufeff\r\n\n", max_size=80),
+       st.sampled_from([1, 2, 3, 5, 1 << 16]))
+def test_vectorised_line_scan_agrees_with_a_loop_over_lines(text, window):
+    raw = text.encode("utf-8")
+    with pytest.MonkeyPatch.context() as mp:  # small windows: lines cross their edges
+        mp.setattr(data, "_SCAN_BYTES", window)
+        mp.setattr(data, "_COUNT_BYTES", min(window, (1 << 16) - 1))
+        base = data._check_text(raw, "f")
+        try:
+            starts, ends, numbers, width = data._split_plain(raw, base, "f")
+            found = ([raw[a:b].decode() for a, b in zip(starts, ends)], numbers.tolist(),
+                     width)
+        except DataError as exc:
+            found = f"{exc.line}: {str(exc).split(': ', 2)[-1]}"
+    assert found == _reference_split(text)
 
 
 # ---------------------------------------------------------------- targets
@@ -578,7 +644,7 @@ def test_drop_invalid_rows_csv(tmp_path):
     assert_well_formed(ds)
     np.testing.assert_array_equal(ds.X, [[1, 2], [7, 8], [2, 2]])
     np.testing.assert_array_equal(ds.Y, [[0], [1], [1]])  # the dropped 'x' label is not read
-    assert ds.line_numbers == [2, 6, 8]
+    assert ds.line_numbers.tolist() == [2, 6, 8]
     assert ds.dropped == [3, 5, 7]
     assert ds.dropped_message() == (f"{path}: dropped 3 rows with NaN or infinite features "
                                     "(lines 3, 5, 7)")
@@ -745,8 +811,26 @@ def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
     finally:
         tracemalloc.stop()
     assert ds.X.shape == (5000, 99)
-    # The bytes, their text, one string per row and the float32 array: a few times the file.
+    # The bytes, the float32 array and one chunk's strings and numbers: a few times the file.
     assert peak < 5 * size, f"peak {peak} bytes for a file of {size}"
+
+
+def test_loading_holds_the_file_and_the_features_plus_one_chunk(tmp_path, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 20000)  # 200 rows of 100 cells per chunk
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.csv"
+    np.savetxt(path, rng.integers(0, 255, size=(5000, 100)), delimiter=",", fmt="%d")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        ds = load_training_data(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A string per row (about the file again, before the float32 array) would not fit.
+    assert peak < size + ds.X.nbytes + size // 2, f"peak {peak}, file {size}, X {ds.X.nbytes}"
 
 
 def test_gzipped_csv_reads_like_the_plain_file(tmp_path):
