@@ -19,7 +19,10 @@ except ImportError:                       # tests/ imported as a package
     from tests import naive
 
 DTYPES = [np.float32, np.float64]
-SHAPES = [(1, 1, 1), (1, 4, 1), (7, 13, 5), (5, 3, 1), (3, 1, 6)]   # (n, n_in, n_out)
+# (n, n_in, n_out). The large ones reach the 4 x 4 tiles of products and transposes with ragged
+# edges (products need reductions of 64 and more) and the threaded paths.
+SHAPES = [(1, 1, 1), (1, 4, 1), (7, 13, 5), (5, 3, 1), (3, 1, 6),
+          (130, 67, 37), (37, 129, 70), (128, 64, 4), (66, 5, 131)]
 
 # Numba warns that the wrapper kernels have nothing to parallelise (see nncli.kernels).
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
@@ -36,6 +39,25 @@ def rand(rng, shape, dtype, scale=1.0):
 def scratch(n, n_in, n_out, dtype):
     """Scratch for X^T and dZ^T, filled with garbage: the kernels must not read it first."""
     return np.full((n_in, n), np.nan, dtype), np.full((n_out, n), np.nan, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,p", [(1, 1), (3, 5), (4, 4), (5, 33), (37, 70), (300, 301)])
+def test_transpose_is_exact(dtype, m, p):
+    A = rand(np.random.default_rng(m * p), (m, p), dtype)
+    out = np.full((p, m), np.nan, dtype)
+    K.transpose(out, A)
+    assert np.array_equal(out, A.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,p", [(1, 1, 1), (5, 64, 3), (4, 70, 4), (9, 100, 7), (33, 65, 130)])
+def test_matmul_nt(dtype, m, k, p):
+    rng = np.random.default_rng(m + k + p)
+    A, B = rand(rng, (m, k), dtype), rand(rng, (p, k), dtype)
+    C = np.full((m, p), np.nan, dtype)
+    K.matmul_nt(C, A, B)
+    naive.assert_close(C, naive.f64(A) @ naive.f64(B).T, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -339,11 +361,11 @@ def test_evaluate_rows(dtype, key, n, cap):
 # --------------------------------------------------------------------------- determinism
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 numba threads")
-def test_gradients_bit_identical_across_thread_counts():
+@pytest.mark.parametrize("n", [64, 150])
+def test_gradients_bit_identical_across_thread_counts(n):
     layers = [LayerSpec(200, "relu"), LayerSpec(10, "linear")]
     model = Model.create(layers, 300, "cce", True, seed=11)
     rng = np.random.default_rng(11)
-    n = 64
     X = rand(rng, (n, 300), np.float32)
     Y = np.ascontiguousarray(targets(rng, 3, n, 10), dtype=np.float32)
     table = model.layer_table()
