@@ -16,7 +16,6 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
-  optimizer:  0 sgd, 1 adam
   layer kind: 0 dense, 1 conv, 2 local (nncli.arch.LAYER_KINDS)
   layer table columns: 0 kind, 1 n_in, 2 n_out (flattened row widths), 3 activation,
                        4 weight offset, 5 bias offset, 6 activation-buffer offset (in units of
@@ -660,13 +659,15 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
         dZ = _view(dZbuf, cap, layer[6], n, n_out)
         dA = _view(dAbuf, cap, layer[6], n, n_out)
         act_backward(dZ, dA, A, Z, layer[3])
+        # one call site, so that layer_backward compiles once (the first layer's input is X and
+        # it passes no dX: any (n, *) array will do, here dZ)
+        inp = X
+        dinp = dZ
         if l > 0:
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[6], n, prev[2])
             dinp = _view(dAbuf, cap, prev[6], n, prev[2])
-            layer_backward(dinp, grads, dZ, inp, params, layer, True, XTbuf, dZTbuf, windowed)
-        else:
-            layer_backward(dZ, grads, dZ, X, params, layer, False, XTbuf, dZTbuf, windowed)
+        layer_backward(dinp, grads, dZ, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
     return loss_sum, correct
 
 
@@ -684,13 +685,14 @@ def gather_rows(Xb, X, idx):
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
+# Adam with moments opt_m, opt_v; SGD when opt_v is None (opt_m the velocity), a choice made
+# while compiling as for `windowed`, so a run compiles one optimizer.
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**_PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T, layers,
-                  X, Y, perm, start, stop, batch_size, loss_code, eps, opt_code, hyper, step,
-                  windowed):
+                  X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step, windowed):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -708,10 +710,10 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
-        if opt_code == 1:
-            adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
-        else:
+        if opt_v is None:
             sgd_update(params, grads, opt_m, hyper[0], hyper[4])
+        else:
+            adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
     return loss_sum, correct, step, -1
 
 

@@ -315,7 +315,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
     ws = Workspace(model.layer_table(), batch, np.float32)
     grads = np.zeros_like(model.params)
     opt = model.info["optimizer"]
-    code = optim.get_optimizer(opt["name"]).code
+    adam = optim.get_optimizer(opt["name"]).code == 1
     hyper = optim.hyper_vector(opt)
     Xb = np.zeros((batch, run.X.shape[1]), np.float32)
     Yb = np.zeros((batch, run.Y.shape[1]), np.float32)
@@ -338,8 +338,8 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             for keep, now in zip(saved, (model.params, st.m, st.v)):
                 keep[...] = now
             ls, c, step, diverged_at = K.train_batches(
-                model.params, grads, st.m, st.v, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA, ws.T,
-                ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON, code,
+                model.params, grads, st.m, st.v if adam else None, Xb, Yb, ws.Z, ws.A, ws.dZ,
+                ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON,
                 hyper, st.step, ws.windowed)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
