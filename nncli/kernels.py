@@ -329,16 +329,29 @@ def _act_forward_row(a, z, code):
 
 
 # A = act(Z) elementwise; softmax row-wise with the row max subtracted
-# Z, A (n, width); code as in the module docstring; rows split over threads when there are many
+# Z, A (n, width) C-contiguous; code as in the module docstring. Elementwise codes run over the
+# rows as one flat array in blocks of 4096 (rows of 10 or 25 cost more to dispatch than to
+# compute); blocks, or softmax rows, are split over threads when there are many.
 @njit(**_PARALLEL)
 def act_forward(A, Z, code):
-    n = Z.shape[0]
-    if n * Z.shape[1] < 16384:
-        for r in range(n):
-            _act_forward_row(A[r], Z[r], code)
-    else:
-        for r in prange(n):
-            _act_forward_row(A[r], Z[r], code)
+    n, width = Z.shape
+    size = n * width
+    if code == 4:
+        if size < 16384:
+            for r in range(n):
+                _act_forward_row(A[r], Z[r], code)
+        else:
+            for r in prange(n):
+                _act_forward_row(A[r], Z[r], code)
+        return
+    a = A.reshape(size)
+    z = Z.reshape(size)
+    if size < 16384:
+        _act_forward_row(a, z, code)
+        return
+    for q in prange((size + 4095) // 4096):
+        s, e = q * 4096, min(q * 4096 + 4096, size)
+        _act_forward_row(a[s:e], z[s:e], code)
 
 
 @njit(**_SERIAL)
@@ -365,16 +378,29 @@ def _act_backward_row(dz, da, a, z, code):
 
 
 # dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
-# dA, A, Z, dZ (n, width)
+# dA, A, Z, dZ (n, width) C-contiguous; split as in act_forward
 @njit(**_PARALLEL)
 def act_backward(dZ, dA, A, Z, code):
-    n = Z.shape[0]
-    if n * Z.shape[1] < 16384:
-        for r in range(n):
-            _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
-    else:
-        for r in prange(n):
-            _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
+    n, width = Z.shape
+    size = n * width
+    if code == 4:
+        if size < 16384:
+            for r in range(n):
+                _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
+        else:
+            for r in prange(n):
+                _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
+        return
+    dz = dZ.reshape(size)
+    da = dA.reshape(size)
+    a = A.reshape(size)
+    z = Z.reshape(size)
+    if size < 16384:
+        _act_backward_row(dz, da, a, z, code)
+        return
+    for q in prange((size + 4095) // 4096):
+        s, e = q * 4096, min(q * 4096 + 4096, size)
+        _act_backward_row(dz[s:e], da[s:e], a[s:e], z[s:e], code)
 
 
 # --------------------------------------------------------------------------- losses

@@ -122,7 +122,7 @@ def act_inputs(rng, n, width, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-@pytest.mark.parametrize("n,width", [(1, 1), (7, 13), (5, 3)])
+@pytest.mark.parametrize("n,width", [(1, 1), (7, 13), (5, 3), (700, 30)])
 def test_act_forward(dtype, name, n, width):
     rng = np.random.default_rng(n * 31 + width)
     Z = act_inputs(rng, n, width, dtype)
@@ -133,7 +133,7 @@ def test_act_forward(dtype, name, n, width):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-@pytest.mark.parametrize("n,width", [(1, 1), (7, 13), (5, 3)])
+@pytest.mark.parametrize("n,width", [(1, 1), (7, 13), (5, 3), (700, 30)])
 def test_act_backward(dtype, name, n, width):
     rng = np.random.default_rng(n * 37 + width)
     Z = act_inputs(rng, n, width, dtype)
