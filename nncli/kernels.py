@@ -253,10 +253,12 @@ def _outer_group(C, A, B, t0, t1):
 @njit(**_PARALLEL)
 def matmul_tn(C, A, B):
     m = C.shape[0]
+    groups = (m + 15) // 16
     if m * B.shape[0] * B.shape[1] < 65536:
-        _outer_group(C, A, B, 0, m)
+        for q in range(groups):
+            _outer_group(C, A, B, q * 16, min(q * 16 + 16, m))
         return
-    for q in prange((m + 15) // 16):
+    for q in prange(groups):
         _outer_group(C, A, B, q * 16, min(q * 16 + 16, m))
 
 
@@ -407,30 +409,40 @@ def _act_forward_row(a, z, code):
             a[j] = a[j] / s
 
 
+# Elementwise codes run over the rows as one flat array in units of 4096 elements (rows of 10
+# or 25 cost more to dispatch than to compute); softmax runs row by row. Units q0..q1. (Callers
+# pass `q + 0` for a prange index: an int64 like range's, where prange's own unsigned index
+# would compile these helpers a second time.)
+@njit(**_SERIAL)
+def _act_forward_units(A, Z, code, q0, q1):
+    n, width = Z.shape
+    a = A.reshape(n * width)
+    z = Z.reshape(n * width)
+    for q in range(q0, q1):
+        if code == 4:
+            _act_forward_row(A[q], Z[q], code)
+        else:
+            _act_forward_row(a[q * 4096:q * 4096 + 4096], z[q * 4096:q * 4096 + 4096], code)
+
+
+# The number of units (above) of an (n, width) array
+@njit(**_SERIAL)
+def _act_units(n, width, code):
+    return n if code == 4 else (n * width + 4095) // 4096
+
+
 # A = act(Z) elementwise; softmax row-wise with the row max subtracted
-# Z, A (n, width) C-contiguous; code as in the module docstring. Elementwise codes run over the
-# rows as one flat array in blocks of 4096 (rows of 10 or 25 cost more to dispatch than to
-# compute); blocks, or softmax rows, are split over threads when there are many.
+# Z, A (n, width) C-contiguous; code as in the module docstring; units over threads when many
 @njit(**_PARALLEL)
 def act_forward(A, Z, code):
     n, width = Z.shape
-    size = n * width
-    if code == 4:
-        if size < 16384:
-            for r in range(n):
-                _act_forward_row(A[r], Z[r], code)
-        else:
-            for r in prange(n):
-                _act_forward_row(A[r], Z[r], code)
+    units = _act_units(n, width, code)
+    if n * width < 16384:
+        for q in range(units):
+            _act_forward_units(A, Z, code, q, q + 1)
         return
-    a = A.reshape(size)
-    z = Z.reshape(size)
-    if size < 16384:
-        _act_forward_row(a, z, code)
-        return
-    for q in prange((size + 4095) // 4096):
-        s, e = q * 4096, min(q * 4096 + 4096, size)
-        _act_forward_row(a[s:e], z[s:e], code)
+    for q in prange(units):
+        _act_forward_units(A, Z, code, q + 0, q + 1)
 
 
 @njit(**_SERIAL)
@@ -456,30 +468,33 @@ def _act_backward_row(dz, da, a, z, code):
             dz[j] = a[j] * (da[j] - s)
 
 
+@njit(**_SERIAL)
+def _act_backward_units(dZ, dA, A, Z, code, q0, q1):
+    size = Z.shape[0] * Z.shape[1]
+    dz = dZ.reshape(size)
+    da = dA.reshape(size)
+    a = A.reshape(size)
+    z = Z.reshape(size)
+    for q in range(q0, q1):
+        if code == 4:
+            _act_backward_row(dZ[q], dA[q], A[q], Z[q], code)
+        else:
+            s, e = q * 4096, q * 4096 + 4096
+            _act_backward_row(dz[s:e], da[s:e], a[s:e], z[s:e], code)
+
+
 # dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
 # dA, A, Z, dZ (n, width) C-contiguous; split as in act_forward
 @njit(**_PARALLEL)
 def act_backward(dZ, dA, A, Z, code):
     n, width = Z.shape
-    size = n * width
-    if code == 4:
-        if size < 16384:
-            for r in range(n):
-                _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
-        else:
-            for r in prange(n):
-                _act_backward_row(dZ[r], dA[r], A[r], Z[r], code)
+    units = _act_units(n, width, code)
+    if n * width < 16384:
+        for q in range(units):
+            _act_backward_units(dZ, dA, A, Z, code, q, q + 1)
         return
-    dz = dZ.reshape(size)
-    da = dA.reshape(size)
-    a = A.reshape(size)
-    z = Z.reshape(size)
-    if size < 16384:
-        _act_backward_row(dz, da, a, z, code)
-        return
-    for q in prange((size + 4095) // 4096):
-        s, e = q * 4096, min(q * 4096 + 4096, size)
-        _act_backward_row(dz[s:e], da[s:e], a[s:e], z[s:e], code)
+    for q in prange(units):
+        _act_backward_units(dZ, dA, A, Z, code, q + 0, q + 1)
 
 
 # --------------------------------------------------------------------------- losses
@@ -676,6 +691,11 @@ def scratch_size(layers, cap):
     return w_max + cap * (in_max + out_max)
 
 
+# layer_forward and layer_backward are inlined into their callers (inline="always" works on
+# Numba's IR): every compiled level re-optimises all the code below it, and these two levels
+# cost about 1.4 s of the first run's compile. layer_backward has one call site for the same
+# reason.
+
 # `windowed`, the last argument of the network functions below: True when the layer table may
 # hold conv or local layers, None when it holds dense layers only (model.Workspace.windowed).
 # None is resolved while compiling: Numba prunes the branches after `windowed is None`, so a
@@ -687,7 +707,7 @@ def scratch_size(layers, cap):
 # Z = X W + b for one layer of any kind (column 0 of its table row): dense through the
 # transposed scratch WTbuf, conv and local through nncli.kernels_conv
 # X (n, n_in), layer a row of the layer table -> Z (n, n_out)
-@njit(**_PARALLEL)
+@njit(inline="always", **_PARALLEL)
 def layer_forward(Z, X, params, layer, WTbuf, windowed):
     kind = layer[0]
     if kind == 0:
@@ -706,7 +726,7 @@ def layer_forward(Z, X, params, layer, WTbuf, windowed):
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
 # dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array)
 # dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
-@njit(**_PARALLEL)
+@njit(inline="always", **_PARALLEL)
 def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
     kind = layer[0]
     n = X.shape[0]
@@ -765,8 +785,8 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
         dZ = _view(dZbuf, cap, layer[6], n, n_out)
         dA = _view(dAbuf, cap, layer[6], n, n_out)
         act_backward(dZ, dA, A, Z, layer[3])
-        # one call site, so that layer_backward compiles once (the first layer's input is X and
-        # it passes no dX: any (n, *) array will do, here dZ)
+        # one call site (see layer_backward); the first layer's input is X and it passes no dX:
+        # any (n, *) array will do, here dZ
         inp = X
         dinp = dZ
         if l > 0:
@@ -792,14 +812,16 @@ def gather_rows(Xb, X, idx):
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
-# Adam with moments opt_m, opt_v; SGD when opt_v is None (opt_m the velocity), a choice made
-# while compiling as for `windowed`, so a run compiles one optimizer.
+# Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. Numba
+# resolves `is None` while compiling only for a None argument (as for `windowed`), so Adam, the
+# default, is the case that passes None and does not compile SGD at all.
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**_PARALLEL)
-def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T, layers,
-                  X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step, windowed):
+def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
+                  layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step,
+                  windowed):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -817,10 +839,10 @@ def train_batches(params, grads, opt_m, opt_v, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf,
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
-        if opt_v is None:
-            sgd_update(params, grads, opt_m, hyper[0], hyper[4])
-        else:
+        if sgd_velocity is None:
             adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+        else:
+            sgd_update(params, grads, sgd_velocity, hyper[0], hyper[4])
     return loss_sum, correct, step, -1
 
 

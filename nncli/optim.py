@@ -14,7 +14,7 @@ class Optimizer:
     """One row of the optimizer table (defaults are Keras 3's)."""
 
     name: str
-    code: int                    # 0 sgd, 1 adam (train.fit passes Adam's second moments)
+    code: int                    # 0 sgd, 1 adam (train.fit passes SGD's velocity, or None)
     lr: float
     beta_1: float = 0.9
     beta_2: float = 0.999

@@ -338,9 +338,9 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             for keep, now in zip(saved, (model.params, st.m, st.v)):
                 keep[...] = now
             ls, c, step, diverged_at = K.train_batches(
-                model.params, grads, st.m, st.v if adam else None, Xb, Yb, ws.Z, ws.A, ws.dZ,
-                ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code, PROB_EPSILON,
-                hyper, st.step, ws.windowed)
+                model.params, grads, st.m, st.v, None if adam else st.m, Xb, Yb, ws.Z, ws.A,
+                ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
+                PROB_EPSILON, hyper, st.step, ws.windowed)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
             st.loss_sum += ls
