@@ -585,6 +585,9 @@ def _prepare_numba(threads: Optional[int] = None) -> None:
         # LLVM at -O2 rather than Numba's -O3: the first run after install compiles in 16.7 s
         # instead of 19.8 s, and the kernels run as fast (both measured); NUMBA_OPT still wins
         os.environ.setdefault("NUMBA_OPT", "2")
+        # Numba imports SciPy's BLAS when SciPy is installed (0.1 s of every start), for np.dot,
+        # which no kernel of nncli uses; in nncli's own process, it is told there is none
+        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
     try:
         import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index
     except RuntimeError as e:
