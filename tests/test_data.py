@@ -797,38 +797,32 @@ def test_streaming_memory_is_bounded_by_the_block(tmp_path, monkeypatch):
     assert peaks[1] < path.stat().st_size / 2, peaks
 
 
-def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
+def _training_load_peak(tmp_path) -> tuple[int, int, object]:
+    """(peak traced bytes, file size, Dataset) of loading a generated 5000 x 100 pixel CSV."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
     path = tmp_path / "big.csv"
     np.savetxt(path, rng.integers(0, 255, size=(5000, 100)), delimiter=",", fmt="%d")
-    size = path.stat().st_size
     tracemalloc.start()
     try:
         ds = load_training_data(str(path))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return peak, path.stat().st_size, ds
+
+
+def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
+    peak, size, ds = _training_load_peak(tmp_path)
     assert ds.X.shape == (5000, 99)
     # The bytes, the float32 array and one chunk's strings and numbers: a few times the file.
     assert peak < 5 * size, f"peak {peak} bytes for a file of {size}"
 
 
 def test_loading_holds_the_file_and_the_features_plus_one_chunk(tmp_path, monkeypatch):
-    import tracemalloc
-
     monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 20000)  # 200 rows of 100 cells per chunk
-    rng = np.random.default_rng(0)
-    path = tmp_path / "big.csv"
-    np.savetxt(path, rng.integers(0, 255, size=(5000, 100)), delimiter=",", fmt="%d")
-    size = path.stat().st_size
-    tracemalloc.start()
-    try:
-        ds = load_training_data(str(path))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak, size, ds = _training_load_peak(tmp_path)
     # A string per row (about the file again, before the float32 array) would not fit.
     assert peak < size + ds.X.nbytes + size // 2, f"peak {peak}, file {size}, X {ds.X.nbytes}"
 
