@@ -61,7 +61,7 @@ N_COLS = 12
 
 # --------------------------------------------------------------------------- matrix products
 #
-# Most products of a dense layer run as C = A @ B^T with A and B row-major, so each output
+# Every product of a dense layer runs as C = A @ B^T with A and B row-major, so each output
 # element is a dot product of two contiguous rows: the reduction vectorises and nothing is
 # stored in the inner loop (the other loop order, C[i, :] += a B[t, :], stores a row of C for
 # every multiply-add and measured 2-3x slower here). Operands in the wrong orientation are
