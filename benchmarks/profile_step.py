@@ -1,0 +1,100 @@
+"""Where one training step's time goes, kernel by kernel, for the benchmark's networks.
+
+    python benchmarks/profile_step.py              # 1 and 2 threads, B/32, C/32, C/256
+    python benchmarks/profile_step.py --threads 2 --cells C/256
+
+Each kernel of a step (dense layers with relu, Adam, the gather of a shuffled batch) is timed
+alone on random data, best of 5 x 20 calls: CPU time on one thread (steady under load), wall
+time on two. The loss and the Python around the compiled loop are left out, so the samples/s
+printed is an upper bound on what `bench.py` measures. It measures and prints; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+NETS = {"A": [784, 25, 15, 10], "B": [784, 128, 10], "C": [784, 512, 512, 10]}
+
+
+def per_call(fn, clock, reps: int = 20) -> float:
+    """Microseconds per call of fn, best of 5 rounds of reps calls."""
+    fn()
+    best = float("inf")
+    for _ in range(5):
+        start = clock()
+        for _ in range(reps):
+            fn()
+        best = min(best, (clock() - start) / reps)
+    return best * 1e6
+
+
+def profile(sizes: list[int], n: int, clock) -> tuple[dict[str, float], float]:
+    """(microseconds per part of a step, GFLOP/s of its products) for layer sizes and batch n."""
+    import numpy as np
+
+    from nncli import kernels as K
+
+    rng = np.random.default_rng(0)
+    parts = dict.fromkeys(["products", "W^T (forward)", "X^T, dZ^T (dW)", "activations",
+                           "Adam", "gather rows"], 0.0)
+    flops = 0
+    for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        X = rng.standard_normal((n, n_in), dtype=np.float32)
+        W = rng.standard_normal((n_in, n_out), dtype=np.float32)
+        dZ = rng.standard_normal((n, n_out), dtype=np.float32)
+        Z = np.empty((n, n_out), np.float32)
+        WT, XT, dZT = (np.empty(s, np.float32) for s in ((n_out, n_in), (n_in, n), (n_out, n)))
+        dW, dX = np.empty_like(W), np.empty_like(X)
+        parts["W^T (forward)"] += per_call(lambda: K.transpose(WT, W), clock)
+        parts["products"] += (per_call(lambda: K.matmul_nt(Z, X, WT), clock)
+                              + per_call(lambda: K.matmul_nt(dW, XT, dZT), clock))
+        flops += 4 * n * n_in * n_out
+        if layer > 0:                      # the first layer needs no dX
+            parts["products"] += per_call(lambda: K.matmul_nt(dX, dZ, W), clock)
+            flops += 2 * n * n_in * n_out
+        parts["X^T, dZ^T (dW)"] += (per_call(lambda: K.transpose(XT, X), clock)
+                                    + per_call(lambda: K.transpose(dZT, dZ), clock))
+        parts["activations"] += (per_call(lambda: K.act_forward(Z, Z, 1), clock)
+                                 + per_call(lambda: K.act_backward(dZ, dZ, Z, Z, 1), clock))
+    size = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    p = rng.standard_normal(size).astype(np.float32)
+    g, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    parts["Adam"] = per_call(lambda: K.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 1), clock)
+    data = rng.standard_normal((60000, sizes[0]), dtype=np.float32)
+    batches = rng.permutation(60000)[:n * 20].reshape(20, n)
+    Xb = np.empty((n, sizes[0]), np.float32)
+    calls = itertools.count()            # a different batch each call, as in training
+    parts["gather rows"] = per_call(
+        lambda: K.gather_rows(Xb, data, batches[next(calls) % len(batches)]), clock)
+    return parts, flops / parts["products"] / 1e3
+
+
+def report(threads: int, cells: list[str]) -> None:
+    """Print the split of a step for each cell ("B/32": network B, batch 32) at a thread count."""
+    import numba
+
+    numba.set_num_threads(threads)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    for cell in cells:
+        net, batch = cell.split("/")
+        parts, gflops = profile(NETS[net], int(batch), clock)
+        total = sum(parts.values())
+        print(f"{cell}, {threads} thread(s): {total:.0f} us a step, at most "
+              f"{int(batch) / total * 1e3:.0f}k samples/s; products at {gflops:.0f} GFLOP/s")
+        for name, us in parts.items():
+            print(f"    {name:16s} {us:8.0f} us  {us / total:6.1%}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--cells", default="B/32,C/32,C/256")
+    args = p.parse_args()
+    for threads in args.threads.split(","):
+        report(int(threads), args.cells.split(","))
+
+
+if __name__ == "__main__":
+    main()
