@@ -907,11 +907,19 @@ def _loadtxt(lines: list[str], delimiter: str, cols: list[int], dtype: type) -> 
                       comments=None, encoding=None)
 
 
-def _iter_rows(table: Table, lo: int = 0) -> typing.Iterator[tuple[int, str]]:
-    """(index, row string) for the rows from ``lo`` on, made a bounded chunk at a time."""
+def _row_chunks(table: Table, lo: int = 0) -> typing.Iterator[tuple[int, list[str]]]:
+    """(index of the first, row strings) for the rows from ``lo`` on, a chunk of about
+    _CELLS_PER_CHUNK cells at a time: the one place that decides how many rows are text at once
+    when a whole column or a search runs over the table."""
     step = max(1, _CELLS_PER_CHUNK // max(1, table.n_columns))
     for start in range(lo, table.n_rows, step):
-        yield from enumerate(table.rows(start, start + step), start)
+        yield start, table.rows(start, start + step)
+
+
+def _iter_rows(table: Table, lo: int = 0) -> typing.Iterator[tuple[int, str]]:
+    """(index, row string) for the rows from ``lo`` on, made a bounded chunk at a time."""
+    for start, rows in _row_chunks(table, lo):
+        yield from enumerate(rows, start)
 
 
 def _raise_bad_cell(table: Table, cols: list[int], lo: int, role: str,
@@ -966,9 +974,8 @@ def _column_text(table: Table, j: int) -> np.ndarray:
     else:
         def cell(line: str) -> str:
             return line.split(d, j + 1)[j].strip()
-    step = max(1, _CELLS_PER_CHUNK // max(1, table.n_columns))
-    parts = [np.array([cell(line) for line in table.rows(lo, lo + step)], dtype=str)
-             for lo in range(0, table.n_rows, step)]
+    parts = [np.array([cell(line) for line in rows], dtype=str)
+             for _, rows in _row_chunks(table)]
     return np.concatenate(parts) if parts else np.array([], dtype=str)
 
 

@@ -268,11 +268,15 @@ def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyS
 
 def new_state(model: Model, config: TrainConfig) -> TrainState:
     """The state of a run that has not started: zero moments, the shuffle seeded by --seed."""
-    opt = model.info["optimizer"]
     m = np.zeros_like(model.params)
-    v = np.zeros_like(model.params) if opt["name"] == "adam" else np.zeros(0, np.float32)
+    v = np.zeros_like(model.params) if _is_adam(model) else np.zeros(0, np.float32)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
     return TrainState(m=m, v=v, rng=rng.bit_generator.state)
+
+
+def _is_adam(model: Model) -> bool:
+    """Whether the model trains with Adam (second moments, no SGD velocity) or SGD."""
+    return optim.get_optimizer(model.info["optimizer"]["name"]).code == 1
 
 
 def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -315,7 +319,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
     ws = Workspace(model.layer_table(), batch, np.float32)
     grads = np.zeros_like(model.params)
     opt = model.info["optimizer"]
-    adam = optim.get_optimizer(opt["name"]).code == 1
+    adam = _is_adam(model)
     hyper = optim.hyper_vector(opt)
     Xb = np.zeros((batch, run.X.shape[1]), np.float32)
     Yb = np.zeros((batch, run.Y.shape[1]), np.float32)
