@@ -150,11 +150,11 @@ def _reference_split(text: str) -> tuple[list[str], list[int], int] | str:
 def test_vectorised_line_scan_agrees_with_a_loop_over_lines(text, window):
     raw = text.encode("utf-8")
     with pytest.MonkeyPatch.context() as mp:  # small windows: lines cross their edges
-        mp.setattr(data, "_SCAN_BYTES", window)
-        mp.setattr(data, "_COUNT_BYTES", min(window, (1 << 16) - 1))
-        base = data._check_text(raw, "f")
+        mp.setattr(data.text, "_SCAN_BYTES", window)
+        mp.setattr(data.text, "_COUNT_BYTES", min(window, (1 << 16) - 1))
+        base = data.text._check_text(raw, "f")
         try:
-            starts, ends, numbers, width = data._split_plain(raw, base, "f")
+            starts, ends, numbers, width = data.text._split_plain(raw, base, "f")
             found = ([raw[a:b].decode() for a, b in zip(starts, ends)], numbers.tolist(),
                      width)
         except DataError as exc:
@@ -345,7 +345,7 @@ def test_float32_overflow_in_features(tmp_path):
 
 def test_bad_cell_in_a_later_chunk_after_switching_to_floats(tmp_path, monkeypatch):
     # Tiny chunks: integer rows first, then floats, then a bad cell: positions must stay right.
-    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 4)
+    monkeypatch.setattr(data.cells, "CELLS_PER_CHUNK", 4)
     rows = ["1,2,0"] * 5 + ["1.5,2,1"] * 5 + ["3,x,1"]
     path = write(tmp_path, "a,b,y\n" + "\n".join(rows) + "\n")
     err = error_of(load_training_data, path)
@@ -782,8 +782,8 @@ def _peak_streaming(path: Path, n_features: int) -> tuple[int, int]:
 
 
 def test_streaming_memory_is_bounded_by_the_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 20000)  # blocks of 2000 rows
-    monkeypatch.setattr(data, "_READ_BYTES", 1 << 16)
+    monkeypatch.setattr(data.cells, "CELLS_PER_CHUNK", 20000)  # blocks of 2000 rows
+    monkeypatch.setattr(data.text, "_READ_BYTES", 1 << 16)
     rng = np.random.default_rng(0)
     peaks = []
     for rows in (5000, 40000):
@@ -821,7 +821,7 @@ def test_loading_for_training_takes_memory_proportional_to_the_file(tmp_path):
 
 
 def test_loading_holds_the_file_and_the_features_plus_one_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_CELLS_PER_CHUNK", 20000)  # 200 rows of 100 cells per chunk
+    monkeypatch.setattr(data.cells, "CELLS_PER_CHUNK", 20000)  # 200 rows of 100 cells per chunk
     peak, size, ds = _training_load_peak(tmp_path)
     # A string per row (about the file again, before the float32 array) would not fit.
     assert peak < size + ds.X.nbytes + size // 2, f"peak {peak}, file {size}, X {ds.X.nbytes}"

@@ -123,7 +123,7 @@ def test_streaming_reads_small_pieces_of_a_pipe(monkeypatch):
                                 block_rows=7))
     X = np.concatenate(blocks)
     assert X.shape == (50, 2) and X[49].tolist() == [49.0, 98.5]
-    monkeypatch.setattr(data, "_READ_BYTES", 5)
+    monkeypatch.setattr(data.text, "_READ_BYTES", 5)
     assert np.array_equal(np.concatenate(list(iter_features(
         "-", 2, ["a", "b"], [2], stdin=io.BytesIO(text.encode()), block_rows=7))), X)
 
