@@ -553,6 +553,38 @@ def _layer_summaries(m) -> list[dict]:
     return out
 
 
+# --------------------------------------------------------------------------- plot
+
+@app.command(epilog="Example: nncli plot adam.safetensors sgd.safetensors --label adam "
+                    "--label sgd -o curves.png")
+def plot(
+    models: list[Path] = typer.Argument(..., help="Model files (or checkpoints) written by "
+                                        "nncli train."),
+    output: Path = typer.Option(Path("curves.png"), "-o", "--output", help="Where to write "
+                                "the figure; .png, .svg or .pdf by the suffix."),
+    label: Optional[list[str]] = typer.Option(None, "--label", help="Legend name of each "
+                                              "MODEL, in order \\[default: the file names]."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="A panel to draw "
+                                               "(loss, accuracy, ...); repeat for several "
+                                               "\\[default: every metric in the histories]."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was drawn as JSON on "
+                                  "stdout."),
+) -> None:
+    """Draw the training curves of MODELS in one figure: loss and each metric against the
+    epoch, validation dashed beside training, one colour per model. Needs matplotlib
+    (pip install 'nncli\\[plot]')."""
+    _prepare_numba()
+    from nncli.plot import check_output, plot_histories, read_runs
+
+    check_output(output)  # matplotlib, suffix, folder: fail before reading the models
+    summary = plot_histories(read_runs(models, label), output, metric)
+    print(f"wrote {output} ({len(models)} model{'s' if len(models) > 1 else ''}, "
+          f"{len(summary.panels)} panel{'s' if len(summary.panels) > 1 else ''})",
+          file=sys.stderr)
+    if json_out:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+
+
 # --------------------------------------------------------------------------- completions
 
 @app.command(hidden=True)
