@@ -604,59 +604,33 @@ def completion_script(shell: str) -> str:
 
 def _prepare_numba(threads: Optional[int] = None) -> None:
     """Get Numba ready before nncli's kernels are first imported: the thread pool size, LLVM's
-    optimisation level, and a cache folder. Numba caches compiled kernels next to the package; when that folder is not
-    writable, they go to $XDG_CACHE_HOME/nncli (default ~/.cache/nncli). When no folder can be
-    written at all, caching is turned off: every run compiles the kernels again (~20 s)."""
+    optimisation level, and the cache folder of the compiled kernels, which is per user and per
+    nncli version, never the installed package (``nncli.kernel_cache`` says where and why).
+    When that folder cannot be written, the kernels are compiled on every run (~20 s) and one
+    note says so."""
+    from nncli import kernel_cache
+
     _prepare_threads(threads)
     if "nncli.kernels" in sys.modules:
         return
+    cached = True
     if "numba" not in sys.modules:
-        folder = numba_cache_dir(Path(__file__).resolve().parent, os.environ)
-        if folder is not None:
-            os.environ["NUMBA_CACHE_DIR"] = folder
+        cached = kernel_cache.use_cache_folder(os.environ)
         # LLVM at -O2 rather than Numba's -O3: the first run after install compiles in 16.7 s
         # instead of 19.8 s, and the kernels run as fast (both measured); NUMBA_OPT still wins
         os.environ.setdefault("NUMBA_OPT", "2")
         # Numba imports SciPy's BLAS when SciPy is installed (0.1 s of every start), for np.dot,
         # which no kernel of nncli uses; in nncli's own process, it is told there is none
         sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
-    try:
-        import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index
-    except RuntimeError as e:
-        if "no locator available" not in str(e):
-            raise
-        from numba.core.dispatcher import Dispatcher
-
-        Dispatcher.enable_caching = lambda self: None
-        _say("warning: no folder is writable for Numba's cache (set NUMBA_CACHE_DIR to one); "
-             "the kernels are compiled on every run")
-        import nncli.kernels  # noqa: F401
-
-
-def numba_cache_dir(package: Path, env) -> Optional[str]:
-    """The NUMBA_CACHE_DIR to set, or None to leave Numba's own choice.
-
-    None when the user set NUMBA_CACHE_DIR, or when ``package``/__pycache__ (Numba's default)
-    is writable; else $XDG_CACHE_HOME/nncli or ~/.cache/nncli if that can be written.
-    """
-    if env.get("NUMBA_CACHE_DIR"):
-        return None
-    if _writable_folder(package / "__pycache__"):
-        return None
-    home = env.get("HOME") or os.path.expanduser("~")
-    base = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
-    folder = Path(base) / "nncli"
-    return str(folder) if _writable_folder(folder) else None
-
-
-def _writable_folder(folder: Path) -> bool:
-    """Can files be created in ``folder`` (made if missing)? Tried, as Numba does."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-        return True
-    except OSError:
-        return False
+    if cached:
+        try:
+            import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index
+            return
+        except RuntimeError as e:  # Numba found no cache folder it could use
+            if "no locator available" not in str(e):
+                raise
+    _say(kernel_cache.run_uncached(os.environ))
+    import nncli.kernels  # noqa: F401
 
 
 def _prepare_threads(threads: Optional[int]) -> None:

@@ -1,0 +1,92 @@
+"""Where Numba caches nncli's compiled kernels: a folder per user and per nncli version, never
+the installed package.
+
+Numba's default is the package's own ``__pycache__``. pip does not know those files, so
+reinstalling or uninstalling nncli leaves ``site-packages/nncli/__pycache__`` behind, and Python
+takes that leftover ``nncli`` folder (no ``__init__.py``) for a namespace package that hides a
+later editable install: every command then fails with "cannot import name '__version__'"
+(issue 10). So nncli always names the folder itself, the first of:
+
+1. ``$NNCLI_CACHE_DIR/<version>``, when NNCLI_CACHE_DIR is set;
+2. ``$NUMBA_CACHE_DIR`` as given, when the user set Numba's own variable (it applies to every
+   Numba program; benchmarks use it for a cold cache);
+3. ``<user cache>/nncli/<version>``, the platform's per-user cache folder: ``$XDG_CACHE_HOME``
+   or ``~/.cache`` (Linux, BSD), ``~/Library/Caches`` (macOS), ``%LOCALAPPDATA%`` (Windows).
+
+Numba adds one subfolder per source folder (``nncli_<hash of its path>``), so a site-packages
+install and an editable checkout of the same version do not share files. The folder is tried
+(made, and a file created in it) before numba is imported: when that fails, Numba would quietly
+fall back to the package folder, so nncli runs uncached instead, compiling the kernels in memory
+on every run. ``pip uninstall nncli`` leaves nothing in site-packages; the cache folder is the
+user's to delete.
+
+Only the standard library is imported at module level: this runs before numba is. Nothing is
+printed here; the command line words the note.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Optional
+
+from nncli import __version__
+
+ENV_VAR = "NNCLI_CACHE_DIR"
+
+
+def user_cache_root(env: Mapping[str, str], platform: str = sys.platform) -> Path:
+    """The platform's per-user cache folder (platformdirs' ``user_cache_dir`` without the app
+    name), from ``env`` rather than the process's environment so that tests can pass one."""
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or os.path.expanduser("~"))
+    if platform.startswith("win"):
+        return Path(env["LOCALAPPDATA"]) if env.get("LOCALAPPDATA") else home / "AppData" / "Local"
+    if platform == "darwin":
+        return home / "Library" / "Caches"
+    xdg = env.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else home / ".cache"  # XDG: ignore relative paths
+
+
+def cache_folder(env: Mapping[str, str], platform: str = sys.platform,
+                 version: str = __version__) -> Path:
+    """Where Numba should cache the kernels (see the module docstring); not checked here."""
+    if env.get(ENV_VAR):
+        return Path(env[ENV_VAR]).expanduser().absolute() / version
+    if env.get("NUMBA_CACHE_DIR"):
+        return Path(env["NUMBA_CACHE_DIR"])
+    return user_cache_root(env, platform) / "nncli" / version
+
+
+def writable_folder(folder: Path) -> bool:
+    """Can files be created in ``folder`` (made if missing)? Tried, as Numba does."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        return True
+    except OSError:
+        return False
+
+
+def use_cache_folder(env: MutableMapping[str, str]) -> bool:
+    """Point Numba at nncli's cache folder by setting NUMBA_CACHE_DIR in ``env`` (the process's
+    environment, before numba is imported). False when the folder cannot be written: then call
+    ``run_uncached`` before the kernels are imported."""
+    folder = cache_folder(env)
+    if not writable_folder(folder):
+        return False
+    env["NUMBA_CACHE_DIR"] = str(folder)
+    return True
+
+
+def run_uncached(env: Mapping[str, str]) -> str:
+    """Turn Numba's cache off in this process (each ``cache=True`` kernel compiles in memory,
+    and nothing is written anywhere); return the note for the user."""
+    from numba.core.dispatcher import Dispatcher
+
+    Dispatcher.enable_caching = lambda self: None
+    return (f"note: cannot write the kernel cache folder {cache_folder(env)} (set {ENV_VAR} to "
+            f"a writable folder); the kernels are compiled on every run (about 20 s)")
+

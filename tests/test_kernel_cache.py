@@ -1,0 +1,235 @@
+"""Where Numba caches nncli's compiled kernels (issue 10): a per-user folder keyed by nncli's
+version, never the installed package.
+
+The folder choice is tested as a function of the environment and the platform; the command
+line through real subprocesses, since Numba reads NUMBA_CACHE_DIR once, at import. The last test
+replays the issue: install, run, reinstall as editable, run from elsewhere, uninstall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nncli
+from nncli import __version__
+from nncli.kernel_cache import (ENV_VAR, cache_folder, use_cache_folder, user_cache_root,
+                                writable_folder)
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(nncli.__file__).resolve().parent
+TINY_ARCH = ["--arch", "2relu-1linear", "--loss", "mse"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def cache_files(folder: Path) -> set[Path]:
+    """Numba's cache files (index .nbi, compiled code .nbc) under ``folder``."""
+    return {p for pattern in ("*.nbi", "*.nbc") for p in folder.rglob(pattern)}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the settings that choose the cache folder, plus
+    ``extra``. (A command run in-process by another test sets NUMBA_CACHE_DIR here.)"""
+    drop = {"NUMBA_CACHE_DIR", ENV_VAR, "XDG_CACHE_HOME", "NNCLI_DEBUG", "FORCE_COLOR",
+            "PYTHONPATH", "_NNCLI_COMPLETE"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
+def nncli(*argv, env: dict[str, str], cwd: Path | None = None,
+          program: list[str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*(program or [sys.executable, "-m", "nncli"]), *map(str, argv)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def tiny_csv(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    path = tmp_path / "tiny.csv"
+    np.savetxt(path, np.column_stack([X, X[:, 0] - X[:, 1]]), delimiter=",", fmt="%.4f",
+               header="a,b,c,y", comments="")
+    return path
+
+
+# ---------------------------------------------------------------- the folder
+
+
+@pytest.mark.parametrize("platform, env, expected", [
+    ("linux", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}, "/x"),
+    ("linux", {"HOME": "/h"}, "/h/.cache"),
+    ("linux", {"HOME": "/h", "XDG_CACHE_HOME": ""}, "/h/.cache"),
+    ("linux", {"HOME": "/h", "XDG_CACHE_HOME": "rel/cache"}, "/h/.cache"),  # XDG: absolute only
+    ("freebsd14", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}, "/x"),
+    ("darwin", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}, "/h/Library/Caches"),
+    ("win32", {"USERPROFILE": "/u", "LOCALAPPDATA": "/u/AppData/Local"}, "/u/AppData/Local"),
+    ("win32", {"USERPROFILE": "/u"}, "/u/AppData/Local"),
+])
+def test_user_cache_root_follows_the_platform(platform, env, expected):
+    assert user_cache_root(env, platform) == Path(expected)
+
+
+def test_the_folder_is_keyed_by_version_and_the_overrides_win_in_order(tmp_path):
+    env = {"HOME": "/h", "XDG_CACHE_HOME": "/x"}
+    assert cache_folder(env, "linux") == Path("/x/nncli", __version__)
+    assert cache_folder(env, "linux", version="9.9") == Path("/x/nncli/9.9")
+    numba_env = {**env, "NUMBA_CACHE_DIR": "/numba"}
+    assert cache_folder(numba_env, "linux") == Path("/numba")  # Numba's own variable, as given
+    nncli_env = {**numba_env, ENV_VAR: "/mine"}
+    assert cache_folder(nncli_env, "linux") == Path("/mine", __version__)  # nncli's wins
+    assert cache_folder({**env, ENV_VAR: ""}, "linux") == Path("/x/nncli", __version__)
+    assert cache_folder({ENV_VAR: "rel"}, "linux") == Path.cwd() / "rel" / __version__
+
+
+def test_writable_folder_makes_the_folder_or_says_it_cannot(tmp_path):
+    assert writable_folder(tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert not writable_folder(blocker / "cache")  # a folder under a file can never be made
+
+
+def test_use_cache_folder_sets_numba_s_variable_only_when_it_can_write(tmp_path):
+    env = {ENV_VAR: str(tmp_path / "cache")}
+    assert use_cache_folder(env) is True
+    assert env["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / __version__)
+    assert (tmp_path / "cache" / __version__).is_dir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {ENV_VAR: str(blocker)}
+    assert use_cache_folder(env) is False
+    assert "NUMBA_CACHE_DIR" not in env
+
+
+def test_importing_the_module_does_not_import_numba():
+    code = "import sys, nncli.kernel_cache; print('numba' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=clean_env(), timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path, tiny_csv):
+    home = tmp_path / "home"
+    env = clean_env(HOME=str(home), USERPROFILE=str(home), XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                    LOCALAPPDATA=str(tmp_path / "local"))
+    expected = cache_folder(env)
+    assert tmp_path in expected.parents and expected.name == __version__
+    in_package = cache_files(PACKAGE)
+    model = tmp_path / "m.safetensors"
+    first = nncli("train", tiny_csv, *TINY_ARCH, "--epochs", "1", "-o", model, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "compiling kernels" in first.stderr  # train.kernels_cached() found no index
+    assert {p.suffix for p in cache_files(expected)} == {".nbi", ".nbc"}
+    assert cache_files(PACKAGE) == in_package
+    second = nncli("train", tiny_csv, *TINY_ARCH, "--epochs", "1", "-o", model, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "compiling kernels" not in second.stderr  # ...and finds it in the new folder
+    assert cache_files(PACKAGE) == in_package
+
+
+def test_no_writable_cache_folder_runs_uncached_with_one_note(tmp_path, tiny_csv):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = clean_env(**{ENV_VAR: str(blocker)})
+    in_package = cache_files(PACKAGE)
+    proc = nncli("train", tiny_csv, *TINY_ARCH, "--epochs", "0", "-q", "-o",
+                 tmp_path / "m.safetensors", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"nncli: note: cannot write the kernel cache folder {blocker / __version__} (set "
+        f"{ENV_VAR} to a writable folder); the kernels are compiled on every run (about 20 s)"]
+    assert cache_files(PACKAGE) == in_package
+
+
+# ---------------------------------------------------------------- issue 10, replayed
+
+
+def _can_build_here() -> bool:
+    """Can this Python's setuptools build nncli without pip's isolated build environment?
+    (pyproject.toml asks for setuptools >= 68; bdist_wheel is built in from 70.1, else it
+    needs the wheel package.)"""
+    try:
+        major, minor = (int(part) for part in version("setuptools").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return False
+    if (major, minor) >= (70, 1):
+        return True
+    try:
+        version("wheel")
+    except PackageNotFoundError:
+        return False
+    return major >= 68
+
+
+def test_reinstalling_as_editable_after_a_run_still_works(tmp_path, tiny_csv):
+    """Issue 10: ``pip install .``, a command (which compiles the kernels), then ``pip install
+    -e .``. When the kernels were cached in site-packages/nncli/__pycache__, pip left that
+    folder behind and Python imported it as a namespace package instead of the editable
+    install: every command failed with "cannot import name '__version__'".
+
+    A throwaway venv sees this Python's packages (numba etc.: nothing is downloaded) but
+    installs its own nncli, from a copy of the sources. The builds run without pip's
+    isolation when this Python's setuptools can build nncli, else pip fetches setuptools.
+    """
+    copy = tmp_path / "src"
+    copy.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, copy / name)
+    shutil.copytree(REPO / "nncli", copy / "nncli",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    venv], check=True, timeout=120)
+    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    python = [str(bindir / "python")]
+    program = [str(bindir / "nncli")]
+    env = clean_env(**{ENV_VAR: str(tmp_path / "cache")})
+    build = ["--no-build-isolation"] if _can_build_here() else []
+
+    def pip(*args) -> None:
+        proc = subprocess.run([*python, "-m", "pip", "--disable-pip-version-check", *args],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def where_nncli() -> Path:
+        proc = subprocess.run([*python, "-c", "import nncli; print(nncli.__file__)"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return Path(proc.stdout.strip()).parent
+
+    pip("install", "--no-deps", *build, copy)
+    installed = where_nncli()
+    assert installed.parent.name == "site-packages" and venv in installed.parents
+    model = tmp_path / "m.safetensors"
+    run = nncli("train", tiny_csv, *TINY_ARCH, "--epochs", "1", "-q", "-o", model, env=env,
+                cwd=tmp_path, program=program)
+    assert run.returncode == 0, run.stderr
+    assert cache_files(installed) == set()
+    assert cache_files(tmp_path / "cache" / __version__)
+
+    pip("install", "--no-deps", *build, "-e", copy)
+    assert where_nncli() == copy / "nncli"
+    assert not installed.exists()  # nothing left behind to shadow the editable install
+    version_run = nncli("--version", env=env, cwd=tmp_path, program=program)
+    assert (version_run.returncode, version_run.stdout) == (0, f"nncli {__version__}\n"), \
+        version_run.stderr
+    info = nncli("info", model, "--json", env=env, cwd=tmp_path, program=program)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["arch"] == "2relu-1linear"
+
+    pip("uninstall", "-y", "nncli")
+    site = installed.parent  # pip removes it too when nothing else is left in it
+    left = sorted(p.name for p in site.iterdir() if "nncli" in p.name) if site.exists() else []
+    assert left == []
