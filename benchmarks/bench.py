@@ -62,12 +62,13 @@ def flops_per_sample(net: str) -> int:
 def run_nncli(X, y, net, batch, epochs):
     import numpy as np
 
-    from nncli.arch import parse_arch
+    from nncli.data import Dataset
     from nncli.train import TrainConfig, fit, prepare, warm_up
 
     cfg = TrainConfig(arch=ARCH[net], loss="sparse_cce", logits=True, epochs=epochs,
                       batch_size=batch, normalize=False)
-    run = prepare(cfg, parse_arch(cfg.arch), X, y.astype(np.float32)[:, None], "synthetic")
+    run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], "synthetic"),
+                  own_data=True)
     warm_up(run)
     seconds = [r.seconds for r in fit(run)]
     run.model.outputs(X[:10])

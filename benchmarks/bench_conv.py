@@ -63,12 +63,13 @@ def make_data(folder: Path, repeat: int) -> int:
 def run_nncli(X, y, batch, epochs):
     import numpy as np
 
-    from nncli.arch import parse_arch
+    from nncli.data import Dataset
     from nncli.train import TrainConfig, fit, prepare, warm_up
 
     cfg = TrainConfig(arch=ARCH, loss="sparse_cce", logits=True, epochs=epochs,
                       batch_size=batch, normalize=False, channels=CHANNELS)
-    run = prepare(cfg, parse_arch(cfg.arch), X, y.astype(np.float32)[:, None], "mnist1d")
+    run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], "mnist1d"),
+                  own_data=True)
     warm_up(run)
     seconds = [r.seconds for r in fit(run)]
     return {"train": seconds, "loss": run.history[-1].loss}

@@ -64,6 +64,12 @@ class Monitor(str, Enum):
     accuracy = "accuracy"
 
 
+class Missing(str, Enum):
+    mean = "mean"
+    error = "error"
+    drop = "drop"
+
+
 class Shell(str, Enum):
     bash = "bash"
     zsh = "zsh"
@@ -146,9 +152,28 @@ def train(
                                               "data, else loss]."),
     history: Optional[Path] = typer.Option(None, "--history", help="Write one CSV row of "
                                            "metrics per epoch here, flushed every epoch."),
-    drop_invalid_rows: bool = typer.Option(False, "--drop-invalid-rows", help="Leave out rows "
-                                           "with NaN or infinite features (and say how many) "
-                                           "instead of stopping with an error."),
+    missing: Optional[Missing] = typer.Option(None, "--missing", help="Missing feature cells "
+                                              "(empty, NA, NaN, N/A, ?, null): mean fills a "
+                                              "number with the column's training mean (a "
+                                              "category column gets a 'missing' category); "
+                                              "error stops at the first; drop leaves the row "
+                                              "out \\[default: mean]."),
+    drop_invalid_rows: bool = typer.Option(False, "--drop-invalid-rows", help="Same as "
+                                           "--missing drop (rows with missing, NaN or infinite "
+                                           "features are left out, and counted)."),
+    categorical: Optional[list[str]] = typer.Option(None, "--categorical", help="One-hot "
+                                                    "encode this column (name or 0-based "
+                                                    "index) even though it holds numbers; "
+                                                    "repeat for several. Text columns are "
+                                                    "categorical anyway."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="The CSV delimiter: "
+                                            "',', ';', tab, '|' or another character "
+                                            "\\[default: detected from the first lines; tab "
+                                            "for .tsv]."),
+    no_normalize_target: bool = typer.Option(False, "--no-normalize-target", help="mse: "
+                                             "learn the targets as they are instead of "
+                                             "standardised (predictions are in the targets' "
+                                             "units either way)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -157,41 +182,30 @@ def train(
     Ctrl-C (or SIGTERM) stops after the current chunk of mini-batches and writes the model with
     its optimizer state, ready for --resume; a second Ctrl-C stops at once.
     """
-    if validation_data is not None and validation_split:
-        raise UsageError("give --validation-split or --validation-data, not both")
+    if drop_invalid_rows and missing not in (None, Missing.drop):
+        raise UsageError(f"--drop-invalid-rows means --missing drop; it contradicts --missing "
+                         f"{missing.value}")
     _prepare_numba(threads)
-    from nncli.arch import parse_arch
-    from nncli.data import load_training_data
-    from nncli.modelfile import load_model, read_model_file
-    from nncli.train import (RunFiles, TrainConfig, kernels_cached, prepare, set_threads,
-                             warm_up)
+    from nncli.train import (RunFiles, TrainConfig, kernels_cached, load_inputs, prepare,
+                             set_threads, warm_up)
 
     config = TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=optimizer.value, lr=lr,
                          momentum=momentum, epochs=epochs, batch_size=batch_size,
                          validation_split=validation_split, seed=seed,
                          normalize=not no_normalize, early_stopping=early_stopping,
                          min_delta=min_delta, monitor=monitor.value if monitor else None,
-                         channels=channels)
-    layers = parse_arch(arch)
+                         channels=channels, normalize_target=not no_normalize_target,
+                         missing="drop" if drop_invalid_rows else (missing or Missing.mean).value,
+                         categorical=list(categorical or []),
+                         delimiter=_delimiter(delimiter))
     files = RunFiles.for_output(output, checkpoint, checkpoint_every, history)
     files.check()
     set_threads(threads)
-    base = load_model(init_from) if init_from else None
-    saved = read_model_file(resume) if resume else None
-    ds = load_training_data(data, target, classes=saved.model.classes if saved else None,
-                            drop_invalid_rows=drop_invalid_rows)
-    _say(ds.dropped_message())
-    val = None
-    if validation_data is not None:
-        vds = load_training_data(validation_data, target, classes=ds.classes,
-                                 drop_invalid_rows=drop_invalid_rows)
-        _say(vds.dropped_message())
-        _check_same_width(vds.X.shape[1], ds.X.shape[1], validation_data)
-        val = (vds.X, vds.Y, vds.source, vds.line_numbers)
-    run = prepare(config, layers, ds.X, ds.Y, ds.source, val=val, init_from=base, resume=saved,
-                  lines=ds.line_numbers, classes=ds.classes,
-                  feature_names=ds.feature_names, target_names=ds.target_names,
-                  target_columns=ds.target_columns)
+    inputs = load_inputs(config, data, validation_data, target, init_from, resume)
+    for message in inputs.messages():
+        _say(message)
+    run = prepare(config, inputs.data, inputs.val, inputs.init_from, inputs.resume,
+                  own_data=True)
     if not quiet:
         _note_earlier_backup(files, resume)
     if run.epochs_left:
@@ -221,11 +235,15 @@ def train(
                                                   "checkpoint": str(files.checkpoint)
                                                   if files.checkpoint else None,
                                                   "checkpoint_every": checkpoint_every,
-                                                  "history": str(history) if history else None,
-                                                  "drop_invalid_rows": drop_invalid_rows},
+                                                  "history": str(history) if history else None},
                "optimizer": run.model.info["optimizer"],
                "rows": {"train": len(run.X), "validation": 0 if run.X_val is None
-                        else len(run.X_val), "dropped": len(ds.dropped)},
+                        else len(run.X_val), "dropped": len(inputs.data.dropped)},
+               "columns": [c.as_dict() for c in run.model.input_schema().columns],
+               "missing": inputs.data.encoded.as_dict(),
+               "loss_units": _loss_units(run.model) or "targets",
+               "target_normalization": None if run.model.target_mean is None else {
+                   "mean": run.model.target_mean.tolist(), "std": run.model.target_std.tolist()},
                "early_stopping": run.model.info.get("early_stopping"),
                "final": last, "history": [r.as_dict() for r in run.history]}
         typer.echo(json.dumps(doc, indent=2))
@@ -235,6 +253,7 @@ def _run_epochs(run, files, quiet: bool) -> None:
     from nncli.train import train_and_save
 
     epochs = run.config.epochs
+    units = _loss_units(run.model)
     if quiet:
         train_and_save(run, files)
     elif _show_bar(quiet):
@@ -254,10 +273,26 @@ def _run_epochs(run, files, quiet: bool) -> None:
                 bar.update(task, completed=(epoch - 1) * rows + done, epoch=epoch, loss=loss)
 
             train_and_save(run, files, progress,
-                           lambda report: bar.console.print(_epoch_line(report, epochs)))
+                           lambda report: bar.console.print(_epoch_line(report, epochs, units)))
     else:
         train_and_save(run, files, on_epoch=lambda report: print(
-            _epoch_line(report, epochs), file=sys.stderr, flush=True))
+            _epoch_line(report, epochs, units), file=sys.stderr, flush=True))
+
+
+def _loss_units(model) -> str:
+    """'standardized targets' when the losses are not in the targets' own units, else ''."""
+    return "standardized targets" if model.target_mean is not None else ""
+
+
+def _delimiter(text: Optional[str]) -> Optional[str]:
+    """--delimiter as a character: 'tab' (or a typed \\t) means a tab."""
+    if text is None:
+        return None
+    text = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(
+        text.lower(), text)
+    if len(text) != 1 or text in "\"\n\r":
+        raise UsageError(f"--delimiter must be one character (or 'tab'), received {text!r}")
+    return text
 
 
 def _say(message: str) -> None:
@@ -300,9 +335,11 @@ def _resume_command(model: Path) -> str:
     return shlex.join(["nncli", *args, "--resume", str(model)])
 
 
-def _epoch_line(report, epochs: int) -> str:
-    parts = [f"epoch {report.epoch}/{epochs}", f"loss {report.loss:.4f}"]
-    for key in ("accuracy", "val_loss", "val_accuracy"):
+def _epoch_line(report, epochs: int, units: str = "") -> str:
+    """One epoch's metrics; ``units`` tags the losses when they are not in the targets' units."""
+    tag = f" ({units})" if units else ""
+    parts = [f"epoch {report.epoch}/{epochs}", f"loss {report.loss:.4f}{tag}"]
+    for key in ("accuracy", "val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2"):
         value = getattr(report, key)
         if value is not None:
             parts.append(f"{key} {value:.4f}")
@@ -320,19 +357,29 @@ def eval_(
                                                "\\[default: those the model was trained on]."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="The CSV delimiter "
+                                            "\\[default: detected]."),
 ) -> None:
-    """Report loss and metrics of MODEL on labelled DATA."""
+    """Report loss and metrics of MODEL on labelled DATA.
+
+    The model's input columns are found by name (or position), missing numbers are filled with
+    the training means and categories never seen in training encode as zeros (with a warning).
+    """
     _prepare_numba(threads)
-    from nncli.data import load_training_data
+    from nncli.data import ReadOptions, load_training_data
     from nncli.evaluate import evaluate
     from nncli.modelfile import load_model
     from nncli.train import set_threads
 
     set_threads(threads)
     m = load_model(model)
-    ds = load_training_data(data, target or _model_targets(m), classes=m.classes)
-    _check_same_width(ds.X.shape[1], m.n_inputs, data)
+    ds = load_training_data(data, target, classes=m.classes,
+                            options=ReadOptions(_delimiter(delimiter)),
+                            schema=m.input_schema(), model_targets=_model_targets(m))
+    for message in ds.messages():
+        _say(message)
     report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers)
+    report["missing"] = ds.encoded.as_dict()
     if json_out:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -374,20 +421,26 @@ def predict(
     out_file: Optional[Path] = typer.Option(None, "-o", help="Write the CSV here instead of "
                                             "stdout."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
+    delimiter: Optional[str] = typer.Option(None, "--delimiter", help="The CSV delimiter "
+                                            "\\[default: detected]."),
 ) -> None:
     """Write predictions of MODEL for DATA as CSV with a header.
 
     Rows are read, predicted and written a block at a time, so any amount of data can be
-    scored through a pipe.
+    scored through a pipe. The model's input columns are found by name (or position), missing
+    numbers are filled with the training means and categories never seen in training encode
+    as zeros (counted in one warning line).
     """
     _prepare_numba(threads)
-    from nncli.data import iter_features
+    from nncli.data import Encoded, iter_features
     from nncli.modelfile import load_model
     from nncli.train import set_threads
 
     set_threads(threads)
     m = load_model(model)
-    blocks = iter_features(data, m.n_inputs, m.feature_names, m.target_columns)
+    encoded = Encoded()
+    blocks = iter_features(data, m.input_schema(), m.target_columns,
+                           delimiter=_delimiter(delimiter), encoded=encoded)
     if out_file is None:
         try:
             _write_predictions(sys.stdout, m, blocks, output.value)
@@ -397,6 +450,8 @@ def predict(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         _write_atomically(out_file, lambda f: _write_predictions(f, m, blocks, output.value))
+    for message in encoded.messages("<stdin>" if data == "-" else data):
+        _say(message)
 
 
 def _write_predictions(stream, m, blocks, output: str) -> None:
@@ -455,10 +510,10 @@ def gradcheck(
         from nncli.modelfile import load_model
 
         m = load_model(model)
-        ds = load_training_data(data, _model_targets(m), classes=m.classes)
-        _check_same_width(ds.X.shape[1], m.n_inputs, data)
+        ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
+                                model_targets=_model_targets(m))
         X, Y = m.normalize(ds.X[:batch].copy()), ds.Y[:batch]
-        Y = prepare_targets(m.loss_spec, Y, m.n_outputs, ds.source)
+        Y = m.scale_targets(prepare_targets(m.loss_spec, Y, m.n_outputs, ds.source))
         results, what = gc.gradcheck_model(m, X, Y), f"{model} on {len(X)} rows of {data}"
     else:
         if not arch or not loss:
@@ -514,13 +569,18 @@ def info(
         "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
                        "rows": state.get("rows")} if saved.is_checkpoint else None,
         "nncli_version": m.info.get("nncli_version"),
+        "columns": [c.as_dict() for c in m.input_schema().columns],
+        "ignored_columns": [c.name for c in m.input_schema().ignored],
+        "target_normalization": None if m.target_mean is None else {
+            "mean": m.target_mean.tolist(), "std": m.target_std.tolist()},
     }
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=str(model), show_header=False)
     for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
-                "classes", "targets", "optimizer", "normalize", "seed", "epochs", "final",
+                "classes", "targets", "optimizer", "normalize", "target_normalization", "seed",
+                "epochs", "final",
                 "early_stopping", "checkpoint"):
         value = summary[key]
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
@@ -533,6 +593,19 @@ def info(
                        " x ".join(str(d) for d in entry["output_shape"]),
                        str(entry["parameters"]))
     err.print(layers)
+    columns = Table(title="input columns")
+    for col in ("column", "kind", "features", "missing values become"):
+        columns.add_column(col, justify="right" if col == "features" else "left")
+    for c in m.input_schema().columns:
+        categories = ", ".join(c.categories[:8]) + (", ..." if len(c.categories) > 8 else "")
+        kind = c.kind if c.kind == "numeric" else f"categorical ({categories})"
+        gap = ((f"{c.fill:.6g} (training mean)" if c.fill is not None else "an error")
+               if c.kind == "numeric" else
+               ("a category of their own" if c.missing_category else "all zeros (unseen)"))
+        columns.add_row(c.name, kind, str(c.width), gap)
+    err.print(columns)
+    if summary["ignored_columns"]:
+        err.print(f"left out (identifiers): {', '.join(summary['ignored_columns'])}")
 
 
 def _layer_summaries(m) -> list[dict]:
@@ -583,6 +656,31 @@ def plot(
           file=sys.stderr)
     if json_out:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
+
+
+# --------------------------------------------------------------------------- export
+
+@app.command(epilog="Example: nncli export digits.safetensors -o digits.onnx")
+def export(
+    model: Path = typer.Argument(..., help="A model file written by nncli train."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the "
+                                          "ONNX file \\[default: MODEL with the suffix .onnx]."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset to write, 13 up to "
+                                        "the newest the installed onnx knows \\[default: 17]."),
+) -> None:
+    """Write MODEL as an ONNX graph: raw features in ('features'), what predict prints out
+    ('probabilities' or 'values'; 'logits' too for --logits classifiers). Needs nncli\\[onnx]."""
+    _prepare_numba()
+    from nncli.export import write_onnx  # ExportError naming the extra when onnx is missing
+    from nncli.modelfile import load_model
+
+    m = load_model(model)
+    target = output if output is not None else model.with_suffix(".onnx")
+    if target.exists() and target.resolve() == model.resolve():
+        raise UsageError(f"{target}: refusing to write the ONNX graph over the model file; "
+                         f"choose another -o")
+    size = write_onnx(m, target, opset)
+    print(f"wrote {target} ({m.arch}, {size} bytes)", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- completions
@@ -651,16 +749,11 @@ class _nothing:
         return False
 
 
-def _model_targets(m) -> list[str] | None:
+def _model_targets(m) -> tuple[list[str], list[int]] | None:
+    """The model's target names and columns, to find its targets in a file."""
     if m.target_columns:
-        return [str(c) for c in m.target_columns]
+        return list(m.target_names or []), list(m.target_columns)
     return None
-
-
-def _check_same_width(found: int, expected: int, source: str) -> None:
-    if found != expected:
-        raise UsageError(f"{source}: {found} feature columns, but the model was trained on "
-                         f"{expected}")
 
 
 def _write_atomically(path: Path, write) -> None:

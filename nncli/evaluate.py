@@ -2,7 +2,9 @@
 
 Classifiers: loss, accuracy and a confusion matrix (rows = true class, columns = predicted);
 multi-label bce adds per-label accuracy. Regression: loss, mse, mae and r2 (R^2 of all outputs
-together, 1 - SS_res / SS_tot, as Keras's R2Score with uniform averaging over outputs).
+together, 1 - SS_res / SS_tot, as Keras's R2Score with uniform averaging over outputs); mse, mae
+and r2 are in the targets' own units, and ``loss`` (what training minimised) is in standardised
+units when the model standardises its targets (then ``loss_units`` says so).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
     spec = model.loss_spec
     Y = prepare_targets(spec, Y, model.n_outputs, source, lines)
     model.normalize(X)
-    loss, accuracy = model.evaluate(X, Y)
+    loss, accuracy = model.evaluate(X, model.scale_targets(Y))
     report: dict = {"rows": int(len(X)), "loss": loss}
     out = model.outputs(X)
     if not spec.classifier:
-        report.update(regression_metrics(out, Y))
+        if model.target_mean is not None:
+            report["loss_units"] = "standardized targets"
+        report.update(regression_metrics(model.unscale_outputs(out), Y))
         return report
     report["accuracy"] = accuracy
     if spec.targets in ("index", "onehot"):

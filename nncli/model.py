@@ -18,6 +18,7 @@ import numpy as np
 from nncli import kernels as K
 from nncli import arch
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
+from nncli.data.schema import Schema
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
 
 # Rows per compiled call when running a model over a whole data set (eval, predict, validation).
@@ -41,6 +42,10 @@ class Model:
     target_columns: list[int] | None = None
     info: dict = field(default_factory=dict)  # optimizer, seed, normalize, history, ...
     channels: int = 1                        # a row is n_inputs / channels positions x channels
+    schema: Schema | None = None             # the input columns; None: n_inputs numeric ones
+    # mse: the targets' mean and std per output; the network learns (Y - mean) / std
+    target_mean: np.ndarray | None = None
+    target_std: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -113,7 +118,29 @@ class Model:
         start = int(self.layer_table()[i, K.B_OFF])
         return self.params[start:start + _size(shape)].reshape(shape)
 
+    def input_schema(self) -> Schema:
+        """The input columns: the stored schema, or (older files, NPZ-trained models) one
+        numeric column per input named as the features were."""
+        if self.schema is not None:
+            return self.schema
+        names = self.feature_names if self.feature_names and \
+            len(self.feature_names) == self.n_inputs else [f"x{i}" for i in range(self.n_inputs)]
+        return Schema.numeric(list(names))
+
     # ------------------------------------------------------------------ running it
+    def scale_targets(self, Y: np.ndarray) -> np.ndarray:
+        """Targets in the units the network learns: standardised when the model standardises
+        them (mse), else as they are. Returns a new array."""
+        if self.target_mean is None:
+            return Y
+        return ((Y - self.target_mean) / self.target_std).astype(np.float32)
+
+    def unscale_outputs(self, out: np.ndarray) -> np.ndarray:
+        """The network's outputs in the targets' own units (inverse of scale_targets)."""
+        if self.target_mean is None:
+            return out
+        return (out * self.target_std + self.target_mean).astype(out.dtype)
+
     def normalize(self, X: np.ndarray) -> np.ndarray:
         """Standardise X in place with the stored mean and std, and return it."""
         X -= self.mean

@@ -32,7 +32,8 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from nncli import __version__
-from nncli.arch import WINDOWED, LayerSpec, param_shapes, parse_arch
+from nncli.data.schema import Schema
+from nncli.arch import WINDOWED, LayerSpec, layer_shapes, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError, UsageError
 from nncli.losses import LOSSES
 from nncli.model import Model, param_count
@@ -42,6 +43,8 @@ METADATA_KEY = "nncli"
 STATE_KEY = "training_state"
 # Names of the extra tensors a checkpoint may hold, all flat and as long as the parameters.
 STATE_TENSOR_PREFIXES = ("optimizer.", "early_stopping.")
+# The targets' standardisation of an mse model (absent when the targets are used as they are).
+TARGET_MEAN, TARGET_STD = "normalization.target_mean", "normalization.target_std"
 # A model of this tool has a header of a few kB; a larger claim is a foreign or corrupt file.
 MAX_HEADER_BYTES = 64 << 20
 
@@ -160,6 +163,9 @@ def _tensors(model: Model) -> dict[str, np.ndarray]:
         out[f"layers.{i}.bias"] = np.ascontiguousarray(model.bias(i))
     out["normalization.mean"] = np.ascontiguousarray(model.mean, dtype=np.float32)
     out["normalization.std"] = np.ascontiguousarray(model.std, dtype=np.float32)
+    if model.target_mean is not None:
+        out[TARGET_MEAN] = np.ascontiguousarray(model.target_mean, dtype=np.float32)
+        out[TARGET_STD] = np.ascontiguousarray(model.target_std, dtype=np.float32)
     return out
 
 
@@ -179,6 +185,7 @@ def _metadata(model: Model) -> dict:
         "feature_names": model.feature_names,
         "target_names": model.target_names,
         "target_columns": model.target_columns,
+        "schema": model.schema.to_json() if model.schema is not None else None,
     }
 
 
@@ -270,17 +277,49 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
                 f"float32{list(shape)} for architecture '{meta['arch']}' on {inputs}")
     params = np.empty(param_count(layers, n_inputs, channels), dtype=np.float32)
     known = {"format_version", "arch", "layers", "n_inputs", "channels", "loss", "logits",
-             "classes", "feature_names", "target_names", "target_columns"}
+             "classes", "feature_names", "target_names", "target_columns", "schema"}
+    schema = _schema_from(meta.get("schema"), n_inputs, name)
+    n_out = layer_shapes(layers, n_inputs, channels)[-1].n_out
+    target_mean, target_std = _target_scaling(tensors, n_out, name)
     model = Model(layers, n_inputs, loss, logits, params,
                   tensors["normalization.mean"].copy(), tensors["normalization.std"].copy(),
                   classes=meta.get("classes"), feature_names=meta.get("feature_names"),
                   target_names=meta.get("target_names"),
                   target_columns=meta.get("target_columns"),
-                  info={k: v for k, v in meta.items() if k not in known}, channels=channels)
+                  info={k: v for k, v in meta.items() if k not in known}, channels=channels,
+                  schema=schema, target_mean=target_mean, target_std=target_std)
     for i in range(len(layers)):
         model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
         model.bias(i)[...] = tensors[f"layers.{i}.bias"]
     return model
+
+
+def _schema_from(doc, n_inputs: int, name: str) -> Schema | None:
+    """The stored column schema (None in files written before schemas), checked against the
+    network's inputs."""
+    if doc is None:
+        return None
+    try:
+        schema = Schema.from_json(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFileError(f"{name}: damaged column schema in the metadata ({e})") from None
+    if schema.n_features != n_inputs:
+        raise ModelFileError(f"{name}: the column schema makes {schema.n_features} features, "
+                             f"but the network takes {n_inputs}")
+    return schema
+
+
+def _target_scaling(tensors: dict[str, np.ndarray], n_out: int,
+                    name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The targets' mean and std (mse models that standardise their targets), or Nones."""
+    mean, std = tensors.get(TARGET_MEAN), tensors.get(TARGET_STD)
+    if mean is None and std is None:
+        return None, None
+    for key, t in ((TARGET_MEAN, mean), (TARGET_STD, std)):
+        if t is None or t.shape != (n_out,) or t.dtype != np.float32:
+            got = "missing" if t is None else f"{t.dtype}{list(t.shape)}"
+            raise ModelFileError(f"{name}: tensor '{key}' is {got}, expected float32[{n_out}]")
+    return mean.copy(), std.copy()
 
 
 def _expected_shapes(pshapes: list[tuple[tuple[int, ...], tuple[int, ...]]],

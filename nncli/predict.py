@@ -3,9 +3,10 @@
 ``proba`` (default): probabilities; the link (sigmoid/softmax) is applied when the model was
 trained with --logits, so the user never has to remember. One column per class for softmax
 models (named by class), one per label for sigmoid outputs (a single binary output is the
-probability of the second class, e.g. ``malignant`` of benign/malignant). Regression: values.
+probability of the second class, e.g. ``malignant`` of benign/malignant). Regression: values, in the targets' own units.
 ``class``: the predicted label, one column (or one 0/1 column per label for multi-label).
-``logits``: what the last layer outputs, untouched.
+``logits``: what the last layer outputs, untouched (for an mse model that standardises its
+targets, in standardised units).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def predict(model: Model, X: np.ndarray, output: str = "proba") -> tuple[list[st
         if output == "class":
             raise UsageError(f"--output class needs a classifier; this model is a regression "
                              f"model (--loss {model.loss}); use --output proba for its values")
-        return _value_columns(model), raw
+        return _value_columns(model), model.unscale_outputs(raw)
     probs = model.probabilities(raw)
     if output == "proba":
         return _value_columns(model), probs

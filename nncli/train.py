@@ -25,12 +25,12 @@ the history CSV, and the model file written on success, on interruption and on d
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,8 +40,11 @@ import numpy as np
 
 from nncli import kernels as K
 from nncli import optim
-from nncli.arch import LayerSpec, format_arch, layer_shapes
-from nncli.errors import DivergedError, Interrupted, ModelFileError, StopNow, UsageError
+from nncli.arch import format_arch, layer_shapes, parse_arch
+from nncli.data import Dataset
+from nncli.errors import (DataError, DivergedError, Interrupted, ModelFileError, StopNow,
+                          UsageError)
+from nncli.evaluate import regression_metrics
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model, Workspace
 from nncli.modelfile import check_writable, save_model
@@ -84,11 +87,20 @@ class TrainConfig:
     min_delta: float = 0.0
     monitor: str | None = None          # None: val_loss with validation data, else loss
     channels: int = 1                   # a row of features is length x channels, channels last
+    normalize_target: bool = True       # mse: learn (Y - mean) / std, predict in Y's units
+    missing: str = "mean"               # missing feature cells: mean | error | drop
+    categorical: list[str] = field(default_factory=list)  # columns to one-hot even if numbers
+    delimiter: str | None = None        # None: detected
 
 
 @dataclass
 class EpochReport:
-    """Metrics after one epoch; accuracies are None for regression, val_* without validation."""
+    """Metrics after one epoch; accuracies are None for regression, val_* without validation.
+
+    ``loss`` and ``val_loss`` are what training minimises: for an mse model that standardises
+    its targets, in standardised units. A regression model's ``val_mse``, ``val_mae`` and
+    ``val_r2`` are in the targets' own units.
+    """
 
     epoch: int
     loss: float
@@ -96,6 +108,9 @@ class EpochReport:
     val_loss: float | None
     val_accuracy: float | None
     seconds: float
+    val_mse: float | None = None
+    val_mae: float | None = None
+    val_r2: float | None = None
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -104,7 +119,8 @@ class EpochReport:
     def from_dict(cls, d: dict) -> "EpochReport":
         return cls(int(d["epoch"]), float(d["loss"]), _opt_float(d.get("accuracy")),
                    _opt_float(d.get("val_loss")), _opt_float(d.get("val_accuracy")),
-                   float(d.get("seconds", 0.0)))
+                   float(d.get("seconds", 0.0)), _opt_float(d.get("val_mse")),
+                   _opt_float(d.get("val_mae")), _opt_float(d.get("val_r2")))
 
 
 @dataclass
@@ -193,19 +209,60 @@ class Training:
 
 # ------------------------------------------------------------------------------ preparing a run
 
-def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.ndarray,
-            source: str, val: tuple[np.ndarray, np.ndarray, str, Sequence[int] | None] | None = None,
-            init_from: Model | None = None, lines: Sequence[int] | None = None,
-            resume=None, **model_fields) -> Training:
-    """Check the options against the data, split, normalise and build the model.
+@dataclass
+class Inputs:
+    """What a run reads before it starts: the data, and the model it starts from."""
 
-    ``X`` is normalised in place (the caller hands over ownership) so a large data set is not
-    copied. ``val`` is (X, Y, source, line numbers) of separate validation data. ``resume`` is a
-    checkpoint (``modelfile.ModelFile`` with a training state) to continue: its weights,
-    normalisation, optimizer state, shuffling state, history and early-stopping state are taken
-    over; the options of this call must describe the same network and data. ``model_fields``
-    (classes, feature_names, ...) are stored in the model.
+    data: Dataset
+    val: Dataset | None = None
+    init_from: Model | None = None
+    resume: object | None = None       # a modelfile.ModelFile with a training state
+
+    def messages(self) -> list[str]:
+        """What the user should be told about the data (dropped rows, filled values, ...)."""
+        return self.data.messages() + (self.val.messages() if self.val is not None else [])
+
+
+def load_inputs(config: TrainConfig, data: str, validation_data: str | None = None,
+                targets: list[str] | None = None, init_from: str | os.PathLike | None = None,
+                resume: str | os.PathLike | None = None, stdin=None) -> Inputs:
+    """Read the training data (``-``: standard input), the validation data and the model a
+    run starts from, as ``nncli train`` does: the training file's columns are learnt here
+    (or, continuing from a model, read with that model's columns), and the validation file is
+    read with the same columns and classes. Hand the result to :func:`prepare`."""
+    from nncli.data import ReadOptions, load_training_data
+    from nncli.modelfile import load_model, read_model_file
+
+    if validation_data is not None and config.validation_split:
+        raise UsageError("give --validation-split or --validation-data, not both")
+    base = load_model(init_from) if init_from else None
+    saved = read_model_file(resume) if resume else None
+    start = saved.model if saved is not None else base
+    options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical))
+    ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
+                            stdin=stdin, options=options,
+                            schema=start.input_schema() if start is not None else None)
+    vds = None
+    if validation_data is not None:
+        vds = load_training_data(validation_data, targets, classes=ds.classes, options=options,
+                                 schema=ds.schema)
+    return Inputs(ds, vds, base, saved)
+
+
+def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
+            init_from: Model | None = None, resume=None, own_data: bool = False) -> Training:
+    """Check the options against the data, split, fill, standardise and build the model.
+
+    ``data`` (and ``val``, separate validation data encoded with ``data``'s schema) are left as
+    they are unless ``own_data``: then their arrays are filled and normalised in place, so a
+    large data set is not copied (the command line hands its freshly loaded data over; a caller
+    reusing one data set for several runs keeps the default). ``resume`` is a checkpoint
+    (``modelfile.ModelFile`` with a training state) to continue: its weights, input and target
+    scaling, optimizer state, shuffling state, history and early-stopping state are taken
+    over; the options of this call must describe the same network and data.
     """
+    layers = parse_arch(config.arch)
+    X = data.X if own_data else data.X.copy()
     loss = get_loss(config.loss)
     n_out = layer_shapes(layers, X.shape[1], config.channels)[-1].n_out
     check_output_layer(loss, config.logits, layers, n_out)
@@ -213,11 +270,12 @@ def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.n
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both (--resume continues a run with "
                          "its optimizer state; --init-from starts a new one from a model)")
-    _check_classes(loss, n_out, model_fields.get("classes"), source)
+    _check_classes(loss, n_out, data.classes, data.source)
     opt = optim.settings(config.optimizer, config.lr, config.momentum)
-    Y = prepare_targets(loss, Y, n_out, source, lines)
+    Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
     if val is not None:
-        X_val, Y_val = val[0], prepare_targets(loss, val[1], n_out, val[2], val[3])
+        X_val = val.X if own_data else val.X.copy()
+        Y_val = prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
         X_train, Y_train = X, Y
     else:
         # Keras trains on the first int(n * (1 - split)) rows and validates on the rest.
@@ -231,22 +289,72 @@ def prepare(config: TrainConfig, layers: list[LayerSpec], X: np.ndarray, Y: np.n
         raise UsageError("no training rows left after the validation split")
     early = _early_stopping(config, loss.classifier, X_val is not None)
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
-            "history": []}
+            "normalize_target": False, "missing": config.missing, "history": []}
+    schema = copy.deepcopy(data.schema) if data.schema is not None else None
     model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
-                         channels=config.channels, info=info, **model_fields)
+                         channels=config.channels, info=info, classes=data.classes,
+                         feature_names=data.feature_names, target_names=data.target_names,
+                         target_columns=data.target_columns, schema=schema)
     if resume is not None:
         _take_weights(model, resume.model, "--resume checkpoint")
     elif init_from is not None:
         _take_weights(model, init_from, "--init-from model")
-    elif config.normalize:
-        model.mean, model.std = feature_stats(X_train)
-    model.normalize(X)
-    if val is not None:
-        model.normalize(X_val)
+    else:
+        _fit_scaling(model, config, X_train, Y_train)
+    info["normalize_target"] = model.target_mean is not None
+    for part in (X, X_val) if val is not None else (X,):
+        model.input_schema().fill_missing(part, data.source)
+        model.normalize(part)
+    Y_train = model.scale_targets(Y_train)
+    Y_val = model.scale_targets(Y_val) if Y_val is not None else None
     run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
     if resume is not None:
         _resume(run, resume)
     return run
+
+
+def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
+                 Y_train: np.ndarray) -> None:
+    """What a new model learns from its training rows besides the weights: each numeric
+    column's fill value for missing cells (its mean), the features' standardisation (numeric
+    features only: one-hot ones stay 0/1) and, for mse, the targets'."""
+    if model.schema is None:
+        model.schema = model.input_schema()
+    schema = model.schema
+    numeric = schema.numeric_features()
+    means = column_means(X_train)
+    for column, at in zip(schema.columns, schema.offsets()):
+        if column.kind == "numeric":
+            if not np.isfinite(means[at]):
+                raise DataError(f"column '{column.name}' has no value in the training rows "
+                                f"(every one is missing); leave it out")
+            column.fill = float(means[at])
+    schema.fill_missing(X_train, "")  # the statistics see the filled values
+    if config.normalize:
+        mean, std = feature_stats(X_train)
+        model.mean, model.std = np.where(numeric, mean, 0.0).astype(np.float32), \
+            np.where(numeric, std, 1.0).astype(np.float32)
+    if config.normalize_target and model.loss == "mse":
+        model.target_mean, model.target_std = feature_stats(Y_train)
+
+
+def column_means(X: np.ndarray) -> np.ndarray:
+    """Each column's mean over its non-NaN values (float64 sums, a block of rows at a time);
+    NaN for a column with no value."""
+    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
+    total = np.zeros(X.shape[1], np.float64)
+    count = np.zeros(X.shape[1], np.int64)
+    for lo in range(0, len(X), step):
+        block = X[lo:lo + step]
+        gaps = np.isnan(block)
+        if gaps.any():
+            total += np.where(gaps, 0.0, block).sum(axis=0, dtype=np.float64)
+            count += (~gaps).sum(axis=0)
+        else:
+            total += block.sum(axis=0, dtype=np.float64)
+            count += len(block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
 
 
 def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
@@ -360,6 +468,11 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
                              time.perf_counter() - start)
         if run.X_val is not None and len(run.X_val):
             report.val_loss, report.val_accuracy = model.evaluate(run.X_val, run.Y_val)
+            if not model.loss_spec.classifier:
+                metrics = regression_metrics(model.unscale_outputs(model.outputs(run.X_val)),
+                                             model.unscale_outputs(run.Y_val))
+                report.val_mse, report.val_mae, report.val_r2 = (
+                    metrics["mse"], metrics["mae"], metrics["r2"])
         st.epoch, st.rows_done, st.loss_sum, st.correct, st.seconds = epoch, 0, 0.0, 0, 0.0
         st.rng = rng.bit_generator.state
         run.history.append(report)
@@ -587,7 +700,8 @@ def history_columns(run: Training) -> list[str]:
     classifier = run.model.loss_spec.classifier
     columns = ["epoch", "loss"] + (["accuracy"] if classifier else [])
     if run.X_val is not None:
-        columns += ["val_loss"] + (["val_accuracy"] if classifier else [])
+        columns += ["val_loss"] + (["val_accuracy"] if classifier
+                                   else ["val_mse", "val_mae", "val_r2"])
     return columns + ["seconds"]
 
 
@@ -763,8 +877,12 @@ def _take_weights(model: Model, source: Model, what: str) -> None:
             f"{what} is '{source.arch}' on {_inputs(source)}, but this run is "
             f"'{format_arch(model.layers)}' on {_inputs(model)}; they must match")
     model.params[...] = source.params
-    # Continuing from a model keeps the input scaling its weights were trained for.
+    # Continuing from a model keeps the input and target scaling its weights were trained for,
+    # and its columns (the data was read with them).
     model.mean, model.std = source.mean.copy(), source.std.copy()
+    model.schema = copy.deepcopy(source.input_schema())
+    model.target_mean = None if source.target_mean is None else source.target_mean.copy()
+    model.target_std = None if source.target_std is None else source.target_std.copy()
 
 
 def _inputs(model: Model) -> str:

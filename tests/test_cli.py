@@ -242,7 +242,10 @@ def test_eval_json_regression(capsys, regression_model, regression_csv):
     assert {"loss", "mse", "mae", "r2"} <= report.keys()
     assert "accuracy" not in report and "confusion_matrix" not in report
     y = np.loadtxt(regression_csv, delimiter=",", skiprows=1)[:, -1]
-    assert report["mse"] == pytest.approx(report["loss"], rel=1e-5)
+    # the loss is in standardised units (targets / their training std), mse in the targets'
+    scale = load_model(regression_model).target_std[0] ** 2
+    assert report["loss_units"] == "standardized targets"
+    assert report["mse"] == pytest.approx(report["loss"] * scale, rel=1e-4)
     assert 0 <= report["mae"] <= np.sqrt(report["mse"]) + 1e-9
     assert report["r2"] == pytest.approx(1 - report["mse"] / y.var(), rel=1e-4, abs=1e-6)
     assert report["r2"] > 0.5
@@ -502,8 +505,10 @@ SMALL = ["--arch", "4relu-1linear", "--loss", "mse"]
 # id -> (argv with {tmp}, {digits}, {model} placeholders, needles, trains?)
 BAD_INPUT = {
     "ragged-row": (["train", "{tmp}/ragged.csv", *SMALL], ["ragged.csv:3:"], True),
-    "non-numeric-cell": (["train", "{tmp}/nonnum.csv", *SMALL], ["nonnum.csv:4:2:", "'x'"], True),
-    "nan-feature": (["train", "{tmp}/nan.csv", *SMALL], ["nan.csv:3:2:", "NaN"], True),
+    "non-numeric-cell": (["train", "{tmp}/nan.csv", *SMALL, "--validation-data",
+                          "{tmp}/nonnum.csv"], ["nonnum.csv:4:2:", "'x'", "numeric"], True),
+    "nan-feature": (["train", "{tmp}/nan.csv", *SMALL, "--missing", "error"],
+                    ["nan.csv:3:2:", "missing value ('nan')"], True),
     "predict-column-count": (["predict", "{model}", "{tmp}/narrow.csv"],
                              ["narrow.csv", "64"], False),
     "label-out-of-range": (["train", "{digits}", "--arch", "5relu-3linear", "--loss",
@@ -545,7 +550,8 @@ BAD_INPUT = {
                       True),
     "binary-as-csv-predict": (["predict", "{model}", "{tmp}/binary.csv"],
                               ["binary.csv", "binary data"], False),
-    "nan-feature-hint": (["train", "{tmp}/nan.csv", *SMALL], ["--drop-invalid-rows"], True),
+    "nan-feature-hint": (["train", "{tmp}/nan.csv", *SMALL, "--missing", "error"],
+                         ["--missing drop"], True),
     "missing-target": (["train", "{digits}", *DIGITS_ARCH, "--target", "nope"],
                        ["no column named 'nope'"], True),
     "more-classes-than-units": (["train", "{tmp}/labels.csv", "--arch", "4relu-2linear",
@@ -807,7 +813,8 @@ def test_drop_invalid_rows_says_how_many(capsys, tmp_path):
     rc, out, err = run(capsys, "train", data, *SMALL, "--epochs", "1", "--drop-invalid-rows",
                        "--json", "-q", "-o", tmp_path / "m.safetensors")
     assert rc == 0, err
-    assert err == f"nncli: {data}: dropped 2 rows with NaN or infinite features (lines 3, 5)\n"
+    assert err == (f"nncli: {data}: dropped 2 rows with missing, NaN or infinite values "
+                   f"(lines 3, 5)\n")
     assert json.loads(out)["rows"] == {"train": 4, "validation": 0, "dropped": 2}
 
 

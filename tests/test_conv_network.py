@@ -11,6 +11,7 @@ import pytest
 
 from nncli import kernels as K
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, param_shapes, parse_arch
+from nncli.data import Dataset
 from nncli.losses import PROB_EPSILON
 from nncli.model import Model, Workspace, glorot_fans, layer_table
 from nncli.train import TrainConfig, fit, prepare
@@ -260,7 +261,7 @@ def test_training_a_conv_network_is_bit_identical_at_1_and_2_threads():
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            run = prepare(config, parse_arch(config.arch), X.copy(), y, "<random>")
+            run = prepare(config, Dataset.from_arrays(X.copy(), y, "<random>"))
             initial = run.model.params.copy()
             list(fit(run))
             weights.append(run.model.params.copy())

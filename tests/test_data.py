@@ -13,8 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nncli import data
-from nncli.data import Dataset, iter_features, load_features, load_training_data, read_table
+from nncli.data import (Column, Dataset, ReadOptions, Schema, iter_features, load_features,
+                        load_training_data, read_table)
 from nncli.errors import DataError
+
+
+def numeric(n: int) -> Schema:
+    """A model's input columns: n numeric ones, named x0, x1, ... (a file without a header)."""
+    return Schema.numeric([f"x{i}" for i in range(n)])
 
 
 def write(tmp_path: Path, text: str, name: str = "d.csv") -> str:
@@ -33,7 +39,7 @@ def error_of(func, *args, **kwargs) -> DataError:
 
 def assert_well_formed(ds: Dataset) -> None:
     assert ds.X.dtype == np.float32 and ds.X.flags.c_contiguous and ds.X.ndim == 2
-    assert np.isfinite(ds.X).all()
+    assert not np.isinf(ds.X).any()  # NaN: a missing value that training fills
     if ds.Y is not None:
         assert ds.Y.dtype == np.float32 and ds.Y.flags.c_contiguous
         assert ds.Y.shape[0] == ds.X.shape[0]
@@ -284,12 +290,14 @@ def test_text_in_one_of_several_targets(tmp_path):
 def test_empty_target_cell(tmp_path):
     path = write(tmp_path, "x,y\n1,2\n3,\n")
     err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:3:2: empty target cell (target column 'y')"
+    assert str(err) == (f"{path}:3:2: missing target (an empty cell in target column 'y'); "
+                        f"--missing drop leaves such rows out")
 
 
 def test_nan_in_numeric_target(tmp_path):
     path = write(tmp_path, "x,y\n1,2\n3,nan\n")
-    assert str(error_of(load_training_data, path)) == f"{path}:3:2: NaN in target column 'y'"
+    assert str(error_of(load_training_data, path)).startswith(
+        f"{path}:3:2: missing target ('nan' in target column 'y')")
 
 
 def test_hash_in_label_is_not_a_comment(tmp_path):
@@ -312,35 +320,37 @@ def test_ragged_row_line_counts_header_and_blank_lines(tmp_path):
     assert str(err) == f"{path}:5: expected 3 columns, found 4"
 
 
-def test_non_numeric_feature_cell(tmp_path):
+def test_text_in_a_numeric_column_of_a_model_is_located(tmp_path):
     path = write(tmp_path, "p1,p2,p3,y\n1,2,3,0\n4,5,abc,1\n")
-    err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:3:3: cannot read 'abc' as a number (feature column 'p3')"
+    err = error_of(load_training_data, path, schema=Schema.numeric(["p1", "p2", "p3"]))
+    assert str(err) == (f"{path}:3:3: cannot read 'abc' as a number (feature column 'p3', "
+                        f"numeric in the model)")
     assert (err.line, err.column) == (3, 3)
 
 
-def test_empty_feature_cell(tmp_path):
+def test_empty_feature_cell_with_missing_error(tmp_path):
     path = write(tmp_path, "1,2,0\n,5,1\n")
-    err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:2:1: cannot read an empty cell as a number (feature column 1)"
+    err = error_of(load_training_data, path, options=ReadOptions(missing="error"))
+    assert str(err).startswith(f"{path}:2:1: missing value (an empty cell) in feature column 1;")
 
 
-def test_nan_in_features(tmp_path):
+def test_nan_in_features_with_missing_error(tmp_path):
     path = write(tmp_path, "a,b,y\n1,2,0\n\n3,nan,1\n")
-    err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:4:2: NaN in feature column 'b'"
+    err = error_of(load_training_data, path, options=ReadOptions(missing="error"))
+    assert str(err).startswith(f"{path}:4:2: missing value ('nan') in feature column 'b'")
 
 
 def test_inf_in_features(tmp_path):
     path = write(tmp_path, "1,2,0\n-inf,3,1\n")
     err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:2:1: infinite value in feature column 1"
+    assert str(err).startswith(f"{path}:2:1: infinite value in feature column 1;")
 
 
 def test_float32_overflow_in_features(tmp_path):
     path = write(tmp_path, "1,2,0\n3,1e39,1\n")
     err = error_of(load_training_data, path)
-    assert str(err) == f"{path}:2:2: value 1e39 is too large for float32 in feature column 2"
+    assert str(err).startswith(
+        f"{path}:2:2: value 1e39 is too large for float32 in feature column 2")
 
 
 def test_bad_cell_in_a_later_chunk_after_switching_to_floats(tmp_path, monkeypatch):
@@ -348,7 +358,7 @@ def test_bad_cell_in_a_later_chunk_after_switching_to_floats(tmp_path, monkeypat
     monkeypatch.setattr(data.cells, "CELLS_PER_CHUNK", 4)
     rows = ["1,2,0"] * 5 + ["1.5,2,1"] * 5 + ["3,x,1"]
     path = write(tmp_path, "a,b,y\n" + "\n".join(rows) + "\n")
-    err = error_of(load_training_data, path)
+    err = error_of(load_training_data, path, schema=Schema.numeric(["a", "b"]))
     assert (err.line, err.column) == (12, 2)
     rows[-1] = "3,4,1"
     ds = load_training_data(write(tmp_path, "\n".join(rows) + "\n", "ok.csv"))
@@ -406,7 +416,7 @@ def test_quoted_fields(tmp_path):
 
 def test_quoted_fields_line_numbers_after_multiline_cell(tmp_path):
     text = 'a,b,label\n1,2,"two\nlines"\n\n3,"x",ok\n'
-    err = error_of(load_training_data, write(tmp_path, text))
+    err = error_of(load_training_data, write(tmp_path, text), schema=Schema.numeric(["a", "b"]))
     assert (err.line, err.column) == (5, 2)
     assert "cannot read 'x' as a number" in str(err)
 
@@ -436,8 +446,9 @@ def test_stdin(tmp_path):
 
 
 def test_stdin_error_is_located(tmp_path):
-    err = error_of(load_training_data, "-", stdin=io.BytesIO(b"a,y\n1,0\nq,1\n"))
-    assert str(err) == "<stdin>:3:1: cannot read 'q' as a number (feature column 'a')"
+    err = error_of(load_training_data, "-", stdin=io.BytesIO(b"a,y\n1,0\nq,1\n"),
+                   schema=Schema.numeric(["a"]))
+    assert str(err) == "<stdin>:3:1: cannot read 'q' as a number (feature column 'a', numeric in the model)"
 
 
 # ---------------------------------------------------------------- NPZ / NPY
@@ -490,9 +501,12 @@ def test_npz_nan(tmp_path):
     X = np.ones((3, 2))
     X[2, 1] = np.nan
     np.savez(path, X=X, y=np.ones(3))
-    err = error_of(load_training_data, path)
-    assert str(err) == f"{path}: NaN in array 'X' at row 2, column 1 (0-based)"
+    err = error_of(load_training_data, path, options=ReadOptions(missing="error"))
+    assert str(err).startswith(f"{path}: NaN (a missing value) in array 'X' at row 2, column 1 "
+                               f"(0-based)")
     assert err.line is None
+    ds = load_training_data(path)  # --missing mean: left for training to fill
+    assert np.isnan(ds.X[2, 1]) and ds.encoded.filled == {"x1": 1}
 
 
 def test_npz_infinite_y(tmp_path):
@@ -529,7 +543,7 @@ def test_npy_is_features_only(tmp_path):
     np.save(path, np.ones((4, 3)))
     message = str(error_of(load_training_data, path))
     assert "targets are needed" in message and "NPZ" in message and "CSV" in message
-    ds = load_features(path, 3)
+    ds = load_features(path, numeric(3))
     assert_well_formed(ds)
     assert ds.Y is None and ds.X.shape == (4, 3)
 
@@ -537,19 +551,19 @@ def test_npy_is_features_only(tmp_path):
 def test_npy_wrong_count(tmp_path):
     path = str(tmp_path / "d.npy")
     np.save(path, np.ones((4, 3)))
-    assert str(error_of(load_features, path, 5)) == f"{path}: expected 5 feature columns, found 3"
+    assert str(error_of(load_features, path, numeric(5))) == f"{path}: expected 5 feature columns, found 3"
 
 
 def test_npy_object_array(tmp_path):
     path = str(tmp_path / "d.npy")
     np.save(path, np.array([[1, None]], dtype=object), allow_pickle=True)
-    assert "pickle" in str(error_of(load_features, path, 2))
+    assert "pickle" in str(error_of(load_features, path, numeric(2)))
 
 
 def test_npz_for_features_ignores_y(tmp_path):
     path = str(tmp_path / "d.npz")
     np.savez(path, X=np.ones((2, 3)), y=np.array([[1, None]], dtype=object))
-    ds = load_features(path, 3)
+    ds = load_features(path, numeric(3))
     assert ds.X.shape == (2, 3) and ds.Y is None
 
 
@@ -558,27 +572,26 @@ def test_npz_for_features_ignores_y(tmp_path):
 
 def test_features_by_header_names(tmp_path):
     path = write(tmp_path, "label,b,extra,a\n9,2,7,1\n9,4,7,3\n")
-    ds = load_features(path, 2, feature_names=["a", "b"])
+    ds = load_features(path, Schema.numeric(["a", "b"]))
     assert ds.Y is None
     assert ds.feature_names == ["a", "b"]
     np.testing.assert_array_equal(ds.X, [[1, 2], [3, 4]])
 
 
 def test_features_by_count(tmp_path):
-    ds = load_features(write(tmp_path, "1,2,3\n4,5,6\n"), 3, feature_names=["p", "q", "r"])
-    assert ds.feature_names == ["x0", "x1", "x2"]
+    ds = load_features(write(tmp_path, "1,2,3\n4,5,6\n"), Schema.numeric(["p", "q", "r"]))
+    assert ds.feature_names == ["p", "q", "r"]
     np.testing.assert_array_equal(ds.X, [[1, 2, 3], [4, 5, 6]])
 
 
 def test_features_drop_target_columns(tmp_path):
-    ds = load_features(write(tmp_path, "1,cat,3\n4,dog,6\n1,cat,1\n"), 2, target_columns=[1])
+    ds = load_features(write(tmp_path, "1,cat,3\n4,dog,6\n1,cat,1\n"), numeric(2), target_columns=[1])
     np.testing.assert_array_equal(ds.X, [[1, 3], [4, 6], [1, 1]])
-    assert ds.target_columns == [1]
 
 
 def test_features_wrong_count(tmp_path):
     path = write(tmp_path, "a,b,c,d\n1,2,3,4\n")
-    err = error_of(load_features, path, 2, feature_names=["a", "z"], target_columns=[0])
+    err = error_of(load_features, path, Schema.numeric(["a", "z"]), target_columns=[0])
     message = str(err)
     assert message.startswith(f"{path}: expected 2 feature columns, found 4")
     assert "a, z" in message and "lacks z" in message
@@ -586,27 +599,33 @@ def test_features_wrong_count(tmp_path):
 
 
 def test_features_wrong_count_without_header(tmp_path):
-    message = str(error_of(load_features, write(tmp_path, "1,2\n"), 3, feature_names=["a", "b", "c"]))
+    message = str(error_of(load_features, write(tmp_path, "1,2\n"),
+                            Schema.numeric(["a", "b", "c"])))
     assert "expected 3 feature columns, found 2" in message and "no header" in message
 
 
 def test_features_with_numeric_model_header(tmp_path):
     # "0,1,2" cannot be told from data in general, but it spells the model's feature names.
-    ds = load_features(write(tmp_path, "0,1,2\n5,6,7\n"), 3, feature_names=["0", "1", "2"])
+    ds = load_features(write(tmp_path, "0,1,2\n5,6,7\n"), Schema.numeric(["0", "1", "2"]))
     np.testing.assert_array_equal(ds.X, [[5, 6, 7]])
-    ds = load_features(write(tmp_path, "0,1,7\n5,6,7\n", "t.csv"), 2, feature_names=["0", "1"],
+    ds = load_features(write(tmp_path, "0,1,7\n5,6,7\n", "t.csv"), Schema.numeric(["0", "1"]),
                        target_columns=[2])
     np.testing.assert_array_equal(ds.X, [[5, 6]])
 
 
 def test_features_bad_cell_is_located(tmp_path):
     path = write(tmp_path, "a,b\n1,2\n3,?\n")
-    err = error_of(load_features, path, 2, feature_names=["a", "b"])
-    assert str(err) == f"{path}:3:2: cannot read '?' as a number (feature column 'b')"
+    err = error_of(load_features, path, Schema.numeric(["a", "b"]))
+    assert "missing value(s) in column 'b', but the model has no value" in str(err)
+    ds = load_features(path, Schema([Column("a", fill=0.5), Column("b", fill=7.0)]))
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 7]])
+    assert ds.encoded.filled == {"b": 1}
+    err = error_of(load_features, write(tmp_path, "a,b\n1,2\n3,x\n"), Schema.numeric(["a", "b"]))
+    assert str(err) == f"{path}:3:2: cannot read 'x' as a number (feature column 'b', numeric in the model)"
 
 
 def test_features_from_stdin(tmp_path):
-    ds = load_features("-", 2, stdin=io.BytesIO(b"1,2\n3,4\n"))
+    ds = load_features("-", numeric(2), stdin=io.BytesIO(b"1,2\n3,4\n"))
     assert ds.source == "<stdin>" and ds.X.shape == (2, 2)
 
 
@@ -620,7 +639,7 @@ def test_npz_archive_named_npy(tmp_path):
     path = tmp_path / "d.npy"
     with open(path, "wb") as f:
         np.savez(f, X=np.ones((2, 2)))
-    assert "not an NPY array" in str(error_of(load_features, str(path), 2))
+    assert "not an NPY array" in str(error_of(load_features, str(path), numeric(2)))
 
 
 def test_integer_and_float_cells_mix(tmp_path):
@@ -631,30 +650,31 @@ def test_integer_and_float_cells_mix(tmp_path):
 # ---------------------------------------------------------------- dropping invalid rows
 
 
-def test_nan_error_hints_at_drop_invalid_rows_only_when_offered(tmp_path):
+def test_missing_value_error_names_the_other_policies(tmp_path):
     path = write(tmp_path, "a,b,y\n1,2,0\n3,nan,1\n")
-    assert "--drop-invalid-rows" in str(error_of(load_training_data, path,
-                                                 drop_invalid_rows=False))
-    assert "--drop-invalid-rows" not in str(error_of(load_training_data, path))
+    message = str(error_of(load_training_data, path, options=ReadOptions(missing="error")))
+    assert "--missing mean" in message and "--missing drop" in message
 
 
 def test_drop_invalid_rows_csv(tmp_path):
     path = write(tmp_path, "a,b,y\n1,2,0\n3,nan,1\n\n5,-inf,x\n7,8,1\n9,1e39,0\n2,2,1\n")
-    ds = load_training_data(path, drop_invalid_rows=True)
+    ds = load_training_data(path, options=ReadOptions(missing="drop"))
     assert_well_formed(ds)
     np.testing.assert_array_equal(ds.X, [[1, 2], [7, 8], [2, 2]])
     np.testing.assert_array_equal(ds.Y, [[0], [1], [1]])  # the dropped 'x' label is not read
     assert ds.line_numbers.tolist() == [2, 6, 8]
     assert ds.dropped == [3, 5, 7]
-    assert ds.dropped_message() == (f"{path}: dropped 3 rows with NaN or infinite features "
-                                    "(lines 3, 5, 7)")
+    assert ds.dropped_message() == (f"{path}: dropped 3 rows with missing, NaN or infinite "
+                                    "values (lines 3, 5, 7)")
 
 
 def test_drop_invalid_rows_keeps_other_errors(tmp_path):
-    path = write(tmp_path, "a,b,y\n1,2,0\n3,x,1\n")
-    assert "'x'" in str(error_of(load_training_data, path, drop_invalid_rows=True))
+    path = write(tmp_path, "a,b,y\n1,2,0\n3,4\n")
+    assert "expected 3 columns" in str(error_of(load_training_data, path,
+                                                options=ReadOptions(missing="drop")))
     path = write(tmp_path, "a,b,y\n1,nan,0\n3,inf,1\n")
-    assert "nothing is left" in str(error_of(load_training_data, path, drop_invalid_rows=True))
+    assert "nothing is left" in str(error_of(load_training_data, path,
+                                             options=ReadOptions(missing="drop")))
 
 
 def test_drop_invalid_rows_npz(tmp_path):
@@ -662,13 +682,12 @@ def test_drop_invalid_rows_npz(tmp_path):
     X[1, 2] = np.nan
     X[3, 0] = np.inf
     np.savez(tmp_path / "d.npz", X=X, y=np.arange(4))
-    ds = load_training_data(str(tmp_path / "d.npz"), drop_invalid_rows=True)
+    ds = load_training_data(str(tmp_path / "d.npz"), options=ReadOptions(missing="drop"))
     np.testing.assert_array_equal(ds.X, X[[0, 2]])
     np.testing.assert_array_equal(ds.Y, [[0], [2]])
     assert ds.dropped == [1, 3]
     assert "0-based rows 1, 3" in ds.dropped_message()
-    assert "--drop-invalid-rows" in str(error_of(load_training_data, str(tmp_path / "d.npz"),
-                                                 drop_invalid_rows=False))
+    assert "--missing drop" in str(error_of(load_training_data, str(tmp_path / "d.npz")))
 
 
 # ---------------------------------------------------------------- headers that lie
@@ -715,8 +734,8 @@ def test_npz_member_claiming_an_impossible_compression_ratio(tmp_path):
 def test_npy_header_claiming_more_than_the_file_holds(tmp_path):
     path = tmp_path / "absurd.npy"
     path.write_bytes(_npy_header((10**9, 10**9)) + bytes(40))
-    for read in (lambda: load_features(str(path), 4),
-                 lambda: list(data.iter_features(str(path), 4))):
+    for read in (lambda: load_features(str(path), numeric(4)),
+                 lambda: list(data.iter_features(str(path), numeric(4)))):
         assert "claims shape (1000000000, 1000000000)" in str(error_of(read))
 
 
@@ -728,8 +747,8 @@ def test_iter_features_blocks_agree_with_load_features(tmp_path):
     X = rng.integers(-50, 50, size=(2500, 3))
     text = "a,b,c,y\n" + "".join(f"{r[0]},{r[1]}.5,{r[2]},lab\n" for r in X)
     path = write(tmp_path, text)
-    whole = load_features(path, 3, ["a", "b", "c"], [3]).X
-    blocks = list(data.iter_features(path, 3, ["a", "b", "c"], [3], block_rows=700))
+    whole = load_features(path, Schema.numeric(["a", "b", "c"]), [3]).X
+    blocks = list(data.iter_features(path, Schema.numeric(["a", "b", "c"]), [3], block_rows=700))
     assert [len(b) for b in blocks] == [1000, 700, 700, 100]  # the first: header look-ahead
     np.testing.assert_array_equal(np.concatenate(blocks), whole)
     assert all(b.dtype == np.float32 and b.flags.c_contiguous for b in blocks)
@@ -739,14 +758,14 @@ def test_iter_features_error_in_a_later_block_names_its_line(tmp_path):
     lines = ["a,b"] + [f"{i},{i}" for i in range(3000)]
     lines[2500] = "1,oops"
     path = write(tmp_path, "\n".join(lines) + "\n")
-    blocks = data.iter_features(path, 2, block_rows=500)
+    blocks = data.iter_features(path, numeric(2), block_rows=500)
     got = [next(blocks) for _ in range(3)]  # lines 2-2001: 1000 + 2 x 500 rows
     assert sum(len(b) for b in got) == 2000
     err = error_of(next, blocks)
     assert (err.line, err.column) == (2501, 2) and "'oops'" in str(err)
     lines[2500] = "1,2,3"
     path = write(tmp_path, "\n".join(lines) + "\n")
-    err = error_of(lambda: list(data.iter_features(path, 2, block_rows=500)))
+    err = error_of(lambda: list(data.iter_features(path, numeric(2), block_rows=500)))
     assert err.line == 2501 and "expected 2 columns, found 3" in str(err)
 
 
@@ -761,13 +780,15 @@ def test_iter_features_npy_is_memory_mapped_in_blocks(tmp_path, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(np, "load", spy)
-    blocks = list(data.iter_features(str(tmp_path / "x.npy"), 3, block_rows=4))
+    blocks = list(data.iter_features(str(tmp_path / "x.npy"), numeric(3), block_rows=4))
     assert calls == ["r"] and [len(b) for b in blocks] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate(blocks), X)
     X[7, 1] = np.nan
     np.save(tmp_path / "x.npy", X)
+    X[7, 1] = np.inf
+    np.save(tmp_path / "x.npy", X)
     assert "row 7, column 1" in str(error_of(lambda: list(data.iter_features(
-        str(tmp_path / "x.npy"), 3, block_rows=4))))
+        str(tmp_path / "x.npy"), numeric(3), block_rows=4))))
 
 
 def _peak_streaming(path: Path, n_features: int) -> tuple[int, int]:
@@ -775,7 +796,7 @@ def _peak_streaming(path: Path, n_features: int) -> tuple[int, int]:
 
     tracemalloc.start()
     try:
-        rows = sum(len(b) for b in data.iter_features(str(path), n_features))
+        rows = sum(len(b) for b in data.iter_features(str(path), numeric(n_features)))
         return tracemalloc.get_traced_memory()[1], rows
     finally:
         tracemalloc.stop()
@@ -837,7 +858,7 @@ def test_gzipped_csv_reads_like_the_plain_file(tmp_path):
     packed.write_bytes(gzip.compress(text.encode()))
     a, b = load_training_data(str(plain)), load_training_data(str(packed))
     assert np.array_equal(a.X, b.X) and np.array_equal(a.Y, b.Y) and a.classes == b.classes
-    blocks = list(iter_features(str(packed), 2, ["a", "b"], [2]))
+    blocks = list(iter_features(str(packed), Schema.numeric(["a", "b"]), [2]))
     assert np.array_equal(np.concatenate(blocks), a.X)
 
 

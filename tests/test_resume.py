@@ -13,11 +13,20 @@ import pytest
 from safetensors.numpy import load_file
 
 import nncli.train as T
-from nncli.arch import parse_arch
+from nncli.data import Dataset
 from nncli.errors import DivergedError, Interrupted, ModelFileError, StopNow, UsageError
 from nncli.modelfile import load_model, read_model_file, save_model
-from nncli.train import (EarlyStopping, EpochReport, RunFiles, TrainConfig, checkpoint_parts,
-                         fit, interruptible, prepare, train_and_save)
+from nncli.train import (
+    EarlyStopping,
+    EpochReport,
+    RunFiles,
+    TrainConfig,
+    checkpoint_parts,
+    fit,
+    interruptible,
+    prepare,
+    train_and_save,
+)
 
 PLAIN_TENSORS = {"layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias",
                  "normalization.mean", "normalization.std"}
@@ -38,7 +47,7 @@ def _run(epochs=6, data=None, **overrides) -> T.Training:
     fields = {"arch": "7relu-3linear", "loss": "sparse_cce", "logits": True, "epochs": epochs,
               "batch_size": 16, "validation_split": 0.2, "seed": 3, **overrides}
     config = TrainConfig(**fields)
-    return prepare(config, parse_arch(config.arch), X.copy(), y.copy(), "synthetic")
+    return prepare(config, Dataset.from_arrays(X.copy(), y.copy(), "synthetic"))
 
 
 def _resumed(tmp_path, run: T.Training, epochs: int, data=None, **overrides) -> T.Training:
@@ -48,7 +57,7 @@ def _resumed(tmp_path, run: T.Training, epochs: int, data=None, **overrides) -> 
     X, y = data if data is not None else _data()
     fields = {**run.config.__dict__, "epochs": epochs, **overrides}
     config = TrainConfig(**fields)
-    return prepare(config, parse_arch(config.arch), X.copy(), y.copy(), "synthetic",
+    return prepare(config, Dataset.from_arrays(X.copy(), y.copy(), "synthetic"),
                    resume=read_model_file(path))
 
 
@@ -141,7 +150,7 @@ def test_resume_refuses_a_finished_model(tmp_path):
     save_model(run.model, tmp_path / "m.safetensors")
     X, y = _data()
     with pytest.raises(UsageError, match="--init-from"):
-        prepare(run.config, parse_arch(run.config.arch), X, y, "s",
+        prepare(run.config, Dataset.from_arrays(X, y, "s"),
                 resume=read_model_file(tmp_path / "m.safetensors"))
 
 
@@ -165,7 +174,7 @@ def test_resume_and_init_from_together_are_refused(tmp_path):
     save_model(run.model, path, *checkpoint_parts(run))
     X, y = _data()
     with pytest.raises(UsageError, match="not both"):
-        prepare(run.config, parse_arch(run.config.arch), X, y, "s",
+        prepare(run.config, Dataset.from_arrays(X, y, "s"),
                 resume=read_model_file(path), init_from=run.model)
 
 
@@ -177,7 +186,7 @@ def test_damaged_training_state_is_a_model_file_error(tmp_path):
     save_model(run.model, path, {**state, "rng": {"bit_generator": "MT19937"}}, tensors)
     X, y = _data()
     with pytest.raises(ModelFileError, match="c.safetensors"):
-        prepare(run.config, parse_arch(run.config.arch), X, y, "s", resume=read_model_file(path))
+        prepare(run.config, Dataset.from_arrays(X, y, "s"), resume=read_model_file(path))
 
 
 # ---------------------------------------------------------------- stop requests and signals
@@ -457,8 +466,7 @@ def test_text_classes_the_output_cannot_hold_are_named():
     y = np.arange(len(X), dtype=np.float32)[:, None] % 4
     config = TrainConfig(arch="5relu-3linear", loss="sparse_cce", logits=True, epochs=0)
     with pytest.raises(UsageError, match="4 classes .*holds 3"):
-        prepare(config, parse_arch(config.arch), X, y, "s",
-                classes=["ant", "bee", "cat", "dog"])
+        prepare(config, Dataset.from_arrays(X, y, "s", classes=["ant", "bee", "cat", "dog"]))
     config = replace(config, arch="5relu-1linear", loss="bce")
     with pytest.raises(UsageError, match="holds 2; for 4 classes use .4linear."):
-        prepare(config, parse_arch(config.arch), X, y, "s", classes=["a", "b", "c", "d"])
+        prepare(config, Dataset.from_arrays(X, y, "s", classes=["a", "b", "c", "d"]))

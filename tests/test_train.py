@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nncli.arch import parse_arch
-from nncli.data import load_training_data
+from nncli.data import Dataset, load_training_data
 from nncli.errors import UsageError
 from nncli.model import Model
 from nncli.train import TrainConfig, feature_stats, fit, prepare
@@ -20,7 +20,7 @@ def _digits_run(**overrides):
     ds = load_training_data(DIGITS)
     config = TrainConfig(**{"arch": "25relu-15relu-10linear", "loss": "sparse_cce",
                             "logits": True, "epochs": 40, "validation_split": 0.2, **overrides})
-    return prepare(config, parse_arch(config.arch), ds.X, ds.Y, ds.source)
+    return prepare(config, Dataset.from_arrays(ds.X, ds.Y, ds.source))
 
 
 def _synthetic(n=300, d=6, seed=0):
@@ -66,7 +66,7 @@ def test_validation_split_takes_the_last_rows_before_shuffling():
     X, y = _synthetic(100)
     config = TrainConfig(arch="4relu-1linear", loss="bce", logits=True, epochs=0,
                          validation_split=0.2, normalize=False)
-    run = prepare(config, parse_arch(config.arch), X.copy(), y, "synthetic")
+    run = prepare(config, Dataset.from_arrays(X.copy(), y, "synthetic"))
     assert np.array_equal(run.X_val, X[80:]) and np.array_equal(run.X, X[:80])
 
 
@@ -75,7 +75,7 @@ def test_normalisation_uses_training_rows_only():
     X[:, 2] = 5.0  # constant column: left unscaled rather than divided by ~0
     config = TrainConfig(arch="4relu-1linear", loss="bce", logits=True, epochs=0,
                          validation_split=0.5)
-    run = prepare(config, parse_arch(config.arch), X.copy(), y, "synthetic")
+    run = prepare(config, Dataset.from_arrays(X.copy(), y, "synthetic"))
     mean, std = X[:50].mean(axis=0), X[:50].std(axis=0)
     assert np.allclose(run.model.mean, mean, atol=1e-6)
     assert np.allclose(run.model.std[[0, 1, 3]], std[[0, 1, 3]], rtol=1e-5)
@@ -86,7 +86,7 @@ def test_normalisation_uses_training_rows_only():
 def test_epochs_zero_keeps_the_glorot_init():
     X, y = _synthetic()
     config = TrainConfig(arch="7relu-1linear", loss="bce", logits=True, epochs=0, seed=3)
-    run = prepare(config, parse_arch(config.arch), X, y, "synthetic")
+    run = prepare(config, Dataset.from_arrays(X, y, "synthetic"))
     assert list(fit(run)) == []
     fresh = Model.create(parse_arch("7relu-1linear"), X.shape[1], "bce", True, seed=3)
     assert np.array_equal(run.model.params, fresh.params)
@@ -100,7 +100,7 @@ def test_full_batch_when_batch_size_reaches_the_rows():
     for batch in (64, 1000):
         config = TrainConfig(arch="5tanh-1linear", loss="bce", logits=True, epochs=3,
                              batch_size=batch)
-        run = prepare(config, parse_arch(config.arch), X.copy(), y, "synthetic")
+        run = prepare(config, Dataset.from_arrays(X.copy(), y, "synthetic"))
         list(fit(run))
         results.append(run.model.params)
     assert np.array_equal(results[0], results[1])
@@ -111,7 +111,7 @@ def test_both_optimizers_reduce_the_loss(optimizer, lr):
     X, y = _synthetic(400)
     config = TrainConfig(arch="8relu-1linear", loss="bce", logits=True, epochs=15,
                          optimizer=optimizer, lr=lr)
-    run = prepare(config, parse_arch(config.arch), X, y, "synthetic")
+    run = prepare(config, Dataset.from_arrays(X, y, "synthetic"))
     reports = list(fit(run))
     assert reports[-1].loss < 0.7 * reports[0].loss
     assert reports[-1].accuracy > 0.9
@@ -122,7 +122,7 @@ def test_regression_fits_a_linear_target():
     X = rng.normal(size=(500, 3)).astype(np.float32)
     y = (X @ np.array([1.5, -2.0, 0.5]) + 0.3).astype(np.float32)[:, None]
     config = TrainConfig(arch="1linear", loss="mse", epochs=200, batch_size=500, lr=0.05)
-    run = prepare(config, parse_arch(config.arch), X, y, "synthetic")
+    run = prepare(config, Dataset.from_arrays(X, y, "synthetic"))
     reports = list(fit(run))
     assert reports[-1].loss < 1e-3 and reports[-1].accuracy is None
 
@@ -132,16 +132,16 @@ def test_init_from_needs_the_same_architecture():
     other = Model.create(parse_arch("3relu-1linear"), X.shape[1], "bce", True)
     config = TrainConfig(arch="4relu-1linear", loss="bce", logits=True, epochs=1)
     with pytest.raises(UsageError, match="must match"):
-        prepare(config, parse_arch(config.arch), X, y, "synthetic", init_from=other)
+        prepare(config, Dataset.from_arrays(X, y, "synthetic"), init_from=other)
 
 
 def test_init_from_starts_from_the_saved_weights():
     X, y = _synthetic()
     config = TrainConfig(arch="4relu-1linear", loss="bce", logits=True, epochs=0, seed=5)
-    base = prepare(config, parse_arch(config.arch), X.copy(), y, "synthetic").model
+    base = prepare(config, Dataset.from_arrays(X.copy(), y, "synthetic")).model
     base.params += 1.0
-    run = prepare(TrainConfig(**{**config.__dict__, "seed": 9}), parse_arch(config.arch),
-                  X.copy(), y, "synthetic", init_from=base)
+    run = prepare(TrainConfig(**{**config.__dict__, "seed": 9}),
+                  Dataset.from_arrays(X.copy(), y, "synthetic"), init_from=base)
     assert np.array_equal(run.model.params, base.params)
     assert np.array_equal(run.model.mean, base.mean)
 

@@ -36,14 +36,11 @@ Every problem is reported as a :class:`~nncli.errors.DataError` located as ``FIL
 (1-based lines counted in the file as it is, header and blank lines included; 1-based columns).
 """
 
-from nncli.data.dataset import (
-           Dataset,
-           iter_features,
-           load_features,
-           load_training_data,
-           read_table,
-)
+from nncli.data.dataset import (Dataset, ReadOptions, iter_features, load_features,
+                                load_training_data, read_table)
+from nncli.data.features import MISSING_POLICIES
+from nncli.data.schema import Column, Encoded, Schema
 from nncli.data.table import Table
 
-__all__ = ["Dataset", "Table", "read_table", "load_training_data", "load_features",
-           "iter_features"]
+__all__ = ["Dataset", "ReadOptions", "Table", "Schema", "Column", "Encoded", "MISSING_POLICIES",
+           "read_table", "load_training_data", "load_features", "iter_features"]

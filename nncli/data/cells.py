@@ -4,6 +4,7 @@ time, and errors that point at the cell that could not be read."""
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def parse_float(text: str) -> float | None:
 
 
 def numeric_columns(table: Table, cols: list[int], role: str, finite: bool = True,
-                     hint: str = "") -> np.ndarray:
+                     hint: str = "", strict: bool = True) -> np.ndarray | None:
     """Columns ``cols`` of every row as a C-contiguous float32 (n, len(cols)) array.
 
     np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries (the
@@ -38,6 +39,8 @@ def numeric_columns(table: Table, cols: list[int], role: str, finite: bool = Tru
     about three times faster than float parsing and pixel-like data is all integers; the first
     chunk that is not integers switches to floats.
     NaN and infinity are errors (``hint`` appended), or kept when ``finite`` is false.
+    A cell that is not a number is a located error, or (``strict`` false) makes the result
+    None: the caller then looks at the columns one at a time (missing values, categories).
     """
     n = table.n_rows
     out = np.empty((n, len(cols)), dtype=np.float32)
@@ -55,6 +58,8 @@ def numeric_columns(table: Table, cols: list[int], role: str, finite: bool = Tru
             try:
                 block = _loadtxt(chunk, table.delimiter, cols, np.float32)
             except ValueError as exc:
+                if not strict:
+                    return None
                 _raise_bad_cell(table, cols, lo, role, exc)
             if finite:
                 _check_finite_block(table, block, cols, lo, role, hint)
@@ -138,3 +143,49 @@ def column_text(table: Table, j: int) -> np.ndarray:
     parts = [np.array([cell(line) for line in rows], dtype=str)
              for _, rows in _row_chunks(table)]
     return np.concatenate(parts) if parts else np.array([], dtype=str)
+
+
+# Cells that mean "no value" in a feature column (compared stripped and lower-cased): what R,
+# pandas and spreadsheets write for a gap.
+MISSING_CELLS = frozenset({"", "na", "nan", "n/a", "?", "null"})
+
+
+@dataclass
+class ColumnCells:
+    """One column's cells, classified once per distinct spelling.
+
+    ``labels`` are the distinct stripped cells in sorted order and ``inverse`` each row's index
+    into them; per label, ``missing`` says whether it is one of MISSING_CELLS and ``values``
+    holds it as a number (NaN for text and missing cells; "inf" is a number, infinite).
+    """
+
+    labels: np.ndarray
+    inverse: np.ndarray
+    missing: np.ndarray
+    values: np.ndarray
+
+    @property
+    def text(self) -> np.ndarray:
+        """Per label: neither missing nor a number."""
+        return ~self.missing & np.isnan(self.values)
+
+    def row_missing(self) -> np.ndarray:
+        """Per row: is the cell missing?"""
+        return self.missing[self.inverse]
+
+    def row_values(self) -> np.ndarray:
+        """Per row: the cell as a float64 number, NaN where missing (or text)."""
+        return self.values[self.inverse]
+
+
+def column_cells(table: Table, j: int) -> ColumnCells:
+    """Classify every cell of column ``j`` (see ColumnCells)."""
+    labels, inverse = np.unique(column_text(table, j), return_inverse=True)
+    missing = np.array([str(label).lower() in MISSING_CELLS for label in labels], dtype=bool)
+    values = np.full(len(labels), np.nan)
+    for k, label in enumerate(labels):
+        if not missing[k]:
+            value = parse_float(str(label))
+            if value is not None:
+                values[k] = value
+    return ColumnCells(labels, inverse.reshape(-1), missing, values)

@@ -12,42 +12,34 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nncli.data import cells
-from nncli.data.cells import numeric_columns
+from nncli.data.features import encode_array, encode_table, fit_array, fit_table
 from nncli.data.numpy_files import finite_float32, npy_blocks, read_npy, read_npz
-from nncli.data.table import (
-    PREVIEW,
-    STDIN_NAME,
-    Table,
-    numbered,
-    preview,
-    target_numbering,
-)
-from nncli.data.targets import csv_targets, resolve_targets
-from nncli.data.text import (
-    HEADER_LOOKAHEAD,
-    HeaderTest,
-    block_lines,
-    csv_rows,
-    next_block,
-    open_binary,
-    packed_rows,
-    parse_csv,
-    read_bytes,
-    read_stdin,
-    row_width,
-    take_header,
-    text_lines,
-)
+from nncli.data.schema import Encoded, Schema
+from nncli.data.table import PREVIEW, STDIN_NAME, Table, numbered, preview, target_numbering
+from nncli.data.targets import csv_targets, missing_target_rows, resolve_targets
+from nncli.data.text import (HEADER_LOOKAHEAD, HeaderTest, block_lines, csv_rows,
+                             detect_delimiter, next_block, open_binary, packed_rows, parse_csv,
+                             read_bytes, read_stdin, row_width, sniff_sample, take_header,
+                             text_lines)
 from nncli.errors import DataError
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a table is read: the choices ``train`` offers on the command line."""
+
+    delimiter: str | None = None         # None: detected (see text.detect_delimiter)
+    missing: str = "mean"                # mean | error | drop (see features)
+    categorical: tuple[str, ...] = ()    # columns (names or 0-based indices) to one-hot
 
 
 @dataclass
 class Dataset:
     """Arrays ready for training, evaluation or prediction, with the names they came with."""
 
-    X: np.ndarray  # (n, d) float32, C-contiguous, all finite
+    X: np.ndarray  # (n, d) float32, C-contiguous; NaN only for missing cells not yet filled
     Y: np.ndarray | None  # (n, t) float32, C-contiguous; None when read for predict
-    feature_names: list[str]  # header names, or x0, x1, ... when there is no header
+    feature_names: list[str]  # of the features (NAME=CATEGORY for one-hot ones)
     target_names: list[str]  # header names, or "y" / y0, y1, ... when there is no header
     target_columns: list[int]  # 0-based columns of the targets in the file ([] for NPZ/NPY)
     classes: list[str] | None  # class names when the target held text; Y holds their indices
@@ -55,8 +47,21 @@ class Dataset:
     # CSV: each row's 1-based line in the file, as an int64 array (one Python int per row
     # would cost more than the row's float32 features)
     line_numbers: np.ndarray | None = None
-    # Rows left out by drop_invalid_rows: CSV line numbers, or 0-based rows of an NPZ
+    # Rows left out by --missing drop: CSV line numbers, or 0-based rows of an NPZ
     dropped: list[int] = field(default_factory=list)
+    schema: Schema | None = None  # the input columns (learnt here, or the model's)
+    encoded: Encoded = field(default_factory=Encoded)
+
+    @classmethod
+    def from_arrays(cls, X: np.ndarray, Y: np.ndarray, source: str = "<arrays>",
+                    classes: list[str] | None = None) -> "Dataset":
+        """A dataset of numeric features and targets made in memory (tests, scripts); the
+        arrays are used as they are when they are C-contiguous float32 already."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        Y = np.ascontiguousarray(Y, dtype=np.float32).reshape(len(X), -1)
+        names = numbered("x", X.shape[1])
+        return cls(X, Y, names, target_numbering(Y.shape[1]), [], classes, source,
+                   schema=Schema.numeric(names))
 
     def dropped_message(self) -> str:
         """'dropped N rows ... (first at line L)' for the user, or '' when none were dropped."""
@@ -66,97 +71,127 @@ class Dataset:
         where = f"line{s}" if self.line_numbers is not None else f"0-based row{s}"
         shown = ", ".join(str(i) for i in self.dropped[:PREVIEW])
         more = f", ... ({n} in all)" if n > PREVIEW else ""
-        return (f"{self.source}: dropped {n} row{s} with NaN or infinite features "
+        return (f"{self.source}: dropped {n} row{s} with missing, NaN or infinite values "
                 f"({where} {shown}{more})")
 
+    def messages(self) -> list[str]:
+        """The lines to tell the user about this data: rows dropped, columns left out, missing
+        values filled, categories never seen in training."""
+        dropped = self.dropped_message()
+        return ([dropped] if dropped else []) + self.encoded.messages(self.source)
 
-def read_table(path: str, stdin: typing.BinaryIO | None = None) -> Table:
+
+def read_table(path: str, stdin: typing.BinaryIO | None = None,
+               delimiter: str | None = None) -> Table:
     """Read ``path`` (``-``: CSV from ``stdin``, default ``sys.stdin.buffer``) into a Table.
 
     CSV rows stay text (checked for a constant column count); NPZ/NPY arrays are loaded and
     checked. Raises DataError for anything that cannot be read.
     """
-    return _read(path, stdin, want_y=True)
+    return _read(path, stdin, want_y=True, separator=delimiter)
 
 
 def load_training_data(path: str, targets: list[str] | None = None,
                        classes: list[str] | None = None,
                        stdin: typing.BinaryIO | None = None,
-                       drop_invalid_rows: bool | None = None) -> Dataset:
+                       options: ReadOptions | None = None,
+                       schema: Schema | None = None,
+                       model_targets: tuple[list[str], list[int]] | None = None) -> Dataset:
     """Load features and targets for training or evaluation.
 
     ``targets`` names the target columns by header name or 0-based index as text (``"-1"``
     counts from the end); default: the last column. ``classes`` are the class names of a trained
     model: text labels are then mapped to those indices and an unknown label is an error.
 
-    A NaN or infinite feature (a value beyond float32 counts as infinite) is an error, unless
-    ``drop_invalid_rows`` is true: then its row is left out and listed in ``Dataset.dropped``.
-    ``False`` (rather than ``None``) means the caller offers that option, and the error says so.
-    Cells that are not numbers at all are errors either way: they usually mean a wrong column.
+    Without ``schema`` the feature columns' kinds and categories are learnt here (training);
+    with one (a model's, or the training data's for validation data) the file's columns are
+    found by name (or position) and encoded as it says. Missing values follow
+    ``options.missing`` (see nncli.data.features); a missing target is an error unless it is
+    ``drop``. ``model_targets`` (a model's target names and columns) are the targets when
+    ``targets`` is not given: by name when the header has them all, else by position.
     """
-    drop = bool(drop_invalid_rows)
-    hint = "; --drop-invalid-rows leaves such rows out" if drop_invalid_rows is False else ""
-    table = _read(path, stdin, want_y=True, finite=not drop, hint=hint)
+    options = options or ReadOptions()
+    table = _read(path, stdin, want_y=True, separator=options.delimiter)
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
     if table.kind == "npz":
-        return _npz_training_data(table, targets, drop)
+        return _npz_training_data(table, targets, options, schema)
+    if not targets and model_targets is not None and model_targets[1]:
+        names, columns = model_targets
+        by_name = table.header is not None and all(n in table.header for n in names)
+        targets = list(names) if by_name else [str(c) for c in columns]
     target_cols = resolve_targets(table, targets)
+    if table.n_columns == 1:
+        raise DataError("the file reads as a single column: no ',', ';', tab or '|' separates "
+                        "its fields alike in the first lines; if it uses another delimiter, "
+                        "give it with --delimiter", table.source)
     taken = set(target_cols)
     feature_cols = [j for j in range(table.n_columns) if j not in taken]
     if not feature_cols:
         raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
                         table.source)
-    X = numeric_columns(table, feature_cols, "feature", finite=not drop, hint=hint)
     dropped: list[int] = []
-    if drop:
-        keep = np.isfinite(X).all(axis=1)
-        if not keep.all():
-            dropped = table.line_numbers[~keep].tolist()
-            _all_dropped(keep, table.source)
-            X = np.ascontiguousarray(X[keep])
-            table.keep_rows(keep)
+    if options.missing == "drop":
+        gaps = missing_target_rows(table, target_cols)
+        if gaps.all():
+            raise DataError(f"every one of the {len(gaps)} rows has a missing target; nothing "
+                            f"is left to train on", table.source)
+        if gaps.any():
+            dropped = table.line_numbers[gaps].tolist()
+            table.keep_rows(~gaps)
+    encoded = Encoded()
+    if schema is None:
+        forced = _categorical_columns(table, options.categorical, taken)
+        X, schema, more = fit_table(table, feature_cols, forced, options.missing, encoded)
+    else:
+        cols = _model_columns(table, schema, target_cols, targets_in_file=True)
+        X, more = encode_table(table, cols, schema, options.missing, encoded)
     Y, found_classes = csv_targets(table, target_cols, classes)
-    ds = _csv_dataset(table, X, Y, feature_cols, target_cols, found_classes)
-    ds.dropped = dropped
-    return ds
+    names = table.column_names
+    named = table.header is not None
+    return Dataset(X=X, Y=Y, feature_names=schema.feature_names(),
+                   target_names=[names[j] for j in target_cols] if named
+                   else target_numbering(len(target_cols)),
+                   target_columns=target_cols, classes=found_classes, source=table.source,
+                   line_numbers=table.line_numbers, dropped=sorted(dropped + more),
+                   schema=schema, encoded=encoded)
 
 
-def _all_dropped(keep: np.ndarray, source: str) -> None:
-    if not keep.any():
-        raise DataError(f"every one of the {len(keep)} rows has a NaN or infinite feature; "
-                        "nothing is left to train on", source)
+def load_features(path: str, schema: Schema, target_columns: list[int] | None = None,
+                  stdin: typing.BinaryIO | None = None,
+                  delimiter: str | None = None) -> Dataset:
+    """Load the input columns of a model (its ``schema``) for predict (``Y`` is None): missing
+    numbers filled, categories one-hot.
 
-
-def load_features(path: str, n_features: int, feature_names: list[str] | None = None,
-                  target_columns: list[int] | None = None,
-                  stdin: typing.BinaryIO | None = None) -> Dataset:
-    """Load the feature columns a model expects, for predict (``Y`` is None).
-
-    Columns are chosen, in this order of preference: by the model's ``feature_names`` when the
-    header has all of them; all columns when there are ``n_features``; all but the model's
-    ``target_columns`` when there are that many more. Anything else is a DataError.
+    Columns are chosen, in this order of preference: by name when the header has all of the
+    schema's columns; all columns when there are as many; the training file's positions when
+    the file has as many columns as it had; all but the model's ``target_columns`` when there
+    are that many more. Anything else is a DataError. An NPZ/NPY array holds the features as
+    numbers (categorical columns already one-hot, in the order ``info`` lists them).
     """
-    table = _read(path, stdin, want_y=False,
-                  is_model_header=_model_header_test(feature_names, n_features, target_columns))
+    encoded = Encoded()
+    table = _read(path, stdin, want_y=False, separator=delimiter,
+                  is_model_header=_model_header_test(schema.names, target_columns))
     if table.kind != "csv":
         assert table.X is not None
-        if table.X.shape[1] != n_features:
-            raise DataError(f"expected {n_features} feature columns, found {table.X.shape[1]}",
-                            table.source)
-        return Dataset(X=table.X, Y=None, feature_names=numbered("x", n_features),
-                       target_names=[], target_columns=[], classes=None, source=table.source)
-    cols, dropped = _select_feature_columns(table, n_features, feature_names, target_columns)
-    X = numeric_columns(table, cols, "feature")
-    return _csv_dataset(table, X, None, cols, dropped, None)
+        X = _model_array(table.X, schema, table.source, encoded)
+        return Dataset(X=X, Y=None, feature_names=schema.feature_names(), target_names=[],
+                       target_columns=[], classes=None, source=table.source, schema=schema,
+                       encoded=encoded)
+    cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
+    X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+    schema.fill_missing(X, table.source)
+    return Dataset(X=X, Y=None, feature_names=schema.feature_names(), target_names=[],
+                   target_columns=[], classes=None, source=table.source,
+                   line_numbers=table.line_numbers, schema=schema, encoded=encoded)
 
 
-def iter_features(path: str, n_features: int, feature_names: list[str] | None = None,
-                  target_columns: list[int] | None = None,
-                  stdin: typing.BinaryIO | None = None,
-                  block_rows: int | None = None) -> typing.Iterator[np.ndarray]:
-    """The feature columns a model expects, as float32 blocks of rows, for ``predict``.
+def iter_features(path: str, schema: Schema, target_columns: list[int] | None = None,
+                  stdin: typing.BinaryIO | None = None, block_rows: int | None = None,
+                  delimiter: str | None = None,
+                  encoded: Encoded | None = None) -> typing.Iterator[np.ndarray]:
+    """The input columns of a model, as float32 blocks of rows, for ``predict``.
 
     Memory is bounded by a block, not by the file: CSV (and standard input) is read a megabyte
     at a time and parsed ``block_rows`` rows at a time (default: about a million cells per
@@ -165,21 +200,39 @@ def iter_features(path: str, n_features: int, feature_names: list[str] | None = 
 
     Columns are chosen as by :func:`load_features`, from the header and the first rows. Errors
     are DataErrors raised when the block holding the problem is reached, so a caller writing
-    results as it goes has written the rows before it.
+    results as it goes has written the rows before it. ``encoded`` collects the counts of
+    missing and unseen values over all blocks.
     """
+    encoded = encoded if encoded is not None else Encoded()
     if path != "-" and path.lower().endswith(".npz"):
-        ds = load_features(path, n_features, feature_names, target_columns)
+        ds = load_features(path, schema, target_columns)
+        encoded.add(ds.encoded)
         yield ds.X
     elif path != "-" and path.lower().endswith(".npy"):
-        yield from npy_blocks(path, n_features, block_rows)
+        done = 0
+        for block in npy_blocks(path, schema.n_features, block_rows):
+            yield _model_array(block, schema, path, encoded, done)
+            done += len(block)
     else:
-        yield from _csv_feature_blocks(path, n_features, feature_names, target_columns, stdin,
-                                       block_rows)
+        yield from _csv_feature_blocks(path, schema, target_columns, stdin, block_rows,
+                                       delimiter, encoded)
 
 
-def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | None,
-                        target_columns: list[int] | None, stdin: typing.BinaryIO | None,
-                        block_rows: int | None) -> typing.Iterator[np.ndarray]:
+def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
+                 row_offset: int = 0) -> np.ndarray:
+    """NPZ/NPY features for a model: the width checked, NaN filled, infinity refused."""
+    if X.shape[1] != schema.n_features:
+        raise DataError(f"expected {schema.n_features} feature columns, found {X.shape[1]}",
+                        source)
+    X, _ = encode_array(X, schema, source, "mean", encoded, row_offset, hint="")
+    schema.fill_missing(X, source)
+    return X
+
+
+def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | None,
+                        stdin: typing.BinaryIO | None, block_rows: int | None,
+                        delimiter: str | None,
+                        encoded: Encoded) -> typing.Iterator[np.ndarray]:
     """CSV (or standard input) read and parsed a block of rows at a time."""
     if path == "-":
         source = STDIN_NAME
@@ -193,67 +246,58 @@ def _csv_feature_blocks(path: str, n_features: int, feature_names: list[str] | N
         stream = owned = (io.BytesIO(read_bytes(path)) if path.lower().endswith(".gz")
                           else open_binary(path))
     try:
-        rows = csv_rows(text_lines(stream, source), source)
+        lines_in = text_lines(stream, source)
+        if delimiter is None:
+            head = list(itertools.islice(lines_in, HEADER_LOOKAHEAD + 1))
+            delimiter = detect_delimiter(sniff_sample(head), source)
+            lines_in = itertools.chain(head, lines_in)
+        rows = csv_rows(lines_in, source, delimiter)
         first = list(itertools.islice(rows, HEADER_LOOKAHEAD + 1))
         if not first:
             raise DataError("empty file", source)
-        n_columns = row_width(first[0][1])
-        lines, numbers, delimiter = block_lines(first, n_columns, source)
+        n_columns = row_width(first[0][1], delimiter)
+        lines, numbers, joined = block_lines(first, n_columns, source, delimiter)
         del first  # the rows are in ``lines`` now; each block's strings are freed early
-        is_model_header = _model_header_test(feature_names, n_features, target_columns)
-        header = take_header(lines, delimiter, is_model_header)
+        header = take_header(lines, joined, _model_header_test(schema.names, target_columns))
         if header is not None:
             lines, numbers = lines[1:], numbers[1:]
             if not lines:  # the look-ahead read everything there is
                 raise DataError("no data rows (only a header)", source)
         table = Table(source=source, kind="csv", n_columns=n_columns, header=header,
-                      delimiter=delimiter)
+                      delimiter=joined, separator=delimiter)
         table.set_rows(*packed_rows(lines, numbers))
         del lines, numbers
-        cols, _ = _select_feature_columns(table, n_features, feature_names, target_columns)
-        yield numeric_columns(table, cols, "feature")
+        cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
         step = block_rows or max(1, cells.CELLS_PER_CHUNK // n_columns)
-        while next_block(table, rows, step, source):
-            yield numeric_columns(table, cols, "feature")
+        while True:
+            X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+            schema.fill_missing(X, source)
+            yield X
+            if not next_block(table, rows, step, source):
+                break
     finally:
         if owned is not None:
             owned.close()
 
 
-def _csv_dataset(table: Table, X: np.ndarray, Y: np.ndarray | None, feature_cols: list[int],
-                 target_cols: list[int], classes: list[str] | None) -> Dataset:
-    names = table.column_names
-    named = table.header is not None
-    return Dataset(
-        X=X, Y=Y,
-        feature_names=[names[j] for j in feature_cols] if named
-        else numbered("x", len(feature_cols)),
-        target_names=[names[j] for j in target_cols] if named
-        else target_numbering(len(target_cols)),
-        target_columns=target_cols, classes=classes, source=table.source,
-        line_numbers=table.line_numbers)
-
-
 def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,
-          is_model_header: HeaderTest | None = None, finite: bool = True,
-          hint: str = "") -> Table:
+          is_model_header: HeaderTest | None = None, separator: str | None = None) -> Table:
     """Dispatch on the format; ``is_model_header`` recognises a first row as a header too.
-
-    ``finite=False`` lets NaN and infinity through in NPZ/NPY features (for dropping rows).
-    """
+    NPZ/NPY features keep NaN and infinity: the missing-value policy decides."""
     if path == "-":
-        return parse_csv(read_stdin(stdin), STDIN_NAME, is_model_header)
+        return parse_csv(read_stdin(stdin), STDIN_NAME, is_model_header, separator)
     lowered = path.lower()
     if lowered.endswith(".npz"):
-        return read_npz(path, want_y, finite, hint)
+        return read_npz(path, want_y, finite=False)
     if lowered.endswith(".npy"):
         return read_npy(path)
-    return parse_csv(read_bytes(path), path, is_model_header)
+    return parse_csv(read_bytes(path), path, is_model_header, separator)
 
 
-def _npz_training_data(table: Table, targets: list[str] | None, drop: bool = False) -> Dataset:
-    """Dataset from an NPZ's X and y; y 1-D becomes one column. With ``drop``, rows of X holding
-    NaN or infinity are left out (X was read without the finiteness check)."""
+def _npz_training_data(table: Table, targets: list[str] | None, options: ReadOptions,
+                       schema: Schema | None) -> Dataset:
+    """Dataset from an NPZ's X and y; y 1-D becomes one column. NaN in X is a missing value
+    (``options.missing``); the columns are numeric, named x0, x1, ..."""
     path = table.source
     if targets:
         raise DataError("target columns cannot be chosen in an NPZ file: its targets are "
@@ -270,59 +314,78 @@ def _npz_training_data(table: Table, targets: list[str] | None, drop: bool = Fal
     if y.shape[0] != table.X.shape[0]:
         raise DataError(f"arrays 'X' and 'y' have different numbers of rows "
                         f"({table.X.shape[0]} and {y.shape[0]})", path)
-    X = table.X
-    dropped: list[int] = []
-    if drop:
-        keep = np.isfinite(X).all(axis=1)
-        if not keep.all():
-            _all_dropped(keep, path)
-            dropped = np.flatnonzero(~keep).tolist()
-            X, y = np.ascontiguousarray(X[keep]), y[keep]
+    encoded = Encoded()
+    if schema is None:
+        schema = Schema.numeric(numbered("x", table.X.shape[1]))
+        X, keep = fit_array(table.X, path, options.missing, encoded)
+    else:
+        if table.X.shape[1] != schema.n_features:
+            raise DataError(f"expected {schema.n_features} feature columns, found "
+                            f"{table.X.shape[1]}", path)
+        X, keep = encode_array(table.X, schema, path, options.missing, encoded)
+    dropped = np.flatnonzero(~keep).tolist()
     # Targets here are numbers even for a model with classes: the caller checks their range.
-    Y = finite_float32(y, "array 'y'", path)
-    return Dataset(X=X, Y=Y, feature_names=numbered("x", X.shape[1]),
+    Y = finite_float32(y[keep] if dropped else y, "array 'y'", path)
+    return Dataset(X=X, Y=Y, feature_names=schema.feature_names(),
                    target_names=target_numbering(Y.shape[1]), target_columns=[],
-                   classes=None, source=path, dropped=dropped)
+                   classes=None, source=path, dropped=dropped, schema=schema, encoded=encoded)
 
 
-def _model_header_test(feature_names: list[str] | None, n_features: int,
+def _categorical_columns(table: Table, wanted: tuple[str, ...], targets: set[int]) -> set[int]:
+    """The table columns named (or indexed) by --categorical."""
+    out = set()
+    for name in wanted:
+        j = resolve_targets(table, [name], what="--categorical column")[0]
+        if j in targets:
+            raise DataError(f"--categorical {name}: that is a target column; class labels are "
+                            f"categories already", table.source)
+        out.add(j)
+    return out
+
+
+def _model_header_test(names: list[str] | None,
                        target_columns: list[int] | None) -> HeaderTest | None:
-    """A test for a first row that spells out the model's feature names, in order.
+    """A test for a first row that spells out the model's input columns, in order.
 
     Such a row is a header even when the names are all numbers ("0,1,2"), which the general
     rule cannot tell from data. The model's target columns may be present in it, under any name.
     """
-    if not feature_names or len(feature_names) != n_features:
+    if not names:
         return None
-    wanted = [name.strip() for name in feature_names]
+    wanted = [name.strip() for name in names]
     dropped = set(target_columns or [])
 
     def test(first: list[str]) -> bool:
         if first == wanted:
             return True
-        if dropped and len(first) == n_features + len(dropped):
+        if dropped and len(first) == len(wanted) + len(dropped):
             return [cell for j, cell in enumerate(first) if j not in dropped] == wanted
         return False
 
     return test
 
 
-def _select_feature_columns(table: Table, n_features: int, feature_names: list[str] | None,
-                            target_columns: list[int] | None) -> tuple[list[int], list[int]]:
-    """The file columns holding the model's features, and the target columns dropped."""
-    n = table.n_columns
-    header = table.header
-    usable_names = feature_names is not None and len(feature_names) == n_features
-    if header is not None and usable_names and all(name in header for name in feature_names):
-        return [header.index(name) for name in feature_names], []
-    if n == n_features:
-        return list(range(n)), []
-    if target_columns and n == n_features + len(target_columns):
-        dropped = sorted({c % n for c in target_columns if -n <= c < n})
-        if len(dropped) == len(target_columns):
-            return [j for j in range(n) if j not in dropped], dropped
-    raise DataError(_count_mismatch(table, n_features, feature_names, target_columns),
-                    table.source)
+def _model_columns(table: Table, schema: Schema, target_cols: list[int],
+                   targets_in_file: bool) -> list[int]:
+    """The file columns holding the model's input columns, in the model's order.
+
+    By name when the header has them all; else by position: all columns (predict) when there
+    are as many, the training file's positions when the file has as many columns as it had,
+    else the columns left once the targets are taken out (the file's targets for eval, the
+    model's target columns for predict).
+    """
+    names, n, header = schema.names, table.n_columns, table.header
+    if header is not None and all(name in header for name in names):
+        return [header.index(name) for name in names]
+    if not targets_in_file and n == len(names):
+        return list(range(n))
+    sources = [c.source for c in schema.columns]
+    if schema.source_columns == n and all(j is not None for j in sources):
+        return typing.cast(list[int], sources)
+    taken = {c % n for c in target_cols if -n <= c < n}
+    if target_cols and len(taken) == len(target_cols) and n - len(taken) == len(names):
+        return [j for j in range(n) if j not in taken]
+    raise DataError(_count_mismatch(table, len(names), names, target_cols), table.source)
 
 
 def _count_mismatch(table: Table, n_features: int, feature_names: list[str] | None,
@@ -341,4 +404,7 @@ def _count_mismatch(table: Table, n_features: int, feature_names: list[str] | No
         message += (f"; with the model's target column(s) "
                     f"{', '.join(str(c) for c in target_columns)} (0-based) it would need "
                     f"{n_features + len(target_columns)}")
+    if table.n_columns == 1 and n_features > 1:
+        message += ("; the file reads as a single column: if it uses a delimiter other than "
+                    "',', ';', tab or '|', give it with --delimiter")
     return message

@@ -37,8 +37,9 @@ def read_npz(path: str, want_y: bool, finite: bool = True, hint: str = "") -> Ta
 
 
 def read_npy(path: str) -> Table:
-    """The single feature array of an NPY file, checked and as float32."""
-    X = _checked_features(_load_npy(path, mmap=False), "the array", path)
+    """The single feature array of an NPY file, checked and as float32 (NaN and infinity are
+    kept: missing values and their policy are the caller's)."""
+    X = _checked_features(_load_npy(path, mmap=False), "the array", path, finite=False)
     return Table(source=path, kind="npy", n_columns=X.shape[1], X=X)
 
 
@@ -210,4 +211,5 @@ def npy_blocks(path: str, n_features: int,
         raise DataError(f"expected {n_features} feature columns, found {array.shape[1]}", path)
     step = block_rows or max(1, cells.CELLS_PER_CHUNK // max(1, n_features))
     for lo in range(0, max(len(array), 1), step):
-        yield finite_float32(array[lo:lo + step], "the array", path, row_offset=lo)
+        yield finite_float32(array[lo:lo + step], "the array", path, row_offset=lo,
+                             finite=False)

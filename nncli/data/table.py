@@ -46,7 +46,8 @@ class Table:
     starts: Offsets = field(default_factory=no_offsets)
     ends: Offsets = field(default_factory=no_offsets)
     line_numbers: np.ndarray = field(default_factory=no_offsets)
-    delimiter: str = ","
+    delimiter: str = ","           # what separates the cells of ``text``
+    separator: str = ","           # what separated them in the file (see text.DELIMITERS)
     X: np.ndarray | None = None
     y: np.ndarray | None = None
     array_names: list[str] = field(default_factory=list)

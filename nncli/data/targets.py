@@ -6,43 +6,45 @@ import re
 
 import numpy as np
 
-from nncli.data.cells import column_text, non_finite_message, parse_float
+from nncli.data.cells import MISSING_CELLS, column_text, non_finite_message, parse_float
 from nncli.data.table import Table, column_label, preview, shown
 from nncli.errors import DataError
 
 _INT_RE = re.compile(r"[+-]?\d+")
 
 
-def resolve_targets(table: Table, targets: list[str] | None) -> list[int]:
-    """0-based column indices for the target names/indices given; default: the last column."""
+def resolve_targets(table: Table, targets: list[str] | None,
+                    what: str = "target column") -> list[int]:
+    """0-based column indices for the target names/indices given; default: the last column.
+    ``what`` names the option in messages (the same rule picks --categorical columns)."""
     if not targets:
         return [table.n_columns - 1]
     found: list[int] = []
     for target in targets:
-        j = _resolve_target(table, str(target).strip())
+        j = _resolve_target(table, str(target).strip(), what)
         if j in found:
-            raise DataError(f"target column {column_label(table, j)} is given twice",
+            raise DataError(f"{what} {column_label(table, j)} is given twice",
                             table.source)
         found.append(j)
     return found
 
 
-def _resolve_target(table: Table, target: str) -> int:
+def _resolve_target(table: Table, target: str, what: str) -> int:
     """One target: a header name first (a column may be called "3"), then an index."""
     n = table.n_columns
     if table.header is not None and target in table.header:
         if table.header.count(target) > 1:
             raise DataError(f"column name '{target}' occurs more than once in the header; "
-                            "give the target as a 0-based column index", table.source)
+                            f"give the {what} as a 0-based column index", table.source)
         return table.header.index(target)
     if _INT_RE.fullmatch(target):
         j = int(target)
         if not -n <= j < n:
-            raise DataError(f"target column index {j} is out of range: the file has {n} "
+            raise DataError(f"{what} index {j} is out of range: the file has {n} "
                             f"columns (0..{n - 1}, or -1..-{n} from the end)", table.source)
         return j % n
     if table.header is None:
-        raise DataError(f"no column named '{target}': the file has no header; give the target "
+        raise DataError(f"no column named '{target}': the file has no header; give the {what} "
                         f"as a 0-based column index (0..{n - 1})", table.source)
     raise DataError(f"no column named '{target}'; the columns are: {preview(table.header)}",
                     table.source)
@@ -54,10 +56,11 @@ def csv_targets(table: Table, target_cols: list[int],
     Y = np.empty((table.n_rows, len(target_cols)), dtype=np.float32)
     texts = [column_text(table, j) for j in target_cols]
     for j, column in zip(target_cols, texts):
-        empty = np.flatnonzero(column == "")
-        if empty.size:
-            i = int(empty[0])
-            raise DataError(f"empty target cell (target column {column_label(table, j)})",
+        missing = np.flatnonzero(_missing_cells(column))
+        if missing.size:
+            i = int(missing[0])
+            raise DataError(f"missing target ({shown(str(column[i]))} in target column "
+                            f"{column_label(table, j)}); --missing drop leaves such rows out",
                             table.source, table.line(i), j + 1)
     if len(target_cols) == 1:
         codes, found_classes = _class_codes(table, target_cols[0], texts[0], classes)
@@ -127,3 +130,17 @@ def _numeric_targets(table: Table, j: int, column: np.ndarray) -> np.ndarray:
                                             f"target column {column_label(table, j)}"),
                         table.source, table.line(i), j + 1)
     return values
+
+
+def missing_target_rows(table: Table, target_cols: list[int]) -> np.ndarray:
+    """Per row: is any of its target cells missing (see cells.MISSING_CELLS)?"""
+    rows = np.zeros(table.n_rows, dtype=bool)
+    for j in target_cols:
+        rows |= _missing_cells(column_text(table, j))
+    return rows
+
+
+def _missing_cells(column: np.ndarray) -> np.ndarray:
+    labels, inverse = np.unique(column, return_inverse=True)
+    missing = np.array([str(label).lower() in MISSING_CELLS for label in labels], dtype=bool)
+    return missing[inverse.reshape(-1)] if len(labels) else np.zeros(len(column), dtype=bool)

@@ -30,7 +30,11 @@ _READ_BYTES = 1 << 20
 
 # Delimiters for rows re-joined after the csv module unquoted them: ',' unless a quoted cell
 # holds a comma, else the first control character that occurs nowhere in the text.
-_JOIN_DELIMITERS = (",", "\x01", "\x02", "\x03", "\x04")
+_JOIN_DELIMITERS = ("\x01", "\x02", "\x03", "\x04")
+# The delimiters detected, in order of preference when several read the first lines alike.
+DELIMITERS = (",", ";", "\t", "|")
+# Non-blank lines (the header and a few rows) that must agree on the delimiter.
+_SNIFF_LINES = 10
 
 
 # Bytes examined per vectorised step when scanning a CSV for line ends and validating UTF-8:
@@ -43,7 +47,7 @@ _SCAN_BYTES = 1 << 18
 _COUNT_BYTES = (1 << 16) - 1
 
 
-_LF, _CR, _COMMA = ord("\n"), ord("\r"), ord(",")
+_LF, _CR = ord("\n"), ord("\r")
 
 
 HeaderTest = typing.Callable[[list[str]], bool]
@@ -132,20 +136,25 @@ def _window_end(raw: bytes, lo: int) -> int:
     return cut if cut > 0 else len(raw)
 
 
-def parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None) -> Table:
+def parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None,
+              separator: str | None = None) -> Table:
     """Split CSV bytes into checked rows and detect the header.
 
+    ``separator``: the file's delimiter, or None to detect it (see detect_delimiter).
     A file without quotes keeps ``raw`` as its rows' text (see Table); only the first rows
     become strings here, for header detection.
     """
     base = _check_text(raw, source)
+    if separator is None:
+        separator = detect_delimiter(_first_lines(raw, base), source)
     if b'"' in raw:
         text, starts, ends, numbers, delimiter, n_columns = _split_quoted(
-            str(memoryview(raw)[base:], "utf-8"), source)
+            str(memoryview(raw)[base:], "utf-8"), source, separator)
     else:
-        text, delimiter = raw, ","
-        starts, ends, numbers, n_columns = _split_plain(raw, base, source)
-    table = Table(source=source, kind="csv", n_columns=n_columns, delimiter=delimiter)
+        text, delimiter = raw, separator
+        starts, ends, numbers, n_columns = _split_plain(raw, base, source, separator)
+    table = Table(source=source, kind="csv", n_columns=n_columns, delimiter=delimiter,
+                  separator=separator)
     table.set_rows(text, starts, ends, numbers)
     if not table.n_rows:
         raise DataError("empty file", source)
@@ -156,6 +165,45 @@ def parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None) -> Ta
         if not table.n_rows:
             raise DataError("no data rows (only a header)", source)
     return table
+
+
+def detect_delimiter(lines: list[str], source: str) -> str:
+    """The delimiter of a text table from its first non-blank lines: among DELIMITERS, the one
+    that splits every line into the same number of fields (quotes respected), the most fields
+    winning and the order of DELIMITERS breaking ties; ',' when none does. A name ending in
+    .tsv (or .tsv.gz) means tab."""
+    name = source.lower().removesuffix(".gz")
+    if name.endswith(".tsv"):
+        return "\t"
+    best, width = ",", 1
+    for d in DELIMITERS:
+        try:
+            widths = {len(row) for row in csv.reader(lines, delimiter=d)}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and (w := widths.pop()) > width:
+            best, width = d, w
+    return best
+
+
+def _first_lines(raw: bytes, base: int) -> list[str]:
+    """The first _SNIFF_LINES non-blank lines of a file's bytes (a short prefix decoded)."""
+    head = raw[base:base + (1 << 16)]
+    cut = head.rfind(b"\n") if len(raw) - base > len(head) else len(head)
+    text = head[:cut if cut > 0 else len(head)].decode("utf-8", errors="replace")
+    return sniff_sample(text.split("\n"))
+
+
+def sniff_sample(lines: typing.Iterable[str]) -> list[str]:
+    """The first _SNIFF_LINES non-blank lines (line ends stripped) for detect_delimiter."""
+    out = []
+    for line in lines:
+        line = line.rstrip("\r")
+        if line.strip():
+            out.append(line)
+            if len(out) == _SNIFF_LINES:
+                break
+    return out
 
 
 def take_header(lines: list[str], delimiter: str,
@@ -169,8 +217,8 @@ def take_header(lines: list[str], delimiter: str,
     return None
 
 
-def _split_plain(raw: bytes, base: int,
-                 source: str) -> tuple[Offsets, Offsets, np.ndarray, int]:
+def _split_plain(raw: bytes, base: int, source: str,
+                 separator: str = ",") -> tuple[Offsets, Offsets, np.ndarray, int]:
     """Rows of a CSV without quotes (from byte ``base`` on, after a BOM): the start and end
     offset in ``raw`` of each non-blank line (without its '\n' and a '\r' before it), its
     1-based line number, and the number of columns (-1 when there is no row).
@@ -182,9 +230,11 @@ def _split_plain(raw: bytes, base: int,
     """
     buf = np.frombuffer(raw, dtype=np.uint8)
     starts, ends = _line_offsets(buf, base)
-    commas = _per_line_sums(buf, starts, lambda window: window == _COMMA)
-    # a comma is not whitespace: only a file with a line without one can have blank lines
-    keep = (~_blank_lines(raw, buf, starts, ends) if (commas == 0).any()
+    code = ord(separator)
+    commas = _per_line_sums(buf, starts, lambda window: window == code)
+    # a separator other than tab is not whitespace: only a file with a line without one can
+    # have blank lines
+    keep = (~_blank_lines(raw, buf, starts, ends) if (commas == 0).any() or separator == "\t"
             else np.ones(len(starts), dtype=bool))
     numbers = np.flatnonzero(keep) + 1
     starts, ends, found = starts[keep], ends[keep], commas[keep] + 1
@@ -278,8 +328,8 @@ def packed_rows(lines: typing.Iterable[str],
     return text, starts, ends, line_numbers
 
 
-def _split_quoted(text: str,
-                  source: str) -> tuple[bytes, Offsets, Offsets, np.ndarray, str, int]:
+def _split_quoted(text: str, source: str,
+                  separator: str = ",") -> tuple[bytes, Offsets, Offsets, np.ndarray, str, int]:
     """Rows of a CSV with quotes, parsed by the csv module and re-joined without quotes, in
     the compact form of a Table (see packed_rows), with the delimiter and the column count.
 
@@ -294,7 +344,7 @@ def _split_quoted(text: str,
     numbers: list[int] = []
     # rows end at '\n' only (a '\r' before it is fine), as in every other path of this module
     # and in the streaming reader: a bare '\r' outside quotes is a CSV error, not a line break
-    reader = csv.reader(io.StringIO(text, newline="\n"))
+    reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=separator)
     end = 0  # last file line consumed so far; a row starts on the line after it
     expected = -1
     try:
@@ -310,19 +360,20 @@ def _split_quoted(text: str,
             numbers.append(start)
     except csv.Error as exc:
         raise DataError(f"cannot parse CSV: {exc}", source, end + 1) from exc
-    delimiter = _join_delimiter(text, rows, source)
+    delimiter = _join_delimiter(text, rows, source, separator)
     packed = packed_rows((delimiter.join(row) for row in rows), numbers)
     return (*packed, delimiter, expected)
 
 
-def _join_delimiter(text: str, rows: list[list[str]], source: str) -> str:
-    """',' unless some cell holds one; then a control character that occurs nowhere."""
-    if not any("," in cell for row in rows for cell in row):
-        return ","
-    for delimiter in _JOIN_DELIMITERS[1:]:
+def _join_delimiter(text: str, rows: list[list[str]], source: str, separator: str = ",") -> str:
+    """The file's separator unless some cell holds it; then a control character that occurs
+    nowhere."""
+    if not any(separator in cell for row in rows for cell in row):
+        return separator
+    for delimiter in _JOIN_DELIMITERS:
         if delimiter not in text:
             return delimiter
-    raise DataError("cannot split rows: quoted cells hold commas and the file uses every spare "
+    raise DataError("cannot split rows: quoted cells hold the delimiter and the file uses every spare "
                     "separator character", source)
 
 
@@ -417,7 +468,8 @@ class _CountedLines:
 CsvRow = typing.Union[str, list[str]]
 
 
-def csv_rows(lines: typing.Iterator[str], source: str) -> typing.Iterator[tuple[int, CsvRow]]:
+def csv_rows(lines: typing.Iterator[str], source: str,
+             separator: str = ",") -> typing.Iterator[tuple[int, CsvRow]]:
     """(line number, row) for each non-blank row: the line itself when it has no quote (the
     fast path), else the cells the csv module reads from it and, for a quoted cell with line
     breaks, the lines after it (line breaks in cells become spaces, as in _split_quoted)."""
@@ -431,7 +483,7 @@ def csv_rows(lines: typing.Iterator[str], source: str) -> typing.Iterator[tuple[
             if text and not text.isspace():
                 yield number, text
             continue
-        reader = csv.reader(itertools.chain([line], counted))
+        reader = csv.reader(itertools.chain([line], counted), delimiter=separator)
         try:
             row = next(reader)
         except csv.Error as exc:
@@ -441,33 +493,34 @@ def csv_rows(lines: typing.Iterator[str], source: str) -> typing.Iterator[tuple[
         yield number, [_one_line(cell) for cell in row]
 
 
-def row_width(row: CsvRow) -> int:
-    return row.count(",") + 1 if isinstance(row, str) else len(row)
+def row_width(row: CsvRow, separator: str = ",") -> int:
+    return row.count(separator) + 1 if isinstance(row, str) else len(row)
 
 
-def block_lines(rows: list[tuple[int, CsvRow]], n_columns: int,
-                 source: str) -> tuple[list[str], list[int], str]:
+def block_lines(rows: list[tuple[int, CsvRow]], n_columns: int, source: str,
+                separator: str = ",") -> tuple[list[str], list[int], str]:
     """Rows of one block as lines joined by one delimiter, their line numbers, the delimiter.
 
-    ',' unless a quoted cell holds one; then a control character found nowhere in the block.
-    A row of another width than the first row of the file is an error at its line.
+    The file's separator unless a quoted cell holds one; then a control character found
+    nowhere in the block. A row of another width than the first row of the file is an error
+    at its line.
     """
     quoted = False
     for number, row in rows:
-        width = row_width(row)
+        width = row_width(row, separator)
         if width != n_columns:
             raise DataError(f"expected {n_columns} columns, found {width}", source, number)
         quoted = quoted or not isinstance(row, str)
     numbers = [number for number, _ in rows]
     if not quoted:
-        return [typing.cast(str, row) for _, row in rows], numbers, ","
-    cells = [row if isinstance(row, list) else row.split(",") for _, row in rows]
-    delimiter = ","
-    if any("," in cell for row in cells for cell in row):
+        return [typing.cast(str, row) for _, row in rows], numbers, separator
+    cells = [row if isinstance(row, list) else row.split(separator) for _, row in rows]
+    delimiter = separator
+    if any(separator in cell for row in cells for cell in row):
         text = "".join("".join(row) for row in cells)
-        delimiter = next((d for d in _JOIN_DELIMITERS[1:] if d not in text), "")
+        delimiter = next((d for d in _JOIN_DELIMITERS if d not in text), "")
         if not delimiter:
-            raise DataError("cannot split rows: quoted cells hold commas and the file uses "
+            raise DataError("cannot split rows: quoted cells hold the delimiter and the file uses "
                             "every spare separator character", source)
     return [delimiter.join(row) for row in cells], numbers, delimiter
 
@@ -483,7 +536,8 @@ def next_block(table: Table, rows: typing.Iterator[tuple[int, CsvRow]], step: in
     block = list(itertools.islice(rows, step))
     if not block:
         return False
-    lines, numbers, table.delimiter = block_lines(block, table.n_columns, source)
+    lines, numbers, table.delimiter = block_lines(block, table.n_columns, source,
+                                                  table.separator)
     del block
     table.set_rows(*packed_rows(lines, numbers))
     return True

@@ -1,0 +1,293 @@
+"""Feature columns to a float32 matrix: learning the schema at training (``fit_table``),
+applying a stored one (``encode_table``), and the missing-value policy, in one place.
+
+Policies (``--missing``): ``mean`` (default) leaves a numeric column's missing cells NaN for
+``train.prepare`` to fill with the training mean (or fills them at once with a stored schema's
+value), and gives a categorical column's missing cells a category of their own; ``error``
+makes the first missing cell a located error; ``drop`` leaves out every row with a missing or
+infinite feature. An infinite value (or one beyond float32) is an error otherwise.
+
+The all-numeric table takes the fast path (np.loadtxt over every column at once); any other
+cell sends the table column by column through ``cells.column_cells``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nncli.data.cells import ColumnCells, column_cells, non_finite_message, numeric_columns
+from nncli.data.schema import (MIN_IDENTIFIER_ROWS, MISSING_NAME, Column, Encoded, Schema,
+                               category_order, one_hot)
+from nncli.data.table import Table, column_label, shown
+from nncli.errors import DataError
+
+MISSING_POLICIES = ("mean", "error", "drop")
+
+
+@dataclass
+class Features:
+    """A table's feature columns as numbers, before the policy and the one-hot step."""
+
+    numbers: np.ndarray                 # (n, columns) float32; NaN: missing; unused for categorical
+    cells: dict[int, ColumnCells]       # position in ``cols`` -> cells of a categorical column
+    cols: list[int]                     # the table's columns, in feature order
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where the boolean mask is true."""
+        self.numbers = np.ascontiguousarray(self.numbers[rows])
+        for cells in self.cells.values():
+            cells.inverse = cells.inverse[rows]
+
+
+def fit_table(table: Table, cols: list[int], categorical: set[int], policy: str,
+              encoded: Encoded) -> tuple[np.ndarray, Schema, list[int]]:
+    """Training: learn each feature column's kind and categories and encode the table.
+
+    ``categorical`` are table columns to treat as categories even when they hold numbers.
+    Returns X (float32; numeric missing cells NaN under ``mean``), the schema (without fill
+    values: ``train.prepare`` sets them from the training rows), and the line numbers of rows
+    dropped by ``drop``. ``encoded`` receives the counts for the messages.
+    """
+    feats = _read_columns(table, cols, force=categorical, schema=None)
+    for k, j in enumerate(cols):
+        _refuse_empty_column(table, feats, k, j)
+    dropped = _apply_policy(table, feats, policy, hint=_HINTS[policy])
+    columns, ignored, positions = [], [], []
+    for k, j in enumerate(cols):
+        name = table.column_names[j]
+        cells = feats.cells.get(k)
+        if cells is None:
+            columns.append(Column(name, "numeric", j))
+            positions.append(k)
+            continue
+        present = np.unique(cells.inverse[~cells.row_missing()])
+        if (j not in categorical and cells.text.any() and len(present) == len(cells.inverse)
+                and len(present) >= MIN_IDENTIFIER_ROWS):
+            ignored.append(Column(name, "categorical", j))
+            continue
+        labels = [str(cells.labels[i]) for i in present]
+        has_missing = bool(cells.row_missing().any())
+        columns.append(Column(name, "categorical", j, category_order(labels), has_missing))
+        positions.append(k)
+    schema = Schema(columns, ignored, table.n_columns)
+    encoded.ignored = [c.name for c in ignored]
+    return _assemble(feats, schema, positions, encoded), schema, dropped
+
+
+def encode_table(table: Table, cols: list[int], schema: Schema, policy: str,
+                 encoded: Encoded, hint: str | None = None) -> tuple[np.ndarray, list[int]]:
+    """Encode ``cols`` (the file's columns of ``schema.columns``, in order) as the schema says.
+
+    Missing numeric cells get the column's fill value (NaN when the schema has none yet);
+    unseen categories encode as zeros. Returns X and the dropped rows' line numbers.
+    """
+    feats = _read_columns(table, cols, force=set(), schema=schema)
+    dropped = _apply_policy(table, feats, policy,
+                            hint=_HINTS.get(policy, "") if hint is None else hint)
+    return _assemble(feats, schema, list(range(len(cols))), encoded), dropped
+
+
+def fit_array(X: np.ndarray, source: str, policy: str,
+              encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """An NPZ's features (NaN: missing): the policy applied; returns X and the rows kept."""
+    missing, infinite = np.isnan(X), np.isinf(X)
+    for k in np.flatnonzero(missing.all(axis=0) if len(X) else []):
+        raise DataError(f"column {int(k)} of array 'X' is missing (NaN) in every row", source)
+    return _array_policy(X, missing, infinite, source, policy, encoded)
+
+
+def encode_array(X: np.ndarray, schema: Schema, source: str, policy: str,
+                 encoded: Encoded, row_offset: int = 0,
+                 hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An NPZ's or NPY's features for a model (NaN: missing, as the policy says; counted with
+    the schema's names); ``row_offset`` counts rows from the start of a larger array."""
+    return _array_policy(X, np.isnan(X), np.isinf(X), source, policy, encoded,
+                         schema.feature_names(), row_offset, hint)
+
+
+# ------------------------------------------------------------------------------ internals
+
+_HINTS = {"error": "; --missing mean fills it with the column's training mean, --missing drop "
+                   "leaves such rows out",
+          "mean": "; --missing drop leaves such rows out",
+          "drop": ""}
+
+
+def _read_columns(table: Table, cols: list[int], force: set[int],
+                  schema: Schema | None) -> Features:
+    """The columns as numbers (fast path) or classified cells. A column is categorical when
+    the schema says so, when forced, or (at training) when some cell is text."""
+    categorical = {k for k, j in enumerate(cols) if j in force}
+    if schema is not None:
+        categorical = {k for k, c in enumerate(schema.columns) if c.kind == "categorical"}
+    numeric = [k for k in range(len(cols)) if k not in categorical]
+    fast = numeric_columns(table, [cols[k] for k in numeric], "feature", finite=False,
+                           strict=False) if numeric else None
+    cells: dict[int, ColumnCells] = {}
+    if fast is not None and len(numeric) == len(cols):
+        return Features(fast, cells, list(cols))  # the usual table: no copy
+    numbers = np.full((table.n_rows, len(cols)), np.nan, dtype=np.float32)
+    if fast is not None:
+        numbers[:, numeric] = fast
+        del fast
+        todo = sorted(categorical)
+    else:
+        todo = list(range(len(cols)))
+    for k in todo:
+        found = column_cells(table, cols[k])
+        if k not in categorical and found.text.any():
+            if schema is not None:  # the model takes numbers here
+                row = int(np.flatnonzero(found.text[found.inverse])[0])
+                j = cols[k]
+                raise DataError(f"cannot read {shown(str(found.labels[found.inverse[row]]))} as "
+                                f"a number (feature column {column_label(table, j)}, numeric "
+                                f"in the model)", table.source, table.line(row), j + 1)
+            categorical.add(k)
+        if k in categorical:
+            cells[k] = found
+        else:
+            with np.errstate(over="ignore"):  # beyond float32: infinite, reported later
+                numbers[:, k] = found.row_values()
+    return Features(numbers, cells, list(cols))
+
+
+def _refuse_empty_column(table: Table, feats: Features, k: int, j: int) -> None:
+    cells = feats.cells.get(k)
+    empty = cells.row_missing().all() if cells is not None else np.isnan(feats.numbers[:, k]).all()
+    if empty and table.n_rows:
+        raise DataError(f"feature column {column_label(table, j)} has no value: every one of "
+                        f"its {table.n_rows} cells is missing; leave the column out of the file",
+                        table.source)
+
+
+def _apply_policy(table: Table, feats: Features, policy: str, hint: str) -> list[int]:
+    """Refuse or drop rows with missing or infinite features as the policy says; return the
+    line numbers of the dropped rows."""
+    if policy not in MISSING_POLICIES:
+        raise DataError(f"unknown missing-value policy '{policy}'; expected one of "
+                        f"{', '.join(MISSING_POLICIES)}", table.source)
+    numeric = [k for k in range(len(feats.cols)) if k not in feats.cells]
+    nan_rows, inf_rows = _row_flags(feats.numbers, numeric)
+    cat_missing = {k: cells.row_missing() for k, cells in feats.cells.items()}
+    missing_rows = nan_rows.copy()
+    for rows in cat_missing.values():
+        missing_rows |= rows
+    if policy == "drop":
+        bad = missing_rows | inf_rows
+        if not bad.any():
+            return []
+        if bad.all():
+            raise DataError(f"every one of the {len(bad)} rows has a missing, NaN or infinite "
+                            f"feature; nothing is left to train on", table.source)
+        dropped = table.line_numbers[bad].tolist()
+        table.keep_rows(~bad)
+        feats.keep(~bad)
+        return dropped
+    if inf_rows.any():
+        i = int(np.argmax(inf_rows))
+        k = next(k for k in numeric if np.isinf(feats.numbers[i, k]))
+        _raise_at(table, feats, i, k, non_finite_message(
+            feats.numbers[i, k], _cell(table, i, feats.cols[k]),
+            f"feature column {column_label(table, feats.cols[k])}") + hint)
+    if policy == "error" and missing_rows.any():
+        i = int(np.argmax(missing_rows))
+        k = next(k for k in range(len(feats.cols))
+                 if (cat_missing[k][i] if k in cat_missing else np.isnan(feats.numbers[i, k])))
+        j = feats.cols[k]
+        _raise_at(table, feats, i, k, f"missing value ({shown(_cell(table, i, j))}) in feature "
+                                      f"column {column_label(table, j)}" + hint)
+    return []
+
+
+def _row_flags(numbers: np.ndarray, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: has a NaN, has an infinity, among ``columns``; a block of rows at a time, so
+    that no mask of the whole matrix is ever made."""
+    n = len(numbers)
+    nan_rows, inf_rows = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    if not columns:
+        return nan_rows, inf_rows
+    whole = len(columns) == numbers.shape[1]
+    step = max(1, (1 << 20) // max(1, numbers.shape[1]))
+    for lo in range(0, n, step):
+        block = numbers[lo:lo + step] if whole else numbers[lo:lo + step, columns]
+        finite = np.isfinite(block)
+        if finite.all():
+            continue
+        nan_rows[lo:lo + step] = np.isnan(block).any(axis=1)
+        inf_rows[lo:lo + step] = np.isinf(block).any(axis=1)
+    return nan_rows, inf_rows
+
+
+def _cell(table: Table, i: int, j: int) -> str:
+    return table.row(i).split(table.delimiter)[j]
+
+
+def _raise_at(table: Table, feats: Features, i: int, k: int, message: str) -> None:
+    j = feats.cols[k]
+    raise DataError(message, table.source, table.line(i), j + 1)
+
+
+def _assemble(feats: Features, schema: Schema, positions: list[int],
+              encoded: Encoded) -> np.ndarray:
+    """The float32 feature matrix of the schema's columns (``positions``: where each one is in
+    ``feats``): numbers as they are, a missing one as the column's fill value (NaN when it has
+    none yet), categories one-hot."""
+    if schema.all_numeric and len(positions) == feats.numbers.shape[1]:
+        X = feats.numbers  # the usual table: no copy
+    else:
+        X = np.zeros((len(feats.numbers), schema.n_features), dtype=np.float32)
+        for column, k, at in zip(schema.columns, positions, schema.offsets()):
+            if column.kind == "numeric":
+                X[:, at] = feats.numbers[:, k]
+            else:
+                one_hot(X, at, _category_codes(feats.cells[k], column, encoded))
+    numeric = [at for c, at in zip(schema.columns, schema.offsets()) if c.kind == "numeric"]
+    if _row_flags(X, numeric)[0].any():
+        encoded.add(Encoded(filled=schema.fill_missing(X, "", allow_empty=True)))
+    return X
+
+
+def _category_codes(cells: ColumnCells, column: Column, encoded: Encoded) -> np.ndarray:
+    """Each row's category index (the missing slot after the categories), -1 when unseen."""
+    index = {c: i for i, c in enumerate(column.categories)}
+    missing_slot = len(column.categories) if column.missing_category else -1
+    codes = np.full(len(cells.labels), -1, dtype=np.int64)
+    for i, label in enumerate(cells.labels):
+        codes[i] = missing_slot if cells.missing[i] else index.get(str(label), -1)
+    rows = codes[cells.inverse]
+    counts = np.bincount(cells.inverse, minlength=len(cells.labels))
+    for i in np.flatnonzero((codes < 0) & (counts > 0)).tolist():
+        value = MISSING_NAME if cells.missing[i] else str(cells.labels[i])
+        unseen = encoded.unseen.setdefault(column.name, {})
+        unseen[value] = unseen.get(value, 0) + int(counts[i])
+    if column.missing_category:
+        n = int(counts[cells.missing].sum())
+        if n:
+            encoded.missing_category[column.name] = encoded.missing_category.get(column.name,
+                                                                                0) + n
+    return rows
+
+
+def _array_policy(X: np.ndarray, missing: np.ndarray, infinite: np.ndarray, source: str,
+                  policy: str, encoded: Encoded, names: list[str] | None = None,
+                  row_offset: int = 0, hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.ones(len(X), dtype=bool)
+    if policy == "drop":
+        keep = ~(missing.any(axis=1) | infinite.any(axis=1))
+        if len(X) and not keep.any():
+            raise DataError(f"every one of the {len(X)} rows has a NaN or infinite feature; "
+                            f"nothing is left to train on", source)
+        return (np.ascontiguousarray(X[keep]) if not keep.all() else X), keep
+    for mask, what in ((infinite, "infinite value"), (missing if policy == "error" else None,
+                                                      "NaN (a missing value)")):
+        if mask is not None and mask.any():
+            r, c = (int(v) for v in np.argwhere(mask)[0])
+            raise DataError(f"{what} in array 'X' at row {r + row_offset}, column {c} "
+                            f"(0-based)" + (_HINTS[policy] if hint is None else hint), source)
+    counts = missing.sum(axis=0)
+    for k in np.flatnonzero(counts).tolist():
+        name = names[k] if names is not None else f"x{k}"
+        encoded.filled[name] = encoded.filled.get(name, 0) + int(counts[k])
+    return X, keep

@@ -1,0 +1,231 @@
+"""The column schema: what each input column of a table is, and how it becomes features.
+
+A model is trained on a table's feature columns and must read new tables the same way, so what
+was learnt about each column at training is data, stored in the model file and applied by
+``eval``, ``predict`` (and export); nothing is re-derived from the data at predict time.
+
+One :class:`Column` per input column, in the order of the features:
+
+* ``numeric``: one feature. A missing cell (see ``cells.MISSING_CELLS``) is replaced by
+  ``fill``, the column's mean over the training rows (set by ``train.prepare``).
+* ``categorical``: one-hot, one feature per category in sorted order (numerically when every
+  category is a number), then one for "missing" when the training rows had missing cells. A
+  category never seen in training encodes as all zeros and is counted, never an error.
+
+A text column whose values are all different (an identifier, such as R's row names) is left
+out at training and listed in ``Schema.ignored``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from nncli.errors import DataError
+
+KINDS = ("numeric", "categorical")
+# How many distinct values a text column must have, all different, to count as an identifier:
+# below it, "every value differs" says little (a 5-row table of names).
+MIN_IDENTIFIER_ROWS = 20
+# Unseen values listed per column in the warning, before "...".
+_SHOWN_VALUES = 5
+MISSING_NAME = "<missing>"
+
+
+@dataclass
+class Column:
+    """One input column of the model (see the module docstring)."""
+
+    name: str
+    kind: str = "numeric"
+    source: int | None = None            # 0-based column in the training file, when a CSV
+    categories: list[str] = field(default_factory=list)
+    missing_category: bool = False       # categorical: one more feature for missing cells
+    fill: float | None = None            # numeric: what a missing cell becomes
+
+    @property
+    def width(self) -> int:
+        """How many features the column becomes."""
+        if self.kind == "numeric":
+            return 1
+        return len(self.categories) + int(self.missing_category)
+
+    def feature_names(self) -> list[str]:
+        """The names of its features: the column's, or NAME=CATEGORY per category."""
+        if self.kind == "numeric":
+            return [self.name]
+        names = [f"{self.name}={c}" for c in self.categories]
+        return names + ([f"{self.name}={MISSING_NAME}"] if self.missing_category else [])
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        if self.kind == "numeric":
+            del d["categories"], d["missing_category"]
+        else:
+            del d["fill"]
+        return d
+
+
+@dataclass
+class Schema:
+    """The input columns of a model, and the columns of its training file it left out."""
+
+    columns: list[Column]
+    ignored: list[Column] = field(default_factory=list)
+    source_columns: int | None = None    # columns of the training file (CSV)
+
+    @classmethod
+    def numeric(cls, names: list[str]) -> "Schema":
+        """All columns numeric, without fill values (NPZ data, models from before schemas)."""
+        return cls([Column(name) for name in names])
+
+    @property
+    def n_features(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    @property
+    def names(self) -> list[str]:
+        """The input columns' names."""
+        return [c.name for c in self.columns]
+
+    def feature_names(self) -> list[str]:
+        return [name for c in self.columns for name in c.feature_names()]
+
+    def numeric_features(self) -> np.ndarray:
+        """Per feature: does it come from a numeric column (and so gets standardised)?"""
+        return np.array([c.kind == "numeric" for c in self.columns for _ in range(c.width)],
+                        dtype=bool)
+
+    def offsets(self) -> list[int]:
+        """The first feature of each column."""
+        out, at = [], 0
+        for c in self.columns:
+            out.append(at)
+            at += c.width
+        return out
+
+    @property
+    def all_numeric(self) -> bool:
+        return all(c.kind == "numeric" for c in self.columns)
+
+    def to_json(self) -> dict:
+        return {"columns": [c.as_dict() for c in self.columns],
+                "ignored": [{"name": c.name, "source": c.source} for c in self.ignored],
+                "source_columns": self.source_columns}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Schema":
+        """The schema of a model file's metadata; ValueError/KeyError/TypeError if damaged."""
+        columns = []
+        for d in doc["columns"]:
+            kind = str(d.get("kind", "numeric"))
+            if kind not in KINDS:
+                raise ValueError(f"unknown column kind '{kind}'")
+            fill = d.get("fill")
+            columns.append(Column(str(d["name"]), kind, _opt_int(d.get("source")),
+                                  [str(c) for c in d.get("categories", [])],
+                                  bool(d.get("missing_category", False)),
+                                  None if fill is None else float(fill)))
+        ignored = [Column(str(d["name"]), "categorical", _opt_int(d.get("source")))
+                   for d in doc.get("ignored", [])]
+        return cls(columns, ignored, _opt_int(doc.get("source_columns")))
+
+    def fill_missing(self, X: np.ndarray, source: str,
+                     allow_empty: bool = False) -> dict[str, int]:
+        """Replace NaN in numeric features by the columns' fill values, in place; return how
+        many were found per column. A column without a fill value cannot take missing cells,
+        unless ``allow_empty``: then they stay NaN (training fills them once it knows the
+        training rows' means)."""
+        counts: dict[str, int] = {}
+        for c, at in zip(self.columns, self.offsets()):
+            if c.kind != "numeric":
+                continue
+            gaps = np.isnan(X[:, at])
+            n = int(gaps.sum())
+            if not n:
+                continue
+            if c.fill is None and allow_empty:
+                counts[c.name] = n
+                continue
+            if c.fill is None:
+                raise DataError(f"{n} missing value(s) in column '{c.name}', but the model has "
+                                f"no value to fill them with (it was written by an older "
+                                f"nncli); fill them, or train the model again", source)
+            X[gaps, at] = c.fill
+            counts[c.name] = n
+        return counts
+
+
+@dataclass
+class Encoded:
+    """What encoding a table's feature columns found besides the numbers, for the messages."""
+
+    filled: dict[str, int] = field(default_factory=dict)           # column -> missing cells
+    missing_category: dict[str, int] = field(default_factory=dict)  # column -> missing cells
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> count
+    ignored: list[str] = field(default_factory=list)                # identifier columns left out
+
+    def add(self, other: "Encoded") -> None:
+        """Add the counts of another block of rows."""
+        for name, n in other.filled.items():
+            self.filled[name] = self.filled.get(name, 0) + n
+        for name, n in other.missing_category.items():
+            self.missing_category[name] = self.missing_category.get(name, 0) + n
+        for name, values in other.unseen.items():
+            mine = self.unseen.setdefault(name, {})
+            for value, n in values.items():
+                mine[value] = mine.get(value, 0) + n
+
+    def messages(self, source: str) -> list[str]:
+        """One line for each kind of thing found (identifiers, filled cells, unseen values)."""
+        out = []
+        if self.ignored:
+            out.append(f"note: {source}: left out {_listed(self.ignored)}: text with a "
+                       f"different value in every row (an identifier, not a feature)")
+        if self.filled or self.missing_category:
+            parts = [f"{name} {n}" for name, n in self.filled.items()]
+            parts += [f"{name} {n} (as a category)" for name, n in self.missing_category.items()]
+            total = sum(self.filled.values()) + sum(self.missing_category.values())
+            out.append(f"note: {source}: {total} missing value{'s' if total > 1 else ''} "
+                       f"({', '.join(parts)}); numeric ones filled with the training mean")
+        if self.unseen:
+            parts = []
+            for name, values in self.unseen.items():
+                shown = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:_SHOWN_VALUES]
+                more = ", ..." if len(values) > _SHOWN_VALUES else ""
+                parts.append(f"{name}: " + ", ".join(f"'{v}' {n}x" for v, n in shown) + more)
+            total = sum(n for values in self.unseen.values() for n in values.values())
+            out.append(f"warning: {source}: {total} value{'s' if total > 1 else ''} never seen "
+                       f"in training, encoded as all zeros ({'; '.join(parts)})")
+        return out
+
+    def as_dict(self) -> dict:
+        return {"filled": self.filled, "missing_category": self.missing_category,
+                "unseen": self.unseen, "ignored": self.ignored}
+
+
+def category_order(labels: list[str]) -> list[str]:
+    """Categories in sorted order: by value when every one is a number ("2" before "10"),
+    else as text."""
+    from nncli.data.cells import parse_float
+
+    values = [parse_float(label) for label in labels]
+    if all(v is not None for v in values):
+        return [label for _, label in sorted(zip(values, labels))]
+    return sorted(labels)
+
+
+def one_hot(out: np.ndarray, at: int, codes: np.ndarray) -> None:
+    """Set out[row, at + code] = 1 for every row whose code is not -1 (unseen: all zeros)."""
+    rows = np.flatnonzero(codes >= 0)
+    out[rows, at + codes[rows]] = 1.0
+
+
+def _listed(names: list[str]) -> str:
+    quoted = ", ".join(f"'{n}'" for n in names)
+    return f"column{'s' if len(names) > 1 else ''} {quoted}"
+
+
+def _opt_int(value) -> int | None:
+    return None if value is None else int(value)
