@@ -2,7 +2,10 @@
 
 The graph takes what ``nncli predict`` reads and returns what it prints:
 
-  input   features       float32 (N, n_inputs), raw (unstandardised) features, N free
+  input   features       float32 (N, n_inputs), raw (unstandardised) features, N free, in
+                         the encoded layout predict reads from NPY: one float per feature of
+                         ``schema.feature_names()``, categorical columns one-hot (metadata
+                         ``input_layout``)
   outputs probabilities  float32 (N, n_outputs)  classifiers: sigmoid/softmax applied, as
                                                   ``predict --output proba``
           logits         float32 (N, n_outputs)  classifiers trained with --logits only: the
@@ -10,7 +13,7 @@ The graph takes what ``nncli predict`` reads and returns what it prints:
           values         float32 (N, n_outputs)  regression (mse): the values predict prints
 
 Inside: missing numbers filled and the features standardised ``(x - mean) / std``
-(``_input_nodes``), one small converter per layer kind
+for numeric features (``_input_nodes``), one small converter per layer kind
 (``CONVERTERS``, as skl2onnx registers one converter per estimator) followed by one builder per
 activation (``ACTIVATIONS``), then the outputs (``_output_nodes``): the link for --logits
 classifiers, the target's de-standardisation for regression models that carry one.
@@ -265,28 +268,23 @@ def output_names(model: Model) -> list[str]:
 def _input_nodes(g: _Graph, model: Model) -> str:
     """From the graph input ``features`` to the first layer's input; the tensor's name.
 
-    In order, as predict: a missing number (NaN) becomes its column's fill value (the schema's
-    ``fill``; a column without one keeps NaN, where predict stops with an error), then the
-    standardisation ``(x - mean) / std``. Steps that change nothing are left out.
+    The input is the ENCODED layout ``nncli predict`` reads from an NPY/NPZ file: one float per
+    feature of ``schema.feature_names()``: a numeric column's number (NaN: missing), a
+    categorical column's one-hot features (NAME=CATEGORY: 1.0 in the category's slot, all
+    zeros for a category never seen in training, the NAME=<missing> slot for a missing cell
+    when the column has one); ``input_layout`` in the metadata lists them.
 
-    Only numeric columns are exported today. This is where categorical columns
-    (``model.schema.columns`` of kind "categorical": categories, a "missing" category) plug
-    in: each would become a string input of its own, through the ONNX-ML ``Imputer`` (missing
-    cells) and ``OneHotEncoder`` (the schema's categories in its order; unseen values as all
-    zeros, as predict), joined to the numeric columns with ``Concat`` in the model's feature
-    order before the standardisation. Until then such a model is refused with the reason, never
-    exported as a graph that answers differently.
+    In order, as predict: a missing number (NaN) in a numeric feature becomes its column's fill
+    value (the schema's ``fill``, at the column's feature offset; a column without one keeps
+    NaN, where predict stops with an error), then the standardisation ``(x - mean) / std``
+    (one-hot features have mean 0 and std 1). Steps that change nothing are left out.
     """
-    columns = _schema_columns(model)
     x = INPUT_NAME
     fill = np.full(model.n_inputs, np.nan, np.float32)
-    if columns:
-        _refuse_categorical(columns)
-        values = [_field(c, "fill") for c in columns]
-        if len(values) != model.n_inputs:
-            raise ExportError(f"the model's schema has {len(values)} columns for "
-                              f"{model.n_inputs} input features; cannot export it")
-        fill[:] = [np.nan if v is None else v for v in values]
+    for (column, kind, width), at in zip(*_layout(model)):
+        if kind == "numeric":
+            value = _field(column, "fill")
+            fill[at] = np.nan if value is None else value
     if not np.isnan(fill).all():
         gaps = g.node("IsNaN", [x], "missing")
         x = g.node("Where", [gaps, g.const("fill_value", fill), x], "filled")
@@ -309,21 +307,58 @@ def _schema_columns(model: Model) -> list:
     return list(columns.values()) if isinstance(columns, dict) else list(columns)
 
 
-def _refuse_categorical(columns: list) -> None:
-    special = [f"{_field(c, 'name')} ({_field(c, 'kind')})" for c in columns
-               if (_field(c, "kind") or "numeric") != "numeric"]
-    if special:
-        raise ExportError(f"cannot export a model with categorical input columns yet: "
-                          f"{_listed(special)}; only numeric columns can be exported today")
+def _layout(model: Model) -> tuple[list[tuple[object, str, int]], list[int]]:
+    """The input columns as (record, kind, width), and each column's first feature; checked
+    against the model's inputs. ExportError for a kind nncli does not know, or a schema
+    whose features do not add up to the model's inputs."""
+    columns = []
+    for c in _schema_columns(model):
+        kind = _field(c, "kind") or "numeric"
+        if kind == "numeric":
+            width = 1
+        elif kind == "categorical":
+            width = len(_field(c, "categories") or []) + int(bool(_field(c, "missing_category")))
+        else:
+            raise ExportError(f"cannot export column '{_field(c, 'name')}': unknown column kind "
+                              f"'{kind}'")
+        columns.append((c, kind, width))
+    offsets, at = [], 0
+    for _, _, width in columns:
+        offsets.append(at)
+        at += width
+    if columns and at != model.n_inputs:
+        raise ExportError(f"the model's schema makes {at} features for {model.n_inputs} "
+                          f"inputs; cannot export it")
+    return columns, offsets
+
+
+def input_layout(model: Model) -> list[dict]:
+    """One record per feature of the graph input, in order: the feature's name (NAME or
+    NAME=CATEGORY, as ``schema.feature_names()``), its column and its category (None for a
+    numeric feature; "<missing>" for a categorical column's missing slot)."""
+    from nncli.data.schema import MISSING_NAME
+
+    columns, _ = _layout(model)
+    if not columns:
+        names = model.feature_names if model.feature_names and \
+            len(model.feature_names) == model.n_inputs else [f"x{i}" for i in
+                                                             range(model.n_inputs)]
+        return [{"feature": n, "column": n, "category": None} for n in names]
+    out = []
+    for c, kind, _ in columns:
+        name = str(_field(c, "name"))
+        if kind == "numeric":
+            out.append({"feature": name, "column": name, "category": None})
+            continue
+        categories = [str(v) for v in _field(c, "categories") or []]
+        if _field(c, "missing_category"):
+            categories.append(MISSING_NAME)
+        out += [{"feature": f"{name}={v}", "column": name, "category": v} for v in categories]
+    return out
 
 
 def _field(record, name: str):
     return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-
-
-def _listed(items: list[str], most: int = 5) -> str:
-    more = f" and {len(items) - most} more" if len(items) > most else ""
-    return ", ".join(items[:most]) + more
 
 
 def _output_nodes(g: _Graph, model: Model, z: str) -> list[str]:
@@ -357,6 +392,7 @@ def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
     """The graph's metadata properties (strings; lists and flags as JSON)."""
     from nncli.predict import _value_columns  # the column names predict prints
 
+    layout = input_layout(model)
     return {
         "nncli_version": __version__,
         "arch": model.arch,
@@ -368,7 +404,8 @@ def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
         "outputs": json.dumps(outputs),
         "output_columns": json.dumps(_value_columns(model)),
         "classes": json.dumps(model.classes),
-        "feature_names": json.dumps(model.feature_names),
+        "feature_names": json.dumps([f["feature"] for f in layout]),
+        "input_layout": json.dumps(layout),
         "target_names": json.dumps(model.target_names),
     }
 
@@ -378,5 +415,6 @@ def _doc(model: Model, outputs: list[str]) -> str:
              "values": "predicted values (what nncli predict prints)"}[outputs[0]]
     extra = ", then 'logits' (the last layer's output)" if len(outputs) > 1 else ""
     return (f"nncli model {model.arch} (--loss {model.loss}{' --logits' if model.logits else ''})"
-            f": input '{INPUT_NAME}' float32 [N, {model.n_inputs}] of raw features; output "
+            f": input '{INPUT_NAME}' float32 [N, {model.n_inputs}] of raw features "
+            f"(metadata 'input_layout'); output "
             f"'{outputs[0]}' float32 [N, {model.n_outputs}], {first}{extra}")

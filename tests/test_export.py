@@ -214,16 +214,47 @@ def test_metadata_names_the_inputs_outputs_classes_and_features():
 def column(name: str, kind: str = "numeric", **kw) -> SimpleNamespace:
     """A column record as the model's schema holds them (name, kind, fill, categories)."""
     return SimpleNamespace(name=name, kind=kind, fill=kw.get("fill"),
-                           categories=kw.get("categories", []))
+                           categories=kw.get("categories", []),
+                           missing_category=kw.get("missing_category", False))
 
 
-def test_categorical_columns_are_refused_in_one_line():
+def test_categorical_columns_take_the_encoded_layout_and_only_numbers_are_filled():
+    # features: height | colour=blue colour=red colour=<missing> | weight
+    m = make_model("4tanh-3linear", 5, "sparse_cce", True)
+    m.schema = SimpleNamespace(columns=[
+        column("height", fill=1.5),
+        column("colour", "categorical", categories=["blue", "red"], missing_category=True),
+        column("weight", fill=-2.0)])
+    m.mean[1:4] = 0.0
+    m.std[1:4] = 1.0
+    proto = export_onnx(m)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["feature_names"]) == ["height", "colour=blue", "colour=red",
+                                                  "colour=<missing>", "weight"]
+    assert json.loads(props["input_layout"])[1:4] == [
+        {"feature": "colour=blue", "column": "colour", "category": "blue"},
+        {"feature": "colour=red", "column": "colour", "category": "red"},
+        {"feature": "colour=<missing>", "column": "colour", "category": "<missing>"}]
+    X = raw_rows(m, 6)
+    X[:, 1:4] = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    X[5, 1:4] = 0.0                      # unseen category: all zeros
+    X[[0, 2], 0] = np.nan
+    X[[1, 2], 4] = np.nan
+    filled = X.copy()
+    filled[[0, 2], 0] = 1.5
+    filled[[1, 2], 4] = -2.0
+    probs, logits = session(proto).run(None, {"features": X})
+    assert np.abs(probs - predict(m, filled.copy(), "proba")[1]).max() < TOL
+    assert np.abs(logits - predict(m, filled.copy(), "logits")[1]).max() < TOL
+
+
+def test_a_schema_that_does_not_match_the_inputs_is_refused_in_one_line():
     m = make_model("3relu-1linear", 2, "mse")
     m.schema = SimpleNamespace(columns=[column("height"),
                                         column("colour", "categorical",
                                                categories=["blue", "red"])])
-    with pytest.raises(ExportError, match="cannot export a model with categorical input "
-                                          r"columns yet: colour \(categorical\)") as e:
+    with pytest.raises(ExportError, match="the model's schema makes 3 features for 2 "
+                                          "inputs; cannot export it") as e:
         export_onnx(m)
     assert "\n" not in str(e.value)
 
@@ -335,6 +366,62 @@ def test_binary_model_with_string_labels_exports_its_positive_class(
     assert json.loads(props["output_columns"]) == ["malignant"]
     assert json.loads(props["classes"]) == m.classes
     compare(m, proto, 50, "breast cancer via CLI")
+
+
+def test_penguins_model_with_categorical_columns_takes_the_encoded_layout(capsys, tmp_path):
+    """A model trained by ``nncli train`` on text columns (island, sex, with NA cells) takes
+    the features as ``predict`` reads them from NPY: categorical columns one-hot, NaN in
+    numeric features filled inside the graph."""
+    from nncli.data import load_features
+
+    penguins = Path(__file__).resolve().parent.parent / "datasets" / "penguins.csv"
+    model_path = tmp_path / "p.safetensors"
+    assert main(["train", str(penguins), "--arch", "8relu-3linear", "--loss", "sparse_cce",
+                 "--logits", "--epochs", "3", "-o", str(model_path), "-q"]) == 0
+    capsys.readouterr()
+    m = load_model(model_path)
+    schema = m.input_schema()
+    kinds = {c.name: c.kind for c in schema.columns}
+    assert kinds["island"] == kinds["sex"] == "categorical"
+    onnx_path = tmp_path / "p.onnx"
+    rc, out, err = run(capsys, "export", model_path, "-o", onnx_path)
+    assert rc == 0 and out == "" and err.startswith(f"wrote {onnx_path} ")
+    proto = onnx.load(str(onnx_path))
+    (inp,) = proto.graph.input
+    assert inp.type.tensor_type.shape.dim[1].dim_value == schema.n_features == m.n_inputs
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["feature_names"]) == schema.feature_names()
+    layout = json.loads(props["input_layout"])
+    assert [f["feature"] for f in layout] == schema.feature_names()
+    assert {f["column"] for f in layout if f["category"] is not None} >= {"island", "sex"}
+    assert all(f["feature"] == f"{f['column']}={f['category']}" for f in layout
+               if f["category"] is not None)
+
+    X = load_features(str(penguins), schema, m.target_columns).X
+    assert not np.isnan(X).any()
+    numeric = np.flatnonzero(schema.numeric_features())
+    gappy = X.copy()
+    rng = np.random.default_rng(0)
+    for j in numeric:                    # a few missing cells in every numeric feature
+        gappy[rng.choice(len(X), 7, replace=False), j] = np.nan
+    filled = gappy.copy()
+    schema.fill_missing(filled, "test")
+    s = session(proto)
+    for key, rows, expected_in in [("penguins", X, X), ("penguins with NaN", gappy, filled)]:
+        probs, logits = s.run(["probabilities", "logits"], {"features": rows})
+        diffs = [float(np.abs(probs - predict(m, expected_in.copy(), "proba")[1]).max()),
+                 float(np.abs(logits - predict(m, expected_in.copy(), "logits")[1]).max())]
+        MAX_DIFF[key] = max(diffs)
+        assert max(diffs) < TOL, f"{key}: max differences {diffs}"
+    # the same rows, NaN and all, as an NPY file through nncli predict
+    # (float64: a float32 NPY with NaN is memory-mapped read-only and predict cannot fill it)
+    npy = tmp_path / "gappy.npy"
+    np.save(npy, gappy.astype(np.float64))
+    rc, out, _ = run(capsys, "predict", model_path, npy, "--output", "logits")
+    assert rc == 0
+    _, printed = csv_floats(out)
+    logits = s.run(["logits"], {"features": gappy})[0]
+    assert np.abs(logits - printed).max() < TOL
 
 
 def test_missing_model_is_a_one_line_error(capsys, tmp_path):
