@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -757,17 +756,12 @@ def _model_targets(m) -> tuple[list[str], list[int]] | None:
 
 
 def _write_atomically(path: Path, write) -> None:
+    from nncli.files import write_atomically
+
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"{path}: folder '{folder}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, write, text=True)
 
 
 _ARGV: list[str] = []   # the arguments of the running command, for the resume hint

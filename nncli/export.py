@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +61,7 @@ except ImportError:  # the extra nncli[onnx] is not installed
 
 from nncli.arch import LayerShape, LayerSpec
 from nncli.model import Model
-from nncli.modelfile import check_writable
+from nncli.files import check_writable, write_atomically
 
 # The opsets nncli writes: 13 is the first with Softmax over one axis (the last) rather than
 # over a flattened 2-D view, and what current runtimes all read; the newest is what the
@@ -235,17 +234,7 @@ def write_onnx(model: Model, path: str | os.PathLike, opset: int | None = None) 
     path = Path(path)
     check_writable(path, "the ONNX model")
     data = export_onnx(model, opset).SerializeToString()
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: f.write(data))
     return len(data)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,8 @@ from safetensors.numpy import save as st_save
 from nncli import __version__
 from nncli.data.schema import Schema
 from nncli.arch import WINDOWED, LayerSpec, layer_shapes, param_shapes, parse_arch
-from nncli.errors import ArchError, ModelFileError, UsageError
+from nncli.errors import ArchError, ModelFileError
+from nncli.files import check_writable, write_atomically
 from nncli.losses import LOSSES
 from nncli.model import Model, param_count
 
@@ -81,40 +81,7 @@ def save_model(model: Model, path: str | os.PathLike, state: dict | None = None,
         all_tensors[name] = np.ascontiguousarray(array, dtype=np.float32)
     data = st_save(all_tensors, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def check_writable(path: str | os.PathLike, what: str = "the model") -> None:
-    """Fail now, not after training, when ``path`` cannot be written.
-
-    The folder is probed by creating (and removing) a temporary file in it, the way the real
-    write will: ``os.access`` alone says yes to root on a read-only mount.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' does not exist")
-    if path.is_dir():
-        raise UsageError(f"{path}: cannot write {what}: it is a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' is not writable")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write {what}: folder '{folder}' is not writable "
-                         f"({e.strerror or e})") from None
-    os.close(fd)
-    os.unlink(probe)
+    write_atomically(path, lambda f: f.write(data))
 
 
 def load_model(path: str | os.PathLike) -> Model:

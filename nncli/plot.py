@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from nncli.errors import UsageError
+from nncli.files import write_atomically
 
 # File suffix -> matplotlib's format name.
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -75,7 +75,7 @@ def output_format(path: str | os.PathLike) -> str:
 def check_output(path: str | os.PathLike) -> str:
     """Everything that can fail before drawing: matplotlib, the suffix, a writable folder.
     Returns the format."""
-    from nncli.modelfile import check_writable
+    from nncli.files import check_writable
 
     fmt = output_format(path)
     require_matplotlib()
@@ -205,13 +205,4 @@ def _is_number(value: object) -> bool:
 def _save_atomically(fig, path: Path, fmt: str, dpi: int) -> None:
     # No dates in SVG and PDF, so the same histories give the same file.
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata))

@@ -6,10 +6,17 @@ quietly, so that a fixture never writes to a test's captured output.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from nncli.kernel_cache import use_cache_folder
+
+# Tests import the kernels directly too, before any command sets Numba's cache folder: point
+# it at the per-user folder first, so that no test writes cache files into the checkout.
+use_cache_folder(os.environ)
 
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 

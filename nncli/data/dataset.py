@@ -225,6 +225,8 @@ def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
         raise DataError(f"expected {schema.n_features} feature columns, found {X.shape[1]}",
                         source)
     X, _ = encode_array(X, schema, source, "mean", encoded, row_offset, hint="")
+    if not X.flags.writeable and np.isnan(X).any():
+        X = X.copy()  # a memory-mapped NPY block: fill a copy
     schema.fill_missing(X, source)
     return X
 
