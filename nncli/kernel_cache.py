@@ -31,7 +31,6 @@ import sys
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Optional
 
 from nncli import __version__
 
