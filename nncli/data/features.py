@@ -62,8 +62,9 @@ def fit_table(table: Table, cols: list[int], categorical: set[int], policy: str,
             columns.append(Column(name, "numeric", j))
             positions.append(k)
             continue
-        present = np.unique(cells.inverse[~cells.row_missing()])
-        if (j not in categorical and cells.text.any() and len(present) == len(cells.inverse)
+        filled = ~cells.row_missing()
+        present = np.unique(cells.inverse[filled])
+        if (j not in categorical and cells.text.any() and len(present) == int(filled.sum())
                 and len(present) >= MIN_IDENTIFIER_ROWS):
             ignored.append(Column(name, "categorical", j))
             continue
