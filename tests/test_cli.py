@@ -25,8 +25,12 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from nncli import __version__
-from nncli.cli import main
 from nncli.modelfile import load_model, read_model_file
+
+try:
+    from clirun import assert_one_line_error, run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import assert_one_line_error, run
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["train", "eval", "predict", "gradcheck", "info"]
@@ -36,32 +40,8 @@ DIGITS_ARCH = ["--arch", "25relu-15relu-10linear", "--loss", "sparse_cce", "--lo
 # ---------------------------------------------------------------- helpers
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``nncli ARGV`` run in-process.
-
-    An exception escaping ``main`` is a bug of its own (the user would see a traceback), so it
-    fails the test with what was printed instead of erroring out.
-    """
-    try:
-        rc = main([str(a) for a in argv])
-    except (Exception, SystemExit) as e:
-        out, err = capsys.readouterr()
-        pytest.fail(f"main({[str(a) for a in argv]}) raised {type(e).__name__}: {e}\n"
-                    f"stdout: {out[-2000:]}\nstderr: {err[-2000:]}")
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
-    """Exit 2, nothing on stdout, exactly one ``nncli: error:`` line on stderr; return it."""
-    assert rc == 2, f"exit code {rc}, stderr: {err}"
-    assert out == ""
-    assert "Traceback" not in err
-    assert err.startswith("nncli: error: "), err
-    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
 
 
 def nncli_argv() -> list[str]:

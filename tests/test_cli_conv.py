@@ -18,6 +18,11 @@ from nncli.cli import main
 from nncli.modelfile import load_model
 
 try:
+    from clirun import assert_one_line_error, run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import assert_one_line_error, run
+
+try:
     import naive
 except ImportError:                       # tests/ imported as a package
     from tests import naive
@@ -30,11 +35,6 @@ DENSE = "100relu-40relu-10linear"                              # of about the sa
 LECTURE = "1local20s10relu-1local5s2relu-1sigmoid"
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``nncli ARGV`` run in-process."""
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def ok(capsys, *argv) -> str:
@@ -43,13 +43,6 @@ def ok(capsys, *argv) -> str:
     return out
 
 
-def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
-    assert rc == 2, f"exit code {rc}, stderr: {err}"
-    assert out == "" and "Traceback" not in err
-    assert err.startswith("nncli: error: ") and err.count("\n") == 1, err
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
 
 
 def signals_csv(path: Path, X: np.ndarray, y: np.ndarray, target: str = "label") -> Path:

@@ -33,6 +33,11 @@ from nncli.model import Model
 from nncli.modelfile import load_model
 from nncli.predict import predict
 
+try:
+    from clirun import assert_one_line_error, run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import assert_one_line_error, run
+
 TOL = 1e-5
 # the largest difference seen in this run, per case; printed by -s for the record
 MAX_DIFF: dict[str, float] = {}
@@ -82,19 +87,8 @@ def compare(m: Model, proto, rows: int, key: str) -> None:
     assert max(diffs) < TOL, f"{key}: max differences {diffs}"
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> None:
-    assert rc == 2, f"exit code {rc}, stderr: {err}"
-    assert out == ""
-    assert err.startswith("nncli: error: ") and err.count("\n") == 1, repr(err)
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
 
 
 def csv_floats(text: str) -> tuple[list[str], np.ndarray]:

@@ -18,6 +18,11 @@ import pytest
 from nncli.cli import main
 from nncli.plot import metric_families, plot_histories
 
+try:
+    from clirun import assert_one_line_error, run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import assert_one_line_error, run
+
 pytest.importorskip("matplotlib")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -25,21 +30,8 @@ SVG = "{http://www.w3.org/2000/svg}"
 DIGITS_ARCH = ["--arch", "8relu-10linear", "--loss", "sparse_cce", "--logits"]
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
-    assert rc == 2, f"exit code {rc}, stderr: {err}"
-    assert out == ""
-    assert "Traceback" not in err
-    assert err.startswith("nncli: error: "), err
-    assert err.count("\n") == 1 and err.endswith("\n"), f"not one line: {err!r}"
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
 
 
 def svg_curves(path: Path) -> list[list[str]]:

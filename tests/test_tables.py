@@ -16,6 +16,11 @@ from nncli.data.schema import category_order
 from nncli.errors import DataError
 from nncli.modelfile import load_model
 
+try:
+    from clirun import run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import run
+
 TITANIC = """age,sex,fare,embarked,survived
 22,male,7.25,S,0
 38,female,71.28,C,1
@@ -31,10 +36,6 @@ def write(tmp_path: Path, text: str, name: str = "d.csv") -> str:
     return str(path)
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 # ---------------------------------------------------------------- categorical columns
