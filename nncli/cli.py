@@ -16,7 +16,7 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover
 from nncli import __version__
 from nncli.errors import (EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
                           EXIT_USAGE, Interrupted, NncliError, UsageError)
+
+if TYPE_CHECKING:
+    from nncli.train import TrainConfig
 
 app = typer.Typer(
     name="nncli",
@@ -181,22 +184,11 @@ def train(
     Ctrl-C (or SIGTERM) stops after the current chunk of mini-batches and writes the model with
     its optimizer state, ready for --resume; a second Ctrl-C stops at once.
     """
-    if drop_invalid_rows and missing not in (None, Missing.drop):
-        raise UsageError(f"--drop-invalid-rows means --missing drop; it contradicts --missing "
-                         f"{missing.value}")
+    config = train_config(**locals())
     _prepare_numba(threads)
-    from nncli.train import (RunFiles, TrainConfig, kernels_cached, load_inputs, prepare,
-                             set_threads, warm_up)
+    from nncli.train import (RunFiles, kernels_cached, load_inputs, prepare, set_threads,
+                             warm_up)
 
-    config = TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=optimizer.value, lr=lr,
-                         momentum=momentum, epochs=epochs, batch_size=batch_size,
-                         validation_split=validation_split, seed=seed,
-                         normalize=not no_normalize, early_stopping=early_stopping,
-                         min_delta=min_delta, monitor=monitor.value if monitor else None,
-                         channels=channels, normalize_target=not no_normalize_target,
-                         missing="drop" if drop_invalid_rows else (missing or Missing.mean).value,
-                         categorical=list(categorical or []),
-                         delimiter=_delimiter(delimiter))
     files = RunFiles.for_output(output, checkpoint, checkpoint_every, history)
     files.check()
     set_threads(threads)
@@ -246,6 +238,39 @@ def train(
                "early_stopping": run.model.info.get("early_stopping"),
                "final": last, "history": [r.as_dict() for r in run.history]}
         typer.echo(json.dumps(doc, indent=2))
+
+
+def train_config(arch: str, loss: str, logits: bool = False, channels: int = 1,
+                 optimizer: Optim | str = Optim.adam, lr: Optional[float] = None,
+                 momentum: float = 0.0, epochs: int = 20, batch_size: int = 32,
+                 validation_split: float = 0.0, seed: int = 0, no_normalize: bool = False,
+                 early_stopping: Optional[int] = None, min_delta: float = 0.0,
+                 monitor: Optional[Monitor | str] = None, missing: Optional[Missing | str] = None,
+                 drop_invalid_rows: bool = False, categorical: Optional[list[str]] = None,
+                 delimiter: Optional[str] = None, no_normalize_target: bool = False,
+                 **files) -> "TrainConfig":
+    """The TrainConfig of ``nncli train``'s options (as the command receives them; the options
+    that name files and threads are not part of it): the one place that turns the command
+    line's spelling into the library's (the train command and each trial of a sweep use it)."""
+    from nncli.train import TrainConfig
+
+    missing = _value(missing)
+    if drop_invalid_rows and missing not in (None, "drop"):
+        raise UsageError(f"--drop-invalid-rows means --missing drop; it contradicts --missing "
+                         f"{missing}")
+    return TrainConfig(arch=arch, loss=loss, logits=logits, optimizer=_value(optimizer), lr=lr,
+                       momentum=momentum, epochs=epochs, batch_size=batch_size,
+                       validation_split=validation_split, seed=seed, normalize=not no_normalize,
+                       early_stopping=early_stopping, min_delta=min_delta,
+                       monitor=_value(monitor), channels=channels,
+                       normalize_target=not no_normalize_target,
+                       missing="drop" if drop_invalid_rows else (missing or "mean"),
+                       categorical=list(categorical or []), delimiter=_delimiter(delimiter))
+
+
+def _value(option):
+    """An enum option's value (typer hands enums, a sweep's grid hands strings)."""
+    return option.value if isinstance(option, Enum) else option
 
 
 def _run_epochs(run, files, quiet: bool) -> None:
@@ -700,40 +725,11 @@ def completion_script(shell: str) -> str:
 # --------------------------------------------------------------------------- helpers
 
 def _prepare_numba(threads: Optional[int] = None) -> None:
-    """Get Numba ready before nncli's kernels are first imported: the thread pool size, LLVM's
-    optimisation level, and the cache folder of the compiled kernels, which is per user and per
-    nncli version, never the installed package (``nncli.kernel_cache`` says where and why).
-    When that folder cannot be written, the kernels are compiled on every run (~20 s) and one
-    note says so."""
+    """Get Numba ready before nncli's kernels are first imported (see
+    ``nncli.kernel_cache.prepare_numba``); its one note goes to stderr."""
     from nncli import kernel_cache
 
-    _prepare_threads(threads)
-    if "nncli.kernels" in sys.modules:
-        return
-    cached = True
-    if "numba" not in sys.modules:
-        cached = kernel_cache.use_cache_folder(os.environ)
-        # LLVM at -O2 rather than Numba's -O3: the first run after install compiles in 16.7 s
-        # instead of 19.8 s, and the kernels run as fast (both measured); NUMBA_OPT still wins
-        os.environ.setdefault("NUMBA_OPT", "2")
-        # Numba imports SciPy's BLAS when SciPy is installed (0.1 s of every start), for np.dot,
-        # which no kernel of nncli uses; in nncli's own process, it is told there is none
-        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
-    if cached:
-        try:
-            import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index
-            return
-        except RuntimeError as e:  # Numba found no cache folder it could use
-            if "no locator available" not in str(e):
-                raise
-    _say(kernel_cache.run_uncached(os.environ))
-    import nncli.kernels  # noqa: F401
-
-
-def _prepare_threads(threads: Optional[int]) -> None:
-    # Numba reads its pool size once, at import: ask for enough before the first import.
-    if threads is not None and threads > (os.cpu_count() or 1) and "numba" not in sys.modules:
-        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    kernel_cache.prepare_numba(threads, _say)
 
 
 def _show_bar(quiet: bool) -> bool:

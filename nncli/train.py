@@ -45,7 +45,7 @@ from nncli.data import Dataset
 from nncli.errors import (DataError, DivergedError, Interrupted, ModelFileError, StopNow,
                           UsageError)
 from nncli.evaluate import regression_metrics
-from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
+from nncli.losses import PROB_EPSILON, Loss, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model, Workspace
 from nncli.modelfile import check_writable, save_model
 
@@ -261,16 +261,11 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     scaling, optimizer state, shuffling state, history and early-stopping state are taken
     over; the options of this call must describe the same network and data.
     """
-    layers = parse_arch(config.arch)
-    X = data.X if own_data else data.X.copy()
-    loss = get_loss(config.loss)
-    n_out = layer_shapes(layers, X.shape[1], config.channels)[-1].n_out
-    check_output_layer(loss, config.logits, layers, n_out)
-    _check_config(config)
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both (--resume continues a run with "
                          "its optimizer state; --init-from starts a new one from a model)")
-    _check_classes(loss, n_out, data.classes, data.source)
+    layers, loss, n_out = validate(config, data, val)
+    X = data.X if own_data else data.X.copy()
     opt = optim.settings(config.optimizer, config.lr, config.momentum)
     Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
     if val is not None:
@@ -278,15 +273,9 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         Y_val = prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
         X_train, Y_train = X, Y
     else:
-        # Keras trains on the first int(n * (1 - split)) rows and validates on the rest.
-        n_val = len(X) - int(len(X) * (1.0 - config.validation_split))
-        if config.validation_split and n_val == 0:
-            raise UsageError(f"--validation-split {config.validation_split} of {len(X)} rows "
-                             f"leaves no validation row")
+        n_val = validation_rows(config, len(X))
         X_train, Y_train = X[:len(X) - n_val], Y[:len(Y) - n_val]
         X_val, Y_val = (X[len(X) - n_val:], Y[len(Y) - n_val:]) if n_val else (None, None)
-    if len(X_train) == 0:
-        raise UsageError("no training rows left after the validation split")
     early = _early_stopping(config, loss.classifier, X_val is not None)
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
             "normalize_target": False, "missing": config.missing, "history": []}
@@ -311,6 +300,40 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     if resume is not None:
         _resume(run, resume)
     return run
+
+
+def validate(config: TrainConfig, data: Dataset,
+             val: Dataset | None = None) -> tuple[list, Loss, int]:
+    """Every check of ``config`` against ``data`` that ``prepare`` makes, without copying or
+    scaling anything (a sweep checks each combination before it starts any): the
+    architecture, the loss against the last layer, the options' ranges, the classes and
+    targets against the output layer, the validation split, early stopping. Returns the
+    layers, the loss and the output width."""
+    layers = parse_arch(config.arch)
+    loss = get_loss(config.loss)
+    n_out = layer_shapes(layers, data.X.shape[1], config.channels)[-1].n_out
+    check_output_layer(loss, config.logits, layers, n_out)
+    _check_config(config)
+    _check_classes(loss, n_out, data.classes, data.source)
+    optim.settings(config.optimizer, config.lr, config.momentum)
+    prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
+    if val is not None:
+        prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
+    n_val = 0 if val is not None else validation_rows(config, len(data.X))
+    if len(data.X) - n_val == 0:
+        raise UsageError("no training rows left after the validation split")
+    _early_stopping(config, loss.classifier, val is not None or n_val > 0)
+    return layers, loss, n_out
+
+
+def validation_rows(config: TrainConfig, n: int) -> int:
+    """How many of ``n`` rows --validation-split holds out: Keras trains on the first
+    int(n * (1 - split)) rows and validates on the rest."""
+    n_val = n - int(n * (1.0 - config.validation_split))
+    if config.validation_split and n_val == 0:
+        raise UsageError(f"--validation-split {config.validation_split} of {n} rows leaves no "
+                         f"validation row")
+    return n_val
 
 
 def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
