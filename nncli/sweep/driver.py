@@ -1,0 +1,207 @@
+"""The sweep's driver: check every combination, read the data once, run the trials on Ray Tune,
+and leave the leaderboard, every trial's model and the best model behind.
+
+Ray is imported only once the sweep has been checked (``nncli.sweep.tuning``), so a typo in
+the grid costs no Ray start, and a missing Ray is one line naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nncli.errors import NncliError, UsageError
+from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
+from nncli.sweep.space import Space, metric_mode
+
+REQUEST_FILE = "sweep.json"
+INSTALL_HINT = "nncli sweep needs Ray Tune: pip install 'nncli[sweep]'"
+# The number of trials a leaderboard recorded in the best model's metadata lists.
+LEADERBOARD_IN_MODEL = 20
+
+
+@dataclass
+class Request:
+    """Everything ``nncli sweep`` was asked, as typed: kept in the sweep's folder so that
+    ``--resume DIR`` can run it again without the command line."""
+
+    data: str
+    options: dict[str, Any]                 # train's options as typed (comma lists, ranges)
+    samples: int = 1
+    metric: str = "val_loss"
+    scheduler: str = "fifo"
+    grace_epochs: int = 1
+    max_failures: int = 2
+    threads_per_trial: int = 1
+    address: str | None = None
+    storage: str | None = None
+    output: str = "best.safetensors"
+    out_dir: str = ""
+
+    def save(self) -> None:
+        path = Path(self.out_dir) / REQUEST_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, out_dir: str) -> "Request":
+        path = Path(out_dir) / REQUEST_FILE
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{**doc, "out_dir": str(Path(out_dir).resolve())})
+        except FileNotFoundError:
+            raise UsageError(f"{out_dir}: not a sweep folder (no {REQUEST_FILE}); give the "
+                             f"--out-dir of an earlier nncli sweep") from None
+        except (OSError, ValueError, TypeError) as e:
+            raise UsageError(f"{path}: damaged sweep request ({e})") from None
+
+
+@dataclass
+class Report:
+    """What a sweep came to (see results.summary for its --json form)."""
+
+    rows: list[TrialRow]
+    metric: str
+    mode: str
+    best_model: str | None
+    out_dir: str
+    interrupted: bool
+    signal: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return summary(self.rows, self.metric, self.mode, self.best_model, self.out_dir,
+                       self.interrupted)
+
+
+Build = Callable[..., Any]   # train's options (as cli.train_config takes them) -> TrainConfig
+
+
+def run_sweep(request: Request, space: Space, build: Build,
+              on_event: Callable[[TrialRow], None] | None = None,
+              say: Callable[[str], None] = lambda message: None,
+              restore: bool = False) -> Report:
+    """Run the sweep ``request`` asks for (``space``: its trials' options, parsed; ``build``:
+    options -> TrainConfig), or with ``restore`` continue the one in ``request.out_dir``."""
+    from nncli.files import check_writable
+    from nncli.train import load_inputs, prepare, validate, warm_up
+
+    if request.max_failures < 0 or request.threads_per_trial < 1 or request.grace_epochs < 1:
+        raise UsageError("--max-failures must be 0 or more, --threads-per-trial and "
+                         "--grace-epochs at least 1")
+    if request.scheduler not in ("fifo", "asha"):
+        raise UsageError(f"unknown --scheduler '{request.scheduler}'; expected fifo or asha")
+    fixed = space.fixed
+    configs = [(corner, _built(build, corner)) for corner in space.corners()]
+    first = configs[0][1]
+    inputs = load_inputs(first, request.data, fixed.get("validation_data"), fixed.get("target"),
+                         fixed.get("init_from"))
+    mode = "min"
+    for corner, config in configs:
+        try:
+            validate(config, inputs.data, inputs.val)
+            if config.epochs < 1:
+                raise UsageError("--epochs must be at least 1 in a sweep")
+            mode = metric_mode(request.metric, inputs.val is not None
+                               or config.validation_split > 0)
+        except NncliError as e:
+            raise type(e)(f"{_describe(corner, space)}: {e}") from None
+    check_writable(request.output, "the best model")
+    out_dir = Path(request.out_dir)
+    _check_out_dir(out_dir, restore)
+    try:
+        from nncli.sweep import tuning
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    # Compile (or load) the kernels here, once, before the trials load them from the cache.
+    warm_up(prepare(first, inputs.data, inputs.val, inputs.init_from))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    request.save()
+    plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs), out_dir,
+                       request.scheduler, request.grace_epochs, request.max_failures,
+                       request.threads_per_trial, first.seed, request.address, request.storage)
+    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed, "build": build,
+            "init_from": inputs.init_from}
+    with tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
+        outcome = tuning.run(plan, args, on_event, restore)
+    return _finish(request, space, outcome, mode, stopped.signum)
+
+
+def _finish(request: Request, space: Space, outcome, mode: str, signum: int) -> Report:
+    """Trial models into the sweep's folder, the leaderboard, the best model."""
+    from nncli.modelfile import save_model
+
+    out_dir = Path(request.out_dir)
+    (out_dir / "trials").mkdir(exist_ok=True)
+    by_id = {row.trial_id: row for row in outcome.rows}
+    models = {}
+    for trial_id, saved in outcome.models():
+        path = out_dir / "trials" / f"{trial_id}.safetensors"
+        save_model(saved.model, path)
+        models[trial_id] = saved.model
+        if trial_id in by_id:
+            by_id[trial_id].model = str(path)
+    rows = leaderboard(outcome.rows, request.metric, mode)
+    write_leaderboard(out_dir / "leaderboard.csv", rows, space.varying)
+    best_model = None
+    best = rows[0] if rows and rows[0].value(request.metric) is not None else None
+    if best is not None and best.trial_id in models:
+        model = models[best.trial_id]
+        model.info["sweep"] = {
+            "metric": request.metric, "mode": mode, "trial": best.trial_id,
+            "config": best.config, "out_dir": str(out_dir),
+            "leaderboard": [{"trial": r.trial_id, "config": r.config, "status": r.status,
+                             "epochs": r.epochs, request.metric: r.value(request.metric)}
+                            for r in rows[:LEADERBOARD_IN_MODEL]]}
+        save_model(model, request.output)
+        best_model = request.output
+    return Report(rows, request.metric, mode, best_model, str(out_dir), outcome.interrupted,
+                  signum)
+
+
+def _built(build: Build, options: dict):
+    """The TrainConfig of one combination, its contradictions named with it."""
+    try:
+        return build(**options)
+    except NncliError as e:
+        raise type(e)(f"{_describe(options, None)}: {e}") from None
+
+
+def _describe(options: dict, space: Space | None) -> str:
+    names = space.varying if space is not None else list(options)
+    shown = " ".join(f"--{n.replace('_', '-')} {options[n]}" for n in names if n in options)
+    return f"trial with {shown}" if shown else "the sweep"
+
+
+def _check_out_dir(out_dir: Path, restore: bool) -> None:
+    if restore:
+        return
+    if (out_dir / REQUEST_FILE).exists():
+        raise UsageError(f"{out_dir} holds an earlier sweep; continue it with --resume "
+                         f"{out_dir}, or choose another --out-dir")
+
+
+class _Stop:
+    signum = 0   # SIGTERM when that is what stopped the sweep
+
+
+class _terminate_as_interrupt:
+    """SIGTERM is handled like Ctrl-C: Ray Tune (which catches SIGINT itself while it runs)
+    stops the trials and saves its state for --resume."""
+
+    def __enter__(self) -> _Stop:
+        self.stop = _Stop()
+
+        def terminate(signum, frame):
+            self.stop.signum = signum
+            os.kill(os.getpid(), signal.SIGINT)
+
+        self.before = signal.signal(signal.SIGTERM, terminate)
+        return self.stop
+
+    def __exit__(self, *exc) -> bool:
+        signal.signal(signal.SIGTERM, self.before)
+        return False

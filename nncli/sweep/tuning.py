@@ -1,0 +1,321 @@
+"""Running a sweep on Ray Tune: the only module of nncli that imports ray.
+
+A trial is a Ray Tune function trainable that runs the training of ``nncli train``
+(``train.prepare`` and ``train.fit``) on arrays the driver read once and put into Ray's object
+store (``tune.with_parameters``): workers on other machines need neither the file nor a shared
+filesystem for the data. After every epoch the trial reports its metrics and an nncli
+checkpoint (the model file with its training state) through Tune's checkpoint API, so a trial
+whose worker dies is restarted from its last epoch (``--max-failures``) and ASHA can stop it
+between epochs; its last report carries the finished model.
+
+Checkpoints and Tune's own state live under ``storage`` (default: the sweep's folder). On a
+cluster of several machines that folder must be one every node can write (a shared mount, or
+an ``s3://``/``gs://`` URI): Ray Tune moves checkpoints through it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from nncli.errors import UsageError
+from nncli.sweep.results import (ERROR, FINISHED, INTERRUPTED, PENDING, RETRYING, RUNNING,
+                                 STOPPED, TrialRow)
+from nncli.sweep.space import Space
+
+MODEL_FILE = "model.safetensors"
+TUNE_NAME = "tune"
+# How long connecting to an existing cluster may take before it is an error.
+CONNECT_SECONDS = 20.0
+# Ray's own chatter we do not want: usage reports (there may be no network), the trial folder
+# as working directory (nncli passes no relative paths, but a user's --init-from could be one).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0",
+           "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+
+
+@dataclass
+class Plan:
+    """How a sweep runs: its space and everything besides the trials' options."""
+
+    space: Space
+    metric: str
+    mode: str
+    epochs: int                       # the most epochs a trial runs (ASHA's max_t)
+    out_dir: Path
+    scheduler: str = "fifo"           # fifo (every trial to the end) or asha
+    grace_epochs: int = 1
+    max_failures: int = 2
+    threads_per_trial: int = 1
+    seed: int = 0
+    address: str | None = None
+    storage: str | None = None        # where Tune keeps checkpoints; default out_dir/...
+
+    @property
+    def storage_path(self) -> str:
+        return self.storage or str(self.out_dir.resolve())
+
+
+@dataclass
+class Outcome:
+    """What the sweep came to: one row per trial, and whether it was interrupted."""
+
+    rows: list[TrialRow]
+    interrupted: bool
+    checkpoints: dict[str, Any] = field(default_factory=dict)   # trial id -> tune.Checkpoint
+
+    def models(self) -> Iterator[tuple[str, Any]]:
+        """(trial id, modelfile.ModelFile) of each trial's last checkpoint: the finished model,
+        or the weights where the trial stopped (ASHA, an error, an interruption)."""
+        from nncli.modelfile import read_model_file
+
+        for trial_id, checkpoint in self.checkpoints.items():
+            with checkpoint.as_directory() as folder:
+                yield trial_id, read_model_file(Path(folder) / MODEL_FILE)
+
+
+EventFn = Callable[[TrialRow], None]
+
+
+@contextmanager
+def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
+    """A Ray instance for the sweep: started here (and stopped at the end) without
+    ``address``, else the cluster at ``address`` (host:port), checked to answer first."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    if ray.is_initialized():
+        yield
+        return
+    runtime_env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
+    if address is not None:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+                     logging_level="ERROR")
+        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line
+            raise UsageError(f"cannot join the Ray cluster at {address}: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else e}") from None
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = None,
+        restore: bool = False) -> Outcome:
+    """Run (or with ``restore``, continue) the sweep of ``plan``; ``trainable_args`` are what
+    every trial gets (the data sets, the fixed options, the function that builds a
+    TrainConfig) and ``on_event`` hears of every trial's start, epoch and end."""
+    trainable = tune.with_resources(tune.with_parameters(trial, threads=plan.threads_per_trial,
+                                                         **trainable_args),
+                                    {"cpu": plan.threads_per_trial})
+    events = _Events(plan, on_event)
+    tune_dir = os.path.join(plan.storage_path, TUNE_NAME)
+    if restore:
+        if not tune.Tuner.can_restore(tune_dir):
+            raise UsageError(f"{plan.out_dir}: no Ray Tune state to resume from "
+                             f"(looked in {tune_dir})")
+        tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        # restore() takes the run configuration from the saved state (where _Events was saved
+        # without its listener); the live table is this session's
+        tuner._local_tuner.get_run_config().callbacks = [events]  # noqa: SLF001 - no public way
+    else:
+        tuner = tune.Tuner(trainable, param_space=_param_space(plan.space),
+                           tune_config=_tune_config(plan), run_config=_run_config(plan, events))
+    grid = tuner.fit()
+    return _outcome(plan, grid, events)
+
+
+def trial(config: dict, *, data, val, fixed: dict, build: Callable, threads: int,
+          init_from=None) -> None:
+    """One trial: ``nncli train`` with ``fixed`` options and this trial's ``config``, on the
+    driver's data, reporting after every epoch (see the module docstring)."""
+    from nncli.kernel_cache import prepare_numba
+
+    prepare_numba(threads)
+    from nncli.modelfile import read_model_file, save_model
+    from nncli.train import checkpoint_parts, fit, prepare, set_threads
+
+    set_threads(threads)
+    options = build(**{**fixed, **config})
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = read_model_file(Path(folder) / MODEL_FILE)
+    run = prepare(options, data, val, init_from=None if resume else init_from, resume=resume)
+    node = ray.get_runtime_context().get_node_id()
+    reports = fit(run)
+    for report in reports:
+        done = run.epochs_left == 0
+        if done:
+            for _ in reports:   # ends the loop: early stopping puts the best weights back
+                pass
+        metrics = _final_metrics(run, report) if done else report.as_dict()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / MODEL_FILE
+            if done:
+                save_model(run.model, path)
+            else:
+                save_model(run.model, path, *checkpoint_parts(run))
+            tune.report({**metrics, "node": node, "done": done},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+# ------------------------------------------------------------------------------ internals
+
+def _final_metrics(run, report) -> dict:
+    """The metrics of the weights the model ends with: the best epoch's when early stopping
+    put them back, else the last epoch's."""
+    es = run.early
+    if es is not None and es.best_epoch and es.best_epoch != report.epoch:
+        return {**run.history[es.best_epoch - 1].as_dict(), "epoch": report.epoch}
+    return report.as_dict()
+
+
+def _check_reachable(address: str) -> None:
+    """A one-line error at once when nothing answers at host:port (ray.init would wait)."""
+    host, _, port = address.rpartition(":")
+    if address.startswith(("ray://", "auto")) or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ValueError:
+        raise UsageError(f"--address {address}: expected HOST:PORT") from None
+    except OSError as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address} "
+                         f"({e.strerror or e}); start it with 'ray start --head "
+                         f"--port {port}' there") from None
+
+
+def _param_space(space: Space) -> dict:
+    out: dict[str, Any] = {name: tune.grid_search(values) for name, values in space.grid.items()}
+    for name, r in space.ranges.items():
+        if r.integer:
+            out[name] = (tune.lograndint(int(r.lo), int(r.hi) + 1) if r.kind == "log"
+                         else tune.randint(int(r.lo), int(r.hi) + 1))
+        else:
+            out[name] = (tune.loguniform(r.lo, r.hi) if r.kind == "log"
+                         else tune.uniform(r.lo, r.hi))
+    return out
+
+
+def _tune_config(plan: Plan) -> tune.TuneConfig:
+    scheduler = None
+    if plan.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(plan.epochs, 1),
+                                  grace_period=plan.grace_epochs)
+    return tune.TuneConfig(metric=plan.metric, mode=plan.mode, num_samples=plan.space.samples,
+                           scheduler=scheduler,
+                           search_alg=BasicVariantGenerator(random_state=plan.seed))
+
+
+def _run_config(plan: Plan, events: "_Events") -> tune.RunConfig:
+    return tune.RunConfig(name=TUNE_NAME, storage_path=plan.storage_path, verbose=0,
+                          callbacks=[events],
+                          failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+
+
+class _Events(tune.Callback):
+    """Keeps a TrialRow per trial up to date in the driver and passes each change on."""
+
+    def __init__(self, plan: Plan, on_event: EventFn | None) -> None:
+        self.plan, self.on_event = plan, on_event
+        self.rows: dict[str, TrialRow] = {}
+
+    def __getstate__(self) -> dict:
+        # Tune saves its run configuration, callbacks included, for resuming; the listener
+        # (a terminal table) is this process's only
+        return {"plan": self.plan, "on_event": None, "rows": {}}
+
+    def _row(self, trial) -> TrialRow:
+        row = self.rows.get(trial.trial_id)
+        if row is None:
+            config = {k: trial.config.get(k) for k in self.plan.space.varying}
+            row = self.rows[trial.trial_id] = TrialRow(trial.trial_id, config)
+        row.retries = int(getattr(trial, "num_failures", 0) or 0)
+        return row
+
+    def _emit(self, row: TrialRow) -> None:
+        if self.on_event is not None:
+            self.on_event(row)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row.status = RUNNING
+        self._emit(row)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = self._row(trial)
+        _take_result(row, result)
+        row.status = RUNNING
+        self._emit(row)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row.status = FINISHED if (trial.last_result or {}).get("done") else STOPPED
+        self._emit(row)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row.status = RETRYING
+        self._emit(row)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row.status = ERROR
+        self._emit(row)
+
+
+def _take_result(row: TrialRow, result: dict) -> None:
+    row.epochs = int(result.get("epoch", row.epochs))
+    row.metrics = {k: float(v) for k, v in result.items()
+                   if k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_mse",
+                            "val_mae", "val_r2") and v is not None}
+    row.node = result.get("node", row.node)
+    row.seconds = float(result.get("time_total_s", row.seconds))
+
+
+def _outcome(plan: Plan, grid, events: _Events) -> Outcome:
+    """Rows of every trial from Tune's results (they hold the trials of an earlier session
+    too, when resumed), with statuses from the trials themselves."""
+    trials = {t.trial_id: t for t in getattr(getattr(grid, "_experiment_analysis", None),
+                                             "trials", [])}
+    rows, checkpoints, interrupted = [], {}, False
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        t = trials.get(trial_id)
+        row = events.rows.get(trial_id) or TrialRow(
+            trial_id, {k: result.config.get(k) for k in plan.space.varying})
+        if metrics:
+            _take_result(row, metrics)
+        status = getattr(t, "status", None)
+        if result.error is not None or status == "ERROR":
+            row.status = ERROR
+            row.error = str(result.error).strip().splitlines()[-1] if result.error else None
+        elif status in ("PENDING", "RUNNING", "PAUSED"):
+            row.status = INTERRUPTED if metrics else PENDING
+            interrupted = True
+        else:
+            row.status = FINISHED if metrics.get("done") else STOPPED
+        if t is not None:
+            row.retries = int(getattr(t, "num_failures", 0) or 0)
+        if result.checkpoint is not None:
+            checkpoints[trial_id] = result.checkpoint
+        rows.append(row)
+    return Outcome(rows, interrupted, checkpoints)
