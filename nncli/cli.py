@@ -667,18 +667,22 @@ def plot(
                                                "\\[default: every metric in the histories]."),
     json_out: bool = typer.Option(False, "--json", help="Print what was drawn as JSON on "
                                   "stdout."),
+    top: int = typer.Option(5, "--top", help="For a sweep's folder given as MODEL: how many "
+                            "of its best trials to draw."),
 ) -> None:
     """Draw the training curves of MODELS in one figure: loss and each metric against the
-    epoch, validation dashed beside training, one colour per model. Needs matplotlib
-    (pip install 'nncli\\[plot]')."""
+    epoch, validation dashed beside training, one colour per model. A sweep's --out-dir
+    stands for its --top best trials. Needs matplotlib (pip install 'nncli\\[plot]')."""
     _prepare_numba()
     from nncli.plot import check_output, plot_histories, read_runs
 
     check_output(output)  # matplotlib, suffix, folder: fail before reading the models
-    summary = plot_histories(read_runs(models, label), output, metric)
-    print(f"wrote {output} ({len(models)} model{'s' if len(models) > 1 else ''}, "
-          f"{len(summary.panels)} panel{'s' if len(summary.panels) > 1 else ''})",
-          file=sys.stderr)
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, received {top}")
+    summary = plot_histories(read_runs(models, label, top), output, metric)
+    runs, panels = len(summary.labels), len(summary.panels)
+    print(f"wrote {output} ({runs} model{'s' if runs > 1 else ''}, "
+          f"{panels} panel{'s' if panels > 1 else ''})", file=sys.stderr)
     if json_out:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
 

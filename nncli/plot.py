@@ -83,10 +83,11 @@ def check_output(path: str | os.PathLike) -> str:
     return fmt
 
 
-def read_runs(paths: Sequence[str | os.PathLike],
-              labels: Sequence[str] | None = None) -> list[tuple[str, list[dict]]]:
+def read_runs(paths: Sequence[str | os.PathLike], labels: Sequence[str] | None = None,
+              top: int = 5) -> list[tuple[str, list[dict]]]:
     """The runs of model files (or checkpoints): their histories, labelled by ``labels`` or by
-    file name (the path as given where two files share a name)."""
+    file name (the path as given where two files share a name). A sweep's folder (``nncli
+    sweep --out-dir``) stands for its ``top`` best trials, labelled by their options."""
     from nncli.modelfile import read_model_file
 
     if labels and len(labels) != len(paths):
@@ -97,10 +98,44 @@ def read_runs(paths: Sequence[str | os.PathLike],
         labels = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
     runs = []
     for path, label in zip(paths, labels):
+        if Path(path).is_dir():
+            runs += sweep_runs(Path(path), top)
+            continue
         history = read_model_file(path).model.info.get("history") or []
         if not history:
             raise UsageError(f"{path}: no training history to plot (no epoch was trained)")
         runs.append((label, history))
+    return runs
+
+
+def sweep_runs(folder: Path, top: int) -> list[tuple[str, list[dict]]]:
+    """The ``top`` best trials of a sweep's folder, from its leaderboard.csv (best first),
+    each labelled by the options that vary (``--arch 25relu-10linear --lr 0.01``)."""
+    import csv
+
+    from nncli.modelfile import read_model_file
+
+    board = folder / "leaderboard.csv"
+    if not board.is_file():
+        raise UsageError(f"{folder}: a folder, but not a sweep's (no leaderboard.csv)")
+    with open(board, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise UsageError(f"{board}: no trial to plot")
+    header = list(rows[0])
+    varying = header[header.index("trial") + 1:header.index("status")]
+    runs = []
+    for row in rows:
+        if len(runs) == top:
+            break
+        if not row.get("model"):
+            continue
+        history = read_model_file(row["model"]).model.info.get("history") or []
+        if history:
+            label = " ".join(f"--{name.replace('_', '-')} {row[name]}" for name in varying)
+            runs.append((label or row["trial"], history))
+    if not runs:
+        raise UsageError(f"{folder}: no trial of the sweep has a model with a history")
     return runs
 
 
@@ -164,8 +199,12 @@ def plot_histories(runs: Sequence[tuple[str, list[dict]]], path: str | os.PathLi
         if any_val:
             handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
                         Line2D([], [], color="grey", linestyle="--", label="validation")]
-        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6),
-                   frameon=False)
+        # as many legend entries a row as the figure's width holds (about 11 characters an
+        # inch at the default font), so that long labels (a sweep's options) wrap, not clip
+        longest = max(len(h.get_label()) for h in handles) + 5
+        per_row = max(1, int(PANEL_SIZE[0] * ncols * 11) // longest)
+        fig.legend(handles=handles, loc="outside upper center",
+                   ncols=min(len(handles), 6, per_row), frameon=False)
         _save_atomically(fig, path, fmt, dpi)
     return PlotSummary(str(path), fmt, [label for label, _ in runs], panels)
 

@@ -222,6 +222,24 @@ def test_cli_metric_picks_the_panel(capsys, tmp_path, models):
     assert svg_curves(out) == [["curve-0-0-loss", "curve-0-0-val_loss", "curve-0-1-loss"]]
 
 
+def test_cli_plots_a_sweeps_best_trials_labelled_by_their_options(capsys, tmp_path, models):
+    # a sweep's folder as nncli sweep leaves it: leaderboard.csv best first, models in trials/
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "leaderboard.csv").write_text(
+        "rank,trial,optimizer,status,epochs,val_loss,model\n"
+        f"1,t1,adam,finished,3,0.1,{models['adam']}\n"
+        f"2,t2,sgd,finished,3,0.5,{models['sgd']}\n"
+        "3,t3,rmsprop,error,0,,\n")
+    out = tmp_path / "best.svg"
+    rc, stdout, err = run(capsys, "plot", sweep, "--top", "1", "-o", out, "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["labels"] == ["--optimizer adam"]
+    rc, stdout, err = run(capsys, "plot", sweep, "-o", out, "--json")
+    assert json.loads(stdout)["labels"] == ["--optimizer adam", "--optimizer sgd"]
+    assert [len(c) for c in svg_curves(out)] == [4, 4]
+
+
 def test_cli_plots_a_checkpoint(capsys, tmp_path, models):
     out = tmp_path / "ckpt.svg"
     rc, _, err = run(capsys, "plot", models["checkpoint"], "-o", out)
@@ -255,7 +273,7 @@ def test_cli_bad_input_is_one_line(capsys, tmp_path, models, case):
     good = models["adam"]
     argv, needles = {
         "missing": ([tmp_path / "nope.safetensors"], ["nope.safetensors: no such model file"]),
-        "folder": ([tmp_path], ["is a folder"]),
+        "folder": ([tmp_path], ["a folder, but not a sweep's (no leaderboard.csv)"]),
         "untrained": ([good, models["untrained"]],
                       ["untrained.safetensors: no training history to plot"]),
         "suffix": ([good, "-o", tmp_path / "c.gif"],
