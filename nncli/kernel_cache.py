@@ -91,6 +91,49 @@ def run_uncached(env: Mapping[str, str]) -> str:
 
 
 
+def wide_vector_features(env: Mapping[str, str]) -> str | None:
+    """NUMBA_CPU_FEATURES that let LLVM use 512-bit vectors on a CPU with AVX-512, or None
+    (no AVX-512, or the user chose the features).
+
+    LLVM's tuning for Intel's server parts (skylake-avx512, icelake-server, sapphirerapids)
+    prefers 256-bit vectors, so nncli's products ran at AVX2 width there (measured: one C/256
+    epoch 0.98 s compiled for skylake-avx512 against 0.70-0.75 s for this AMD CPU, 0.76 s with
+    the preference turned off). The host's features plus ``-prefer-256-bit`` turn it off
+    whatever the vendor's tuning; Numba keys its cache by the features, so a changed setting
+    compiles anew.
+    """
+    if env.get("NUMBA_CPU_FEATURES") is not None:
+        return None
+    try:
+        import llvmlite.binding as ll
+
+        features = ll.get_host_cpu_features()
+    except Exception:  # noqa: BLE001 - an LLVM that cannot tell: leave Numba's choice
+        return None
+    if not features.get("avx512f"):
+        return None
+    return features.flatten() + ",-prefer-256-bit"
+
+
+def configure(env: MutableMapping[str, str]) -> bool:
+    """Numba's settings for nncli's kernels, in ``env`` (the process's environment, before
+    numba is imported): the cache folder (False when it cannot be written: then call
+    ``run_uncached``), LLVM's optimisation level and the vector width. The one place that
+    decides them, for the command line, a sweep's trials and the tests alike (a different
+    setting is a different cache entry, compiled anew)."""
+    cached = use_cache_folder(env)
+    # LLVM at -O2 rather than Numba's -O3: the first run after install compiles in 16.7 s
+    # instead of 19.8 s, and the kernels run as fast (both measured); NUMBA_OPT still wins
+    env.setdefault("NUMBA_OPT", "2")
+    features = wide_vector_features(env)
+    if features is not None:
+        env["NUMBA_CPU_FEATURES"] = features
+    # Numba imports SciPy's BLAS when SciPy is installed (0.1 s of every start), for np.dot,
+    # which no kernel of nncli uses; in nncli's own process, it is told there is none
+    sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
+    return cached
+
+
 def prepare_numba(threads: int | None = None,
                   say: Callable[[str], None] = lambda message: None) -> None:
     """Get Numba ready before nncli's kernels are first imported, in any process that runs them
@@ -103,15 +146,7 @@ def prepare_numba(threads: int | None = None,
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
     if "nncli.kernels" in sys.modules:
         return
-    cached = True
-    if "numba" not in sys.modules:
-        cached = use_cache_folder(os.environ)
-        # LLVM at -O2 rather than Numba's -O3: the first run after install compiles in 16.7 s
-        # instead of 19.8 s, and the kernels run as fast (both measured); NUMBA_OPT still wins
-        os.environ.setdefault("NUMBA_OPT", "2")
-        # Numba imports SciPy's BLAS when SciPy is installed (0.1 s of every start), for np.dot,
-        # which no kernel of nncli uses; in nncli's own process, it is told there is none
-        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
+    cached = configure(os.environ) if "numba" not in sys.modules else True
     if cached:
         try:
             import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nncli.kernel_cache import use_cache_folder
+from nncli.kernel_cache import configure
 
-# Tests import the kernels directly too, before any command sets Numba's cache folder: point
-# it at the per-user folder first, so that no test writes cache files into the checkout.
-use_cache_folder(os.environ)
+# Tests import the kernels directly too, before any command readies Numba: the same settings
+# as the command line first (so no test writes cache files into the checkout, and the kernels
+# compile once for both).
+configure(os.environ)
 
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 

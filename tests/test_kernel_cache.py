@@ -233,3 +233,16 @@ def test_reinstalling_as_editable_after_a_run_still_works(tmp_path, tiny_csv):
     site = installed.parent  # pip removes it too when nothing else is left in it
     left = sorted(p.name for p in site.iterdir() if "nncli" in p.name) if site.exists() else []
     assert left == []
+
+
+def test_wide_vectors_on_avx512_and_the_users_features_win():
+    import llvmlite.binding as ll
+
+    from nncli.kernel_cache import wide_vector_features
+
+    assert wide_vector_features({"NUMBA_CPU_FEATURES": "+avx2"}) is None
+    features = wide_vector_features({})
+    if ll.get_host_cpu_features().get("avx512f"):
+        assert features.endswith(",-prefer-256-bit") and "+avx512f" in features
+    else:
+        assert features is None
