@@ -749,9 +749,11 @@ def sweep(
             raise UsageError("give DATA (or --resume DIR)")
         when = __import__("time").strftime("%Y%m%d-%H%M%S")
         folder = out_dir if out_dir is not None else Path("sweeps") / when
-        request = Request(data, _sweep_options(ctx.args), samples, metric, scheduler,
-                          grace_epochs, max_failures, threads_per_trial, address, storage,
-                          str(output), str(folder.resolve()))
+        # absolute paths: --resume DIR may run from another folder
+        request = Request(data if data == "-" else str(Path(data).resolve()),
+                          _sweep_options(ctx.args), samples, metric, scheduler, grace_epochs,
+                          max_failures, threads_per_trial, address, storage,
+                          str(output.resolve()), str(folder.resolve()))
     space = parse_space(request.options, _convert_train_option, _train_option_kind,
                         request.samples)
     _prepare_numba()

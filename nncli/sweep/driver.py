@@ -118,14 +118,15 @@ def run_sweep(request: Request, space: Space, build: Build,
         raise UsageError(INSTALL_HINT) from None
     # Compile (or load) the kernels here, once, before the trials load them from the cache.
     warm_up(prepare(first, inputs.data, inputs.val, inputs.init_from))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    request.save()
     plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs), out_dir,
                        request.scheduler, request.grace_epochs, request.max_failures,
                        request.threads_per_trial, first.seed, request.address, request.storage)
     args = {"data": inputs.data, "val": inputs.val, "fixed": fixed, "build": build,
             "init_from": inputs.init_from}
     with tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
+        # the folder once Ray answers: a cluster that did not leaves no sweep to --resume
+        out_dir.mkdir(parents=True, exist_ok=True)
+        request.save()
         outcome = tuning.run(plan, args, on_event, restore)
     return _finish(request, space, outcome, mode, stopped.signum)
 

@@ -32,6 +32,7 @@ class TrialRow:
     node: str | None = None
     retries: int = 0
     seconds: float = 0.0
+    pid: int | None = None            # the worker process of its latest report (a retry's new)
     model: str | None = None          # the trial's model file in the sweep's folder
     error: str | None = None
 

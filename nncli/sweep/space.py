@@ -18,6 +18,8 @@ RANGE_KINDS = ("log", "uniform")
 # Options that say how the data is read: the driver reads it once, so they cannot vary.
 DATA_OPTIONS = ("missing", "drop_invalid_rows", "categorical", "delimiter", "target",
                 "validation_data")
+# --init-from's model is read once by the driver too (a list of them would reach no trial).
+READ_ONCE = (*DATA_OPTIONS, "init_from")
 # What --metric can rank by, and which way is better.
 METRICS = {"loss": "min", "accuracy": "max", "val_loss": "min", "val_accuracy": "max",
            "val_mse": "min", "val_mae": "min", "val_r2": "max"}
@@ -94,8 +96,9 @@ def parse_space(raw: dict[str, Any], convert: Callable[[str, str], Any],
         else:
             space.fixed[name] = convert(name, text)
     for name in space.varying:
-        if name in DATA_OPTIONS:
-            raise UsageError(f"{_flag(name)} cannot vary in a sweep: the data is read once, "
+        if name in READ_ONCE:
+            what = "its model is" if name == "init_from" else "the data is"
+            raise UsageError(f"{_flag(name)} cannot vary in a sweep: {what} read once, "
                              f"the same way for every trial")
     return space
 

@@ -37,6 +37,9 @@ MODEL_FILE = "model.safetensors"
 TUNE_NAME = "tune"
 # How long connecting to an existing cluster may take before it is an error.
 CONNECT_SECONDS = 20.0
+# The key of a trial's reports that says it trained to its end: not Tune's own "done", which
+# Tune sets on the last result of a trial its scheduler stopped too.
+FINISHED_KEY = "nncli_finished"
 # Ray's own chatter we do not want: usage reports (there may be no network), the trial folder
 # as working directory (nncli passes no relative paths, but a user's --init-from could be one).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0",
@@ -171,7 +174,7 @@ def trial(config: dict, *, data, val, fixed: dict, build: Callable, threads: int
                 save_model(run.model, path)
             else:
                 save_model(run.model, path, *checkpoint_parts(run))
-            tune.report({**metrics, "node": node, "done": done},
+            tune.report({**metrics, "node": node, FINISHED_KEY: done},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -199,6 +202,22 @@ def _check_reachable(address: str) -> None:
         raise UsageError(f"cannot reach the Ray cluster at {address} "
                          f"({e.strerror or e}); start it with 'ray start --head "
                          f"--port {port}' there") from None
+    # Ray itself connects to 127.0.0.1/localhost as this machine's network address: a head
+    # listening on the loopback only (--node-ip-address 127.0.0.1) answers the check above,
+    # and ray.init would then retry for many minutes
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        ray_address = canonicalize_bootstrap_address(address) or address
+    except Exception:  # noqa: BLE001 - a private helper: without it, no second check
+        return
+    if ray_address != address:
+        try:
+            socket.create_connection(tuple(ray_address.rsplit(":", 1)), timeout=5).close()
+        except (OSError, ValueError):
+            raise UsageError(f"--address {address}: Ray connects to it as {ray_address} "
+                             f"(this machine's network address), where nothing answers; "
+                             f"start the head without --node-ip-address 127.0.0.1") from None
 
 
 def _param_space(space: Space) -> dict:
@@ -267,7 +286,7 @@ class _Events(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         row = self._row(trial)
-        row.status = FINISHED if (trial.last_result or {}).get("done") else STOPPED
+        row.status = FINISHED if (trial.last_result or {}).get(FINISHED_KEY) else STOPPED
         self._emit(row)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -288,31 +307,44 @@ def _take_result(row: TrialRow, result: dict) -> None:
                             "val_mae", "val_r2") and v is not None}
     row.node = result.get("node", row.node)
     row.seconds = float(result.get("time_total_s", row.seconds))
+    row.pid = result.get("pid", row.pid)
 
 
 def _outcome(plan: Plan, grid, events: _Events) -> Outcome:
     """Rows of every trial from Tune's results (they hold the trials of an earlier session
-    too, when resumed), with statuses from the trials themselves."""
-    trials = {t.trial_id: t for t in getattr(getattr(grid, "_experiment_analysis", None),
-                                             "trials", [])}
+    too, when resumed), with statuses from what this session saw of them.
+
+    Ctrl-C leaves no mark on the trials: Tune ends the running ones at the end as TERMINATED,
+    the status of a trial that ended. So a trial that neither finished nor failed and that this
+    session started but never saw complete (ASHA's stops do complete) was interrupted; one this
+    session never started kept its status from the earlier session, where it ended.
+    """
+    analysis = getattr(grid, "_experiment_analysis", None)   # noqa: SLF001 - no public way
+    trials = list(getattr(analysis, "trials", None) or [])
+    results = list(grid)
+    if len(trials) != len(results):   # ResultGrid lists its trials in order; if not, by id
+        by_id = {t.trial_id: t for t in trials}
+        trials = [by_id.get((r.metrics or {}).get("trial_id")) for r in results]
     rows, checkpoints, interrupted = [], {}, False
-    for result in grid:
+    for t, result in zip(trials, results):
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name
-        t = trials.get(trial_id)
-        row = events.rows.get(trial_id) or TrialRow(
-            trial_id, {k: result.config.get(k) for k in plan.space.varying})
+        trial_id = getattr(t, "trial_id", None) or metrics.get("trial_id") or Path(result.path).name
+        seen = events.rows.get(trial_id)
+        row = seen or TrialRow(trial_id, {k: result.config.get(k) for k in plan.space.varying})
         if metrics:
             _take_result(row, metrics)
         status = getattr(t, "status", None)
         if result.error is not None or status == "ERROR":
             row.status = ERROR
             row.error = str(result.error).strip().splitlines()[-1] if result.error else None
-        elif status in ("PENDING", "RUNNING", "PAUSED"):
+        elif metrics.get(FINISHED_KEY):
+            row.status = FINISHED
+        elif (seen is not None and seen.status in (PENDING, RUNNING, RETRYING)) or \
+                status in ("PENDING", "RUNNING", "PAUSED"):
             row.status = INTERRUPTED if metrics else PENDING
             interrupted = True
         else:
-            row.status = FINISHED if metrics.get("done") else STOPPED
+            row.status = STOPPED
         if t is not None:
             row.retries = int(getattr(t, "num_failures", 0) or 0)
         if result.checkpoint is not None:

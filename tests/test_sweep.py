@@ -1,0 +1,362 @@
+"""``nncli sweep`` (issue 11): grids checked before Ray starts, local sweeps through the real
+entry point, ASHA, a killed worker retried from its checkpoint, a two-node cluster on one
+machine, Ctrl-C and --resume, and Ray kept out of every other command.
+
+Ray starts once for the local sweeps (``local_ray``, two CPUs) and is reused by the sweeps
+through ``tuning.ray_session``; the tests that must see no Ray run before it starts, and the
+cluster test runs last, after shutting it down. A trial's model must equal ``nncli train``'s
+of the same options bit for bit, so models are compared tensor by tensor, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    from clirun import assert_one_line_error, run
+except ImportError:                       # tests/ imported as a package
+    from tests.clirun import assert_one_line_error, run
+
+ray = pytest.importorskip("ray")
+from safetensors.numpy import load_file  # noqa: E402 - after the skip
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ["--loss", "sparse_cce", "--logits", "--validation-split", "0.2"]
+# What Ray needs on these machines (see shared/reference/ray-notes.md): no token auth on
+# 127.0.0.1, no usage reports, and the settings tuning.ray_session gives its own instance.
+RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                "RAY_AIR_NEW_OUTPUT": "0"}
+TRIAL_KEYS = {"trial_id", "config", "metrics", "epochs", "status", "node", "retries",
+              "seconds", "model"}
+
+
+@pytest.fixture(scope="module")
+def ray_env():
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in RAY_TEST_ENV.items():
+            mp.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def local_ray(ray_env):
+    """One local Ray instance (two CPUs) for every local sweep of this module."""
+    from nncli.sweep import tuning
+
+    with tuning.ray_session(None, cpus=2):
+        yield
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Ray as if not installed: ``import ray`` fails, and nncli.sweep.tuning is imported
+    again (a package keeps its imported submodules as attributes too)."""
+    import nncli.sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "nncli.sweep.tuning", raising=False)
+    monkeypatch.delattr(nncli.sweep, "tuning", raising=False)
+
+
+def sweep(capsys, *argv) -> tuple[int, str, str]:
+    return run(capsys, "sweep", *argv)
+
+
+def tensors_equal(a: Path, b: Path) -> None:
+    """Every tensor of model files ``a`` and ``b`` the same, bit for bit."""
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert sorted(ta) == sorted(tb)
+    for name in ta:
+        assert ta[name].dtype == tb[name].dtype and ta[name].shape == tb[name].shape, name
+        assert np.array_equal(ta[name], tb[name]), f"{name} differs"
+
+
+def train_like(capsys, trial_config: dict, fixed: list[str], out: Path) -> Path:
+    """``nncli train`` with a trial's options: what the trial must have computed."""
+    argv = ["train", str(ROOT / "datasets" / "digits.csv"), *fixed]
+    for name, value in trial_config.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    rc, _, err = run(capsys, *argv, "--quiet", "-o", out)
+    assert rc == 0, err
+    return out
+
+
+# ------------------------------------------------- refused before Ray: no Ray, no folder
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--arch", "16relu-10linear,16relux-10linear", *DIGITS], "16relux-10linear"),
+    (["--arch", "16relu-10linear,16relu-10softmax", *DIGITS], "--arch 16relu-10softmax"),
+    (["--arch", "16relu-10linear", "--lr", "log:0:1", *DIGITS], "--lr log:0:1"),
+    (["--arch", "16relu-10linear", "--missing", "mean,drop", *DIGITS], "--missing"),
+    (["--arch", "16relu-10linear", "--lernrate", "0.1", *DIGITS], "--lernrate"),
+    (["--arch", "16relu-10linear", "--loss", "sparse_cce", "--logits"], "--metric val_loss"),
+    (["--arch", "16relu-10linear", "--history", "h.csv", *DIGITS], "--history"),
+    (["--arch", "16relu-10linear", "--init-from", "a.safetensors,b.safetensors", *DIGITS],
+     "--init-from"),
+], ids=["activation", "loss-vs-last-layer", "log-range", "varying-missing", "unknown-option",
+        "val-metric-without-validation", "history", "varying-init-from"])
+def test_bad_grid_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv, argv, needle):
+    # with Ray unimportable, reaching the point where Ray starts would say "pip install"
+    out_dir = tmp_path / "out"
+    started = time.monotonic()
+    rc, out, err = sweep(capsys, digits_csv, *argv, "--out-dir", out_dir, "-o",
+                         tmp_path / "best.safetensors")
+    line = assert_one_line_error(rc, out, err, needle)
+    assert "pip install" not in line
+    assert time.monotonic() - started < 5
+    assert not out_dir.exists()
+    assert not (tmp_path / "best.safetensors").exists()
+
+
+def test_bad_grid_leaves_ray_uninitialised(capsys, tmp_path, digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear,16relux-10linear",
+                         *DIGITS, "--out-dir", tmp_path / "out")
+    assert_one_line_error(rc, out, err, "relux")
+    assert not ray.is_initialized()
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_one_line_names_the_extra(capsys, tmp_path, no_ray, digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                         "--epochs", "1", "--out-dir", tmp_path / "out")
+    assert_one_line_error(rc, out, err, "pip install 'nncli[sweep]'")
+
+
+def test_other_commands_never_import_ray():
+    code = ("import contextlib, io, sys\n"
+            "from nncli.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['train', '--help']); main(['sweep', '--help']); main(['info', '--help'])\n"
+            "import nncli.sweep, nncli.sweep.driver, nncli.sweep.space, nncli.sweep.results\n"
+            "print('ray' in sys.modules, 'numba' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_unreachable_address_is_one_line_at_once(capsys, tmp_path, ray_env, digits_csv):
+    with socket.socket() as s:            # a port that was free a moment ago: nobody listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                         "--epochs", "1", "--address", f"127.0.0.1:{port}", "--out-dir",
+                         tmp_path / "out")
+    assert_one_line_error(rc, out, err, f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 30
+    assert not ray.is_initialized()
+    assert not (tmp_path / "out").exists()   # nothing to --resume
+
+
+# ------------------------------------------------------------------- local sweeps
+
+@pytest.fixture(scope="module")
+def digits_sweep(local_ray, tmp_path_factory):
+    """A 2x2 grid on digits ranked by val_accuracy, run once: (JSON, stderr, folder)."""
+    base = tmp_path_factory.mktemp("digits_sweep")
+    capsys = _Capture()
+    rc = _main(["sweep", str(ROOT / "datasets" / "digits.csv"), *DIGITS, "--arch",
+                "16relu-10linear,32relu-10linear", "--lr", "1e-3,1e-2", "--epochs", "3",
+                "--seed", "3", "--metric", "val_accuracy", "-o", str(base / "best.safetensors"),
+                "--out-dir", str(base / "out"), "--json"], capsys)
+    assert rc == 0, capsys.err
+    return json.loads(capsys.out), capsys.err, base
+
+
+class _Capture:
+    out = err = ""
+
+
+def _main(argv: list[str], capture: _Capture) -> int:
+    """main(argv) with stdout and stderr kept (a module fixture cannot use capsys)."""
+    import contextlib
+    import io
+
+    from nncli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    capture.out, capture.err = out.getvalue(), err.getvalue()
+    return rc
+
+
+def test_local_sweep_leaves_leaderboard_models_and_json(digits_sweep):
+    doc, err, base = digits_sweep
+    out_dir = base / "out"
+    assert {"trials", "best", "best_model", "out_dir", "metric", "mode"} <= set(doc)
+    assert doc["metric"] == "val_accuracy" and doc["mode"] == "max"
+    assert doc["out_dir"] == str(out_dir) and doc["best_model"] == str(base / "best.safetensors")
+    trials = doc["trials"]
+    assert len(trials) == 4
+    assert {(t["config"]["arch"], t["config"]["lr"]) for t in trials} == {
+        (a, lr) for a in ("16relu-10linear", "32relu-10linear") for lr in (1e-3, 1e-2)}
+    for t in trials:
+        assert TRIAL_KEYS <= set(t)
+        assert t["status"] == "finished" and t["epochs"] == 3 and t["retries"] == 0
+        assert t["node"] and t["seconds"] > 0
+        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(t["metrics"])
+        assert Path(t["model"]) == out_dir / "trials" / f"{t['trial_id']}.safetensors"
+        assert Path(t["model"]).is_file()
+    # best first: val_accuracy is better higher
+    accuracies = [t["metrics"]["val_accuracy"] for t in trials]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert doc["best"] == trials[0]
+    assert sorted(p.name for p in (out_dir / "trials").iterdir()) == sorted(
+        f"{t['trial_id']}.safetensors" for t in trials)
+    lines = (out_dir / "leaderboard.csv").read_text().splitlines()
+    assert lines[0].split(",")[:5] == ["rank", "trial", "arch", "lr", "status"]
+    assert [line.split(",")[1] for line in lines[1:]] == [t["trial_id"] for t in trials]
+    assert "leaderboard (by val_accuracy, highest first)" in err
+
+
+def test_best_model_is_nncli_train_of_its_trial_bit_for_bit(capsys, tmp_path, digits_sweep):
+    doc, _, base = digits_sweep
+    best = doc["best"]
+    tensors_equal(base / "best.safetensors", Path(best["model"]))
+    trained = train_like(capsys, {**best["config"], "epochs": 3, "seed": 3}, DIGITS,
+                         tmp_path / "train.safetensors")
+    tensors_equal(Path(best["model"]), trained)
+    rc, out, _ = run(capsys, "info", base / "best.safetensors", "--json")
+    assert rc == 0
+    assert best["trial_id"] in out          # the sweep is in the best model's metadata
+
+
+def test_asha_stops_hopeless_trials_early(capsys, tmp_path, local_ray, digits_csv):
+    # the good rates first: ASHA never stops the first trial to reach a rung
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                         "--lr", "1e-2,3e-3,1e-6,3e-7", "--epochs", "8", "--batch-size", "64",
+                         "--scheduler", "asha", "--grace-epochs", "1", "--quiet", "--json",
+                         "--out-dir", tmp_path / "out", "-o", tmp_path / "best.safetensors")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["mode"] == "min"             # val_loss, the default: better lower
+    losses = [t["metrics"]["val_loss"] for t in doc["trials"]]
+    assert losses == sorted(losses)
+    statuses = {t["config"]["lr"]: (t["status"], t["epochs"]) for t in doc["trials"]}
+    assert ("finished", 8) in statuses.values()
+    stopped = [lr for lr, (status, epochs) in statuses.items()
+               if status == "stopped early" and epochs < 8]
+    assert stopped and set(stopped) & {1e-6, 3e-7}, statuses
+    for t in doc["trials"]:                 # a stopped trial keeps its model where it stopped
+        assert Path(t["model"]).is_file()
+
+
+def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ray,
+                                                      digits_csv):
+    from nncli.cli import _convert_train_option, _train_option_kind, train_config
+    from nncli.sweep.driver import Request, run_sweep
+    from nncli.sweep.space import parse_space
+
+    options = {"arch": "32relu-10linear", "loss": "sparse_cce", "logits": True,
+               "validation_split": "0.2", "epochs": "6", "batch_size": "4",
+               "lr": "1e-3,3e-3"}
+    request = Request(str(digits_csv), options, out_dir=str(tmp_path / "out"),
+                      output=str(tmp_path / "best.safetensors"), max_failures=2)
+    space = parse_space(options, _convert_train_option, _train_option_kind)
+    killed: dict = {}
+    seen: list[tuple[str, int, str]] = []   # (trial, epoch, status) of every event
+
+    def on_event(row) -> None:
+        seen.append((row.trial_id, row.epochs, row.status))
+        if not killed and row.status == "running" and row.epochs >= 2 and row.pid:
+            killed.update(trial=row.trial_id, pid=row.pid, epoch=row.epochs)
+            os.kill(row.pid, signal.SIGKILL)
+
+    report = run_sweep(request, space, train_config, on_event=on_event)
+    assert killed, "no trial reported two epochs"
+    rows = {r.trial_id: r for r in report.rows}
+    assert not report.interrupted
+    assert all(r.status == "finished" and r.epochs == 6 for r in rows.values()), rows
+    row = rows[killed["trial"]]
+    assert row.retries >= 1 and row.pid != killed["pid"]
+    # after the kill the trial went on from a checkpoint, not from epoch 1 again
+    after = [e for t, e, s in seen[seen.index((killed["trial"], killed["epoch"], "running")) + 1:]
+             if t == killed["trial"] and s == "running"]
+    assert after and min(after) >= 2 and 1 not in after, seen
+    trained = train_like(capsys, {**row.config, "epochs": 6, "batch_size": 4,
+                                  "arch": "32relu-10linear"}, DIGITS, tmp_path / "t.safetensors")
+    tensors_equal(Path(row.model), trained)
+
+
+def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_csv):
+    env = {**os.environ, **RAY_TEST_ENV}
+    out_dir = tmp_path / "out"
+    argv = [sys.executable, "-m", "nncli", "sweep", str(digits_csv), "--arch", "32relu-10linear",
+            *DIGITS, "--lr", "1e-3,3e-3", "--epochs", "30", "--batch-size", "4", "--quiet",
+            "--out-dir", str(out_dir), "-o", str(tmp_path / "best.safetensors")]
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list((out_dir / "tune").glob("trial_*/checkpoint_*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial checkpointed within 90 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"--resume {out_dir}" in err
+    assert (out_dir / "leaderboard.csv").is_file()
+    lines = (out_dir / "leaderboard.csv").read_text().splitlines()
+    assert len(lines) == 3 and any(",interrupted," in line or ",pending," in line
+                                   for line in lines[1:]), lines
+    done = subprocess.run([sys.executable, "-m", "nncli", "sweep", "--resume", str(out_dir),
+                           "--quiet", "--json"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert [t["status"] for t in doc["trials"]] == ["finished", "finished"], doc["trials"]
+    assert all(t["epochs"] == 30 for t in doc["trials"])
+    # the interrupted trials went on from their checkpoints, bit-identical to one training
+    best = doc["best"]
+    tensors_equal(tmp_path / "best.safetensors", Path(best["model"]))
+    trained = train_like(capsys, {**best["config"], "arch": "32relu-10linear", "epochs": 30,
+                                  "batch_size": 4}, DIGITS, tmp_path / "train.safetensors")
+    tensors_equal(Path(best["model"]), trained)
+
+
+# ------------------------------------------------------------------- a cluster
+
+def test_two_node_cluster_runs_trials_on_both(capsys, tmp_path, ray_env, digits_csv):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()                          # the module's local instance, if it ran
+    # Ray connects to 127.0.0.1 as this machine's network address: the nodes listen there
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        address = "127.0.0.1:" + cluster.address.rsplit(":", 1)[1]
+        rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                             "--lr", "1e-3,3e-3,1e-2,3e-2", "--epochs", "4", "--batch-size",
+                             "8", "--threads-per-trial", "1", "--address", address, "--quiet",
+                             "--json", "--out-dir", tmp_path / "out", "-o",
+                             tmp_path / "best.safetensors")
+        assert rc == 0, err
+        doc = json.loads(out)
+        assert [t["status"] for t in doc["trials"]] == ["finished"] * 4
+        nodes = {t["node"] for t in doc["trials"]}
+        assert len(nodes) == 2, nodes
+        assert not ray.is_initialized()     # the sweep left the cluster, not started one
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
