@@ -1008,6 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         _fail(str(e))
+        if getattr(e, "hard_exit", False):  # a library thread is stuck (see JoinTimeout)
+            sys.stdout.flush()
+            os._exit(e.exit_code)
         return e.exit_code
     except ClickException as e:
         if debug:

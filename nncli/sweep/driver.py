@@ -19,6 +19,11 @@ from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboar
 from nncli.sweep.space import Space, metric_mode
 
 REQUEST_FILE = "sweep.json"
+# Joining a cluster: how long Ray waits for an answer from its head (seconds) before it gives
+# up, instead of its default minutes, so that an --address where something other than Ray
+# listens is an error within 30 s too.
+JOIN_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "8",
+                 "RAY_gcs_server_request_timeout_seconds": "8"}
 INSTALL_HINT = "nncli sweep needs Ray Tune: pip install 'nncli[sweep]'"
 # The number of trials a leaderboard recorded in the best model's metadata lists.
 LEADERBOARD_IN_MODEL = 20
@@ -113,6 +118,10 @@ def run_sweep(request: Request, space: Space, build: Build,
     out_dir = Path(request.out_dir)
     _check_out_dir(out_dir, restore)
     try:
+        if request.address is not None:
+            # Ray reads these when it is imported and when it connects (the user's win)
+            for key, value in JOIN_TIMEOUTS.items():
+                os.environ.setdefault(key, value)
         from nncli.sweep import tuning
     except ImportError:
         raise UsageError(INSTALL_HINT) from None

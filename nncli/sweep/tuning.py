@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +35,17 @@ from nncli.sweep.results import (ERROR, FINISHED, INTERRUPTED, PENDING, RETRYING
 from nncli.sweep.space import Space
 
 MODEL_FILE = "model.safetensors"
+# How long joining an existing cluster may take before it is an error (the issue: 30 s).
+JOIN_SECONDS = 20.0
 TUNE_NAME = "tune"
-# How long connecting to an existing cluster may take before it is an error.
-CONNECT_SECONDS = 20.0
 # The key of a trial's reports that says it trained to its end: not Tune's own "done", which
 # Tune sets on the last result of a trial its scheduler stopped too.
 FINISHED_KEY = "nncli_finished"
 # Ray's own chatter we do not want: usage reports (there may be no network), the trial folder
-# as working directory (nncli passes no relative paths, but a user's --init-from could be one).
+# as working directory (nncli passes no relative paths, but a user's --init-from could be one),
+# its core's warnings on our stderr, its trial loggers.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0",
+           "RAY_BACKEND_LOG_LEVEL": "error",
            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
@@ -101,12 +104,7 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
     runtime_env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
     if address is not None:
         _check_reachable(address)
-        try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level="ERROR")
-        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line
-            raise UsageError(f"cannot join the Ray cluster at {address}: "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else e}") from None
+        _join(address, runtime_env)
     else:
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
                  log_to_driver=False, logging_level="ERROR")
@@ -114,6 +112,37 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _join(address: str, runtime_env: dict) -> None:
+    """ray.init on the cluster at ``address``, given JOIN_SECONDS to answer: where something
+    other than a Ray head listens, Ray would retry for minutes."""
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+                     logging_level="ERROR")
+        except BaseException as e:  # noqa: BLE001 - reported below, as one line
+            failure.append(e)
+
+    thread = threading.Thread(target=connect, name="nncli-ray-join", daemon=True)
+    thread.start()
+    thread.join(JOIN_SECONDS)
+    if thread.is_alive():
+        raise JoinTimeout(f"no Ray cluster answered at {address} within {JOIN_SECONDS:.0f} s; "
+                          f"is a Ray head ('ray start --head') listening there?")
+    if failure:
+        e = failure[0]
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot join the Ray cluster at {address}: {first}")
+
+
+class JoinTimeout(UsageError):
+    """No answer from a cluster: Ray's connecting thread is still stuck, so the process must
+    end without waiting for it (the CLI exits at once)."""
+
+    hard_exit = True
 
 
 def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = None,
