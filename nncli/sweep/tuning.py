@@ -267,7 +267,7 @@ def _tune_config(plan: Plan) -> tune.TuneConfig:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(plan.epochs, 1),
                                   grace_period=plan.grace_epochs)
     return tune.TuneConfig(metric=plan.metric, mode=plan.mode, num_samples=plan.space.samples,
-                           scheduler=scheduler,
+                           scheduler=scheduler, reuse_actors=True,
                            search_alg=BasicVariantGenerator(random_state=plan.seed))
 
 
