@@ -93,10 +93,10 @@ def encode_table(table: Table, cols: list[int], schema: Schema, policy: str,
 def fit_array(X: np.ndarray, source: str, policy: str,
               encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
     """An NPZ's features (NaN: missing): the policy applied; returns X and the rows kept."""
-    missing, infinite = np.isnan(X), np.isinf(X)
-    for k in np.flatnonzero(missing.all(axis=0) if len(X) else []):
+    gaps = _Gaps(X)
+    for k in np.flatnonzero(gaps.column_nans == len(X) if len(X) else []):
         raise DataError(f"column {int(k)} of array 'X' is missing (NaN) in every row", source)
-    return _array_policy(X, missing, infinite, source, policy, encoded)
+    return _array_policy(X, gaps, source, policy, encoded)
 
 
 def encode_array(X: np.ndarray, schema: Schema, source: str, policy: str,
@@ -104,8 +104,8 @@ def encode_array(X: np.ndarray, schema: Schema, source: str, policy: str,
                  hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An NPZ's or NPY's features for a model (NaN: missing, as the policy says; counted with
     the schema's names); ``row_offset`` counts rows from the start of a larger array."""
-    return _array_policy(X, np.isnan(X), np.isinf(X), source, policy, encoded,
-                         schema.feature_names(), row_offset, hint)
+    return _array_policy(X, _Gaps(X), source, policy, encoded, schema.feature_names(),
+                         row_offset, hint)
 
 
 # ------------------------------------------------------------------------------ internals
@@ -271,24 +271,49 @@ def _category_codes(cells: ColumnCells, column: Column, encoded: Encoded) -> np.
     return rows
 
 
-def _array_policy(X: np.ndarray, missing: np.ndarray, infinite: np.ndarray, source: str,
-                  policy: str, encoded: Encoded, names: list[str] | None = None,
-                  row_offset: int = 0, hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+class _Gaps:
+    """Where an array's NaN and infinities are, found a block of rows at a time (a mask of the
+    whole array would cost a quarter of it again, per mask): per row whether it has either,
+    per column how many NaN. One float64 sum answers "none at all" for the usual array."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        n, d = X.shape
+        self.row_nan, self.row_inf = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        self.column_nans = np.zeros(d, dtype=np.int64)
+        if not X.size or np.isfinite(X.sum(dtype=np.float64)):
+            return
+        step = max(1, (1 << 20) // max(1, d))
+        for lo in range(0, n, step):
+            block = X[lo:lo + step]
+            nan, inf = np.isnan(block), np.isinf(block)
+            self.row_nan[lo:lo + step] = nan.any(axis=1)
+            self.row_inf[lo:lo + step] = inf.any(axis=1)
+            self.column_nans += nan.sum(axis=0)
+
+    def first(self, X: np.ndarray, rows: np.ndarray, test) -> tuple[int, int]:
+        """(row, column) of the first cell passing ``test`` in the first flagged row."""
+        r = int(np.argmax(rows))
+        return r, int(np.argmax(test(X[r])))
+
+
+def _array_policy(X: np.ndarray, gaps: _Gaps, source: str, policy: str, encoded: Encoded,
+                  names: list[str] | None = None, row_offset: int = 0,
+                  hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     keep = np.ones(len(X), dtype=bool)
     if policy == "drop":
-        keep = ~(missing.any(axis=1) | infinite.any(axis=1))
+        keep = ~(gaps.row_nan | gaps.row_inf)
         if len(X) and not keep.any():
             raise DataError(f"every one of the {len(X)} rows has a NaN or infinite feature; "
                             f"nothing is left to train on", source)
         return (np.ascontiguousarray(X[keep]) if not keep.all() else X), keep
-    for mask, what in ((infinite, "infinite value"), (missing if policy == "error" else None,
-                                                      "NaN (a missing value)")):
-        if mask is not None and mask.any():
-            r, c = (int(v) for v in np.argwhere(mask)[0])
+    for rows, test, what in ((gaps.row_inf, np.isinf, "infinite value"),
+                             (gaps.row_nan if policy == "error" else None, np.isnan,
+                              "NaN (a missing value)")):
+        if rows is not None and rows.any():
+            r, c = gaps.first(X, rows, test)
             raise DataError(f"{what} in array 'X' at row {r + row_offset}, column {c} "
                             f"(0-based)" + (_HINTS[policy] if hint is None else hint), source)
-    counts = missing.sum(axis=0)
-    for k in np.flatnonzero(counts).tolist():
+    for k in np.flatnonzero(gaps.column_nans).tolist():
         name = names[k] if names is not None else f"x{k}"
-        encoded.filled[name] = encoded.filled.get(name, 0) + int(counts[k])
+        encoded.filled[name] = encoded.filled.get(name, 0) + int(gaps.column_nans[k])
     return X, keep
