@@ -580,11 +580,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_model(capsys, bad, digits_cs
 def test_output_in_missing_folder_fails_before_training(capsys, monkeypatch, tmp_path,
                                                         digits_csv):
     import nncli.train
+    import nncli.train.running
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("training started although the output folder does not exist")
 
-    monkeypatch.setattr(nncli.train, "fit", must_not_run)
+    monkeypatch.setattr(nncli.train.running, "fit", must_not_run)  # as train_and_save calls it
     monkeypatch.setattr(nncli.train, "warm_up", must_not_run)
     target = tmp_path / "missing" / "m.safetensors"
     start = time.perf_counter()
@@ -611,13 +612,13 @@ def test_bad_option_value_in_a_real_process(tmp_path, digits_csv):
 
 def test_keyboard_interrupt_in_process_says_interrupted(capsys, monkeypatch, tmp_path,
                                                         digits_csv):
-    import nncli.train
+    import nncli.train.running
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
         yield  # pragma: no cover
 
-    monkeypatch.setattr(nncli.train, "fit", interrupted)
+    monkeypatch.setattr(nncli.train.running, "fit", interrupted)  # as train_and_save calls it
     rc, out, err = run(capsys, "train", digits_csv, *DIGITS_ARCH, "--epochs", "5", "-o",
                        tmp_path / "m.safetensors")
     assert rc == 130

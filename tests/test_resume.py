@@ -13,6 +13,8 @@ import pytest
 from safetensors.numpy import load_file
 
 import nncli.train as T
+import nncli.train.loop as L
+import nncli.train.running as R
 from nncli.data import Dataset
 from nncli.errors import DivergedError, Interrupted, ModelFileError, StopNow, UsageError
 from nncli.modelfile import load_model, read_model_file, save_model
@@ -95,7 +97,7 @@ def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path, optimizer, lr, m
 
 def test_resume_inside_an_epoch_is_bit_identical(tmp_path, monkeypatch):
     # Small chunks so that an epoch has several and a stop lands inside one.
-    monkeypatch.setattr(T, "ROWS_PER_CALL", 32)
+    monkeypatch.setattr(L, "ROWS_PER_CALL", 32)
     straight = _run(epochs=4)
     list(fit(straight))
     first = _run(epochs=4)
@@ -238,7 +240,7 @@ def test_train_and_save_writes_a_resumable_model_when_interrupted(tmp_path, monk
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(T, "interruptible", Signals)
+    monkeypatch.setattr(R, "interruptible", Signals)
     files = RunFiles.for_output(tmp_path / "m.safetensors")
     files.backup_seconds = 0.0
     run = _run(epochs=10)
@@ -260,7 +262,7 @@ def test_checkpoint_schedule(tmp_path):
     written = []
     files = RunFiles.for_output(tmp_path / "m.safetensors", tmp_path / "keep.ckpt", every=2)
     assert files.keep_checkpoint
-    real = T.save_model
+    real = R.save_model
 
     def spy(model, path, *rest):
         written.append((path.name, read_state(rest)))
@@ -269,11 +271,11 @@ def test_checkpoint_schedule(tmp_path):
     def read_state(rest):
         return rest[0]["epoch"] if rest else None
 
-    T.save_model, saved_fn = spy, T.save_model
+    R.save_model, saved_fn = spy, R.save_model
     try:
         train_and_save(_run(epochs=5), files)
     finally:
-        T.save_model = saved_fn
+        R.save_model = saved_fn
     assert written == [("keep.ckpt", 2), ("keep.ckpt", 4), ("keep.ckpt", 5),
                        ("m.safetensors", None)]
     assert read_model_file(tmp_path / "keep.ckpt").state["epoch"] == 5  # kept, resumable
@@ -281,9 +283,9 @@ def test_checkpoint_schedule(tmp_path):
 
 def test_the_default_backup_is_written_at_most_every_backup_seconds(tmp_path, monkeypatch):
     clock = {"now": 0.0}
-    monkeypatch.setattr(T.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(R.time, "monotonic", lambda: clock["now"])
     written = []
-    monkeypatch.setattr(T, "save_model", lambda model, path, *rest: written.append(
+    monkeypatch.setattr(R, "save_model", lambda model, path, *rest: written.append(
         (path.name, rest[0]["epoch"] if rest else None)))
 
     def on_epoch(report):
@@ -325,7 +327,7 @@ def test_divergence_keeps_the_weights_before_the_bad_batch():
 
 
 def test_non_finite_weights_roll_back_the_chunk(monkeypatch):
-    real = T.K.train_batches
+    real = L.K.train_batches
     calls = {"n": 0}
 
     def poisoned(params, *args):
@@ -335,8 +337,8 @@ def test_non_finite_weights_roll_back_the_chunk(monkeypatch):
             params[5] = np.inf  # as if an update overflowed without a non-finite loss
         return out
 
-    monkeypatch.setattr(T.K, "train_batches", poisoned)
-    monkeypatch.setattr(T, "ROWS_PER_CALL", 64)
+    monkeypatch.setattr(L.K, "train_batches", poisoned)
+    monkeypatch.setattr(L, "ROWS_PER_CALL", 64)
     run = _run(epochs=3)
     before = {}
 

@@ -165,11 +165,11 @@ def test_kernels_cached_looks_at_numba_s_cache_index(monkeypatch, tmp_path):
 
 
 def test_feature_stats_in_blocks_match_numpy(monkeypatch):
-    import nncli.train as T
+    import nncli.train.preparing as P
 
     rng = np.random.default_rng(4)
     X = (rng.normal(3.0, 2.0, size=(101, 7))).astype(np.float32)
-    monkeypatch.setattr(T, "STATS_BLOCK", 7 * 10)  # 10 rows a block, the last one short
+    monkeypatch.setattr(P, "STATS_BLOCK", 7 * 10)  # 10 rows a block, the last one short
     mean, std = feature_stats(X)
     assert np.allclose(mean, X.astype(np.float64).mean(axis=0), rtol=1e-6)
     assert np.allclose(std, X.astype(np.float64).std(axis=0), rtol=1e-6)

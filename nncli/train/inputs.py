@@ -1,0 +1,52 @@
+"""Reading a run's inputs: the training data, the validation data and the model it starts from
+(``load_inputs``), read as ``nncli train`` reads them, before ``prepare`` checks and scales."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from nncli.data import Dataset
+from nncli.errors import UsageError
+from nncli.model import Model
+from nncli.train.options import TrainConfig
+
+
+@dataclass
+class Inputs:
+    """What a run reads before it starts: the data, and the model it starts from."""
+
+    data: Dataset
+    val: Dataset | None = None
+    init_from: Model | None = None
+    resume: object | None = None       # a modelfile.ModelFile with a training state
+
+    def messages(self) -> list[str]:
+        """What the user should be told about the data (dropped rows, filled values, ...)."""
+        return self.data.messages() + (self.val.messages() if self.val is not None else [])
+
+
+def load_inputs(config: TrainConfig, data: str, validation_data: str | None = None,
+                targets: list[str] | None = None, init_from: str | os.PathLike | None = None,
+                resume: str | os.PathLike | None = None, stdin=None) -> Inputs:
+    """Read the training data (``-``: standard input), the validation data and the model a
+    run starts from, as ``nncli train`` does: the training file's columns are learnt here
+    (or, continuing from a model, read with that model's columns), and the validation file is
+    read with the same columns and classes. Hand the result to :func:`prepare`."""
+    from nncli.data import ReadOptions, load_training_data
+    from nncli.modelfile import load_model, read_model_file
+
+    if validation_data is not None and config.validation_split:
+        raise UsageError("give --validation-split or --validation-data, not both")
+    base = load_model(init_from) if init_from else None
+    saved = read_model_file(resume) if resume else None
+    start = saved.model if saved is not None else base
+    options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical))
+    ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
+                            stdin=stdin, options=options,
+                            schema=start.input_schema() if start is not None else None)
+    vds = None
+    if validation_data is not None:
+        vds = load_training_data(validation_data, targets, classes=ds.classes, options=options,
+                                 schema=ds.schema)
+    return Inputs(ds, vds, base, saved)

@@ -1,0 +1,199 @@
+"""The training loop: from a prepared run to a fitted Model, one EpochReport at a time.
+
+``fit`` never prints: callers (the CLI, tests, scripts) decide what to show. Each epoch shuffles
+the training rows, then runs the mini-batches in compiled code (kernels.train_batches), a chunk
+of ``ROWS_PER_CALL`` rows per call so that a progress callback can be told how far the epoch is.
+A batch never straddles two calls. ``run.state`` is updated after every chunk, so a run can be
+saved at any chunk boundary and resumed with bit-identical results.
+
+Faults are handled at chunk boundaries too:
+
+* a stop request (``interruptible()``: the first SIGINT or SIGTERM) is honoured after the current
+  chunk: ``fit`` raises ``Interrupted`` with the state standing where it stopped. A chunk is a few
+  milliseconds to a second of work, so "finishes the current mini-batch" means "finishes the
+  current chunk of mini-batches". A second signal raises ``StopNow`` at once;
+* a NaN or infinite batch loss stops the kernel before that batch's update; a chunk that leaves
+  any weight NaN or infinite is rolled back to the weights before it. Either way ``fit`` raises
+  ``DivergedError`` naming the epoch and batch, with the last finite weights in the model.
+
+Also here: compiling the kernels before a run (``warm_up``, ``kernels_cached``) and the number of
+compute threads (``set_threads``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import asdict
+from typing import Iterator
+
+import numpy as np
+
+from nncli import kernels as K
+from nncli import optim
+from nncli.errors import DivergedError, Interrupted, UsageError
+from nncli.evaluate import regression_metrics
+from nncli.losses import PROB_EPSILON
+from nncli.model import Workspace
+from nncli.train.options import TrainConfig
+from nncli.train.state import (EpochReport, ProgressFn, StopFn, Training, TrainState, _is_adam,
+                               new_state)
+
+# Rows per compiled call: large enough that Python is invisible, small enough for a live bar
+# and a prompt reaction to Ctrl-C.
+ROWS_PER_CALL = 8192
+
+
+def fit(run: Training, on_progress: ProgressFn | None = None,
+        stop: StopFn | None = None) -> Iterator[EpochReport]:
+    """Train until ``run.config.epochs`` epochs are done in all, yielding a report after each.
+
+    Continues from ``run.state`` (a fresh state when None). ``stop`` is asked after every chunk
+    but the last of an epoch, and before every epoch; when it returns a signal number, ``fit``
+    raises ``Interrupted`` with the state where it stands. With early stopping, the best
+    weights are put back when the loop ends (not when it is interrupted).
+    """
+    model, cfg = run.model, run.config
+    if run.state is None:
+        run.state = new_state(model, cfg)
+    st, es = run.state, run.early
+    n = len(run.X)
+    batch = min(cfg.batch_size, n)
+    ws = Workspace(model.layer_table(), batch, np.float32)
+    grads = np.zeros_like(model.params)
+    opt = model.info["optimizer"]
+    adam = _is_adam(model)
+    hyper = optim.hyper_vector(opt)
+    Xb = np.zeros((batch, run.X.shape[1]), np.float32)
+    Yb = np.zeros((batch, run.Y.shape[1]), np.float32)
+    X, Y = np.ascontiguousarray(run.X), np.ascontiguousarray(run.Y)
+    rng = np.random.default_rng()
+    perm = np.empty(n, dtype=np.int64)
+    per_call = max(1, ROWS_PER_CALL // batch) * batch
+    # The weights and moments before the current chunk, to roll back to if it leaves any
+    # weight non-finite.
+    saved = (np.empty_like(model.params), np.empty_like(st.m), np.empty_like(st.v))
+    while st.epoch < cfg.epochs and not (es is not None and es.stopped_epoch):
+        _check_stop(stop, st, n)
+        epoch = st.epoch + 1
+        rng.bit_generator.state = st.rng
+        perm[:] = np.arange(n)
+        rng.shuffle(perm)
+        start = time.perf_counter() - st.seconds
+        for s in range(st.rows_done, n, per_call):
+            e = min(s + per_call, n)
+            for keep, now in zip(saved, (model.params, st.m, st.v)):
+                keep[...] = now
+            ls, c, step, diverged_at = K.train_batches(
+                model.params, grads, st.m, st.v, None if adam else st.m, Xb, Yb, ws.Z, ws.A,
+                ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
+                PROB_EPSILON, hyper, st.step, ws.windowed)
+            if diverged_at >= 0 or not np.isfinite(model.params).all():
+                _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
+            st.loss_sum += ls
+            st.correct += c
+            st.step = step
+            st.rows_done = e
+            if on_progress is not None:
+                on_progress(epoch, e, n, st.loss_sum / e)
+            if e < n:
+                st.seconds = time.perf_counter() - start
+                _check_stop(stop, st, n)
+        report = EpochReport(epoch, st.loss_sum / n, model.accuracy(st.correct, n), None, None,
+                             time.perf_counter() - start)
+        if run.X_val is not None and len(run.X_val):
+            report.val_loss, report.val_accuracy = model.evaluate(run.X_val, run.Y_val)
+            if not model.loss_spec.classifier:
+                metrics = regression_metrics(model.unscale_outputs(model.outputs(run.X_val)),
+                                             model.unscale_outputs(run.Y_val))
+                report.val_mse, report.val_mae, report.val_r2 = (
+                    metrics["mse"], metrics["mae"], metrics["r2"])
+        st.epoch, st.rows_done, st.loss_sum, st.correct, st.seconds = epoch, 0, 0.0, 0, 0.0
+        st.rng = rng.bit_generator.state
+        run.history.append(report)
+        model.info["history"].append(report.as_dict())
+        if es is not None:
+            es.update(report, model.params)
+        yield report
+    if es is not None:
+        if es.weights is not None:
+            model.params[...] = es.weights
+        model.info["early_stopping"] = es.summary()
+
+
+def _check_stop(stop: StopFn | None, st: TrainState, n: int) -> None:
+    signum = stop() if stop is not None else 0
+    if signum:
+        name = signal.Signals(signum).name
+        where = (f"in epoch {st.epoch + 1} after {st.rows_done} of {n} rows" if st.rows_done
+                 else f"after epoch {st.epoch}")
+        raise Interrupted(f"interrupted by {name} {where}", signum)
+
+
+def _diverged(run: Training, epoch: int, s: int, e: int, batch: int, ls: float, c: int,
+              step: int, diverged_at: int, saved: tuple, start: float) -> None:
+    """Leave the state at the last finite weights and raise DivergedError."""
+    model, st = run.model, run.state
+    lr = model.info["optimizer"]["learning_rate"]
+    if diverged_at >= 0 and np.isfinite(model.params).all():
+        # The kernel stopped before the bad batch's update: keep the batches before it.
+        st.loss_sum += ls
+        st.correct += c
+        st.step = step
+        st.rows_done = diverged_at
+        what = f"the loss became NaN or infinite in epoch {epoch}, batch {diverged_at // batch + 1}"
+    else:
+        for keep, now in zip(saved, (model.params, st.m, st.v)):
+            now[...] = keep
+        st.rows_done = s
+        first, last = s // batch + 1, math.ceil(e / batch)
+        what = (f"a weight became NaN or infinite in epoch {epoch}, batch "
+                f"{first}" + (f"-{last}" if last > first else ""))
+    st.seconds = time.perf_counter() - start
+    hint = f"; hint: try a smaller --lr (it is {lr:g})"
+    error = DivergedError(what + hint)
+    error.what, error.hint = what, hint
+    raise error
+
+
+def warm_up(run: Training) -> None:
+    """Compile (or load from cache) the training kernels on one row, leaving the run as is."""
+    model = run.model
+    saved = model.params.copy()
+    info = {k: model.info[k] for k in ("history", "early_stopping") if k in model.info}
+    one = Training(model, TrainConfig(**{**asdict(run.config), "epochs": 1, "batch_size": 1,
+                                         "early_stopping": None, "monitor": None,
+                                         "min_delta": 0.0}),
+                   run.X[:1], run.Y[:1], run.X_val[:1] if run.X_val is not None else None,
+                   run.Y_val[:1] if run.Y_val is not None else None)
+    model.info["history"] = []
+    try:
+        for _ in fit(one):
+            pass
+    except DivergedError:
+        pass  # a one-row step may blow up where the real run does not; it compiled all the same
+    model.params[...] = saved
+    model.info.pop("early_stopping", None)
+    model.info.update(info)
+
+
+def kernels_cached() -> bool:
+    """Whether the training kernels have been compiled into Numba's cache before (a first run
+    after install compiles them, ~20 s). Reads a Numba internal; when that fails, says True."""
+    try:
+        index = K.train_batches._cache._cache_file._index_path
+    except AttributeError:
+        return True
+    return os.path.exists(index)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` compute threads (None: all cores). Results do not depend on it."""
+    import numba
+
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be at least 1, received {threads}")
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -1,0 +1,247 @@
+"""Preparing a run: every check of the options against the data (``validate``), then the split,
+the fill values, the standardisation and the model (``prepare``), fresh, from a model
+(``--init-from``) or from a checkpoint (``--resume``)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from nncli import optim
+from nncli.arch import format_arch, layer_shapes, parse_arch
+from nncli.data import Dataset
+from nncli.errors import DataError, UsageError
+from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
+from nncli.model import Model
+from nncli.train.checkpoints import _resume
+from nncli.train.options import MONITORS, TrainConfig
+from nncli.train.state import EarlyStopping, Training
+
+# A feature whose spread is below this is left unscaled rather than blown up (Keras divides by
+# max(std, 1e-7), which turns a constant column seen differently at predict time into +-1e7).
+MIN_STD = 1e-7
+# Cells per block when computing feature statistics: bounds the float64 temporaries.
+STATS_BLOCK = 1 << 20
+
+
+def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
+            init_from: Model | None = None, resume=None, own_data: bool = False) -> Training:
+    """Check the options against the data, split, fill, standardise and build the model.
+
+    ``data`` (and ``val``, separate validation data encoded with ``data``'s schema) are left as
+    they are unless ``own_data``: then their arrays are filled and normalised in place, so a
+    large data set is not copied (the command line hands its freshly loaded data over; a caller
+    reusing one data set for several runs keeps the default). ``resume`` is a checkpoint
+    (``modelfile.ModelFile`` with a training state) to continue: its weights, input and target
+    scaling, optimizer state, shuffling state, history and early-stopping state are taken
+    over; the options of this call must describe the same network and data.
+    """
+    if resume is not None and init_from is not None:
+        raise UsageError("give --resume or --init-from, not both (--resume continues a run with "
+                         "its optimizer state; --init-from starts a new one from a model)")
+    layers, loss, n_out = validate(config, data, val)
+    X = data.X if own_data else data.X.copy()
+    opt = optim.settings(config.optimizer, config.lr, config.momentum)
+    Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
+    if val is not None:
+        X_val = val.X if own_data else val.X.copy()
+        Y_val = prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
+        X_train, Y_train = X, Y
+    else:
+        n_val = validation_rows(config, len(X))
+        X_train, Y_train = X[:len(X) - n_val], Y[:len(Y) - n_val]
+        X_val, Y_val = (X[len(X) - n_val:], Y[len(Y) - n_val:]) if n_val else (None, None)
+    early = _early_stopping(config, loss.classifier, X_val is not None)
+    info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
+            "normalize_target": False, "missing": config.missing, "history": []}
+    schema = copy.deepcopy(data.schema) if data.schema is not None else None
+    model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
+                         channels=config.channels, info=info, classes=data.classes,
+                         feature_names=data.feature_names, target_names=data.target_names,
+                         target_columns=data.target_columns, schema=schema)
+    if resume is not None:
+        _take_weights(model, resume.model, "--resume checkpoint")
+    elif init_from is not None:
+        _take_weights(model, init_from, "--init-from model")
+    else:
+        _fit_scaling(model, config, X_train, Y_train)
+    info["normalize_target"] = model.target_mean is not None
+    for part in (X, X_val) if val is not None else (X,):
+        model.input_schema().fill_missing(part, data.source)
+        model.normalize(part)
+    Y_train = model.scale_targets(Y_train)
+    Y_val = model.scale_targets(Y_val) if Y_val is not None else None
+    run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
+    if resume is not None:
+        _resume(run, resume)
+    return run
+
+
+def validate(config: TrainConfig, data: Dataset,
+             val: Dataset | None = None) -> tuple[list, Loss, int]:
+    """Every check of ``config`` against ``data`` that ``prepare`` makes, without copying or
+    scaling anything (a sweep checks each combination before it starts any): the
+    architecture, the loss against the last layer, the options' ranges, the classes and
+    targets against the output layer, the validation split, early stopping. Returns the
+    layers, the loss and the output width."""
+    layers = parse_arch(config.arch)
+    loss = get_loss(config.loss)
+    n_out = layer_shapes(layers, data.X.shape[1], config.channels)[-1].n_out
+    check_output_layer(loss, config.logits, layers, n_out)
+    _check_config(config)
+    _check_classes(loss, n_out, data.classes, data.source)
+    optim.settings(config.optimizer, config.lr, config.momentum)
+    prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
+    if val is not None:
+        prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
+    n_val = 0 if val is not None else validation_rows(config, len(data.X))
+    if len(data.X) - n_val == 0:
+        raise UsageError("no training rows left after the validation split")
+    _early_stopping(config, loss.classifier, val is not None or n_val > 0)
+    return layers, loss, n_out
+
+
+def validation_rows(config: TrainConfig, n: int) -> int:
+    """How many of ``n`` rows --validation-split holds out: Keras trains on the first
+    int(n * (1 - split)) rows and validates on the rest."""
+    n_val = n - int(n * (1.0 - config.validation_split))
+    if config.validation_split and n_val == 0:
+        raise UsageError(f"--validation-split {config.validation_split} of {n} rows leaves no "
+                         f"validation row")
+    return n_val
+
+
+def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
+                 Y_train: np.ndarray) -> None:
+    """What a new model learns from its training rows besides the weights: each numeric
+    column's fill value for missing cells (its mean), the features' standardisation (numeric
+    features only: one-hot ones stay 0/1) and, for mse, the targets'."""
+    if model.schema is None:
+        model.schema = model.input_schema()
+    schema = model.schema
+    numeric = schema.numeric_features()
+    means = column_means(X_train)
+    for column, at in zip(schema.columns, schema.offsets()):
+        if column.kind == "numeric":
+            if not np.isfinite(means[at]):
+                raise DataError(f"column '{column.name}' has no value in the training rows "
+                                f"(every one is missing); leave it out")
+            column.fill = float(means[at])
+    schema.fill_missing(X_train, "")  # the statistics see the filled values
+    if config.normalize:
+        mean, std = feature_stats(X_train)
+        model.mean, model.std = np.where(numeric, mean, 0.0).astype(np.float32), \
+            np.where(numeric, std, 1.0).astype(np.float32)
+    if config.normalize_target and model.loss == "mse":
+        model.target_mean, model.target_std = feature_stats(Y_train)
+
+
+def column_means(X: np.ndarray) -> np.ndarray:
+    """Each column's mean over its non-NaN values (float64 sums, a block of rows at a time);
+    NaN for a column with no value."""
+    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
+    total = np.zeros(X.shape[1], np.float64)
+    count = np.zeros(X.shape[1], np.int64)
+    for lo in range(0, len(X), step):
+        block = X[lo:lo + step]
+        gaps = np.isnan(block)
+        if gaps.any():
+            total += np.where(gaps, 0.0, block).sum(axis=0, dtype=np.float64)
+            count += (~gaps).sum(axis=0)
+        else:
+            total += block.sum(axis=0, dtype=np.float64)
+            count += len(block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
+
+
+def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
+    if cfg.early_stopping is None:
+        if cfg.monitor is not None or cfg.min_delta:
+            raise UsageError("--monitor and --min-delta apply to --early-stopping PATIENCE")
+        return None
+    monitor = cfg.monitor or ("val_loss" if has_val else "loss")
+    if monitor not in MONITORS:
+        raise UsageError(f"unknown --monitor '{monitor}'; expected one of {', '.join(MONITORS)}")
+    if monitor.startswith("val_") and not has_val:
+        raise UsageError(f"--monitor {monitor} needs validation data: give --validation-split "
+                         f"or --validation-data, or monitor loss")
+    if monitor.endswith("accuracy") and not classifier:
+        raise UsageError(f"--monitor {monitor}: a regression model has no accuracy; monitor "
+                         f"{monitor.replace('accuracy', 'loss')}")
+    return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
+
+
+def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std of each column (float64 sums); tiny spreads become 1.
+
+    Two passes over blocks of rows: np.std of the whole array would allocate a float64 copy of
+    it (twice the data), which dominated the peak memory of training on a large set.
+    """
+    n = max(len(X), 1)
+    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
+    total = np.zeros(X.shape[1], np.float64)
+    for lo in range(0, len(X), step):
+        total += X[lo:lo + step].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(X.shape[1], np.float64)
+    for lo in range(0, len(X), step):
+        squares += ((X[lo:lo + step] - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / n)
+    std[std < MIN_STD] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.epochs < 0:
+        raise UsageError(f"--epochs must be 0 or more, received {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, received {cfg.batch_size}")
+    if not 0 <= cfg.validation_split < 1:
+        raise UsageError(f"--validation-split must lie in [0, 1), received "
+                         f"{cfg.validation_split}")
+    if cfg.early_stopping is not None and cfg.early_stopping < 0:
+        raise UsageError(f"--early-stopping PATIENCE must be 0 or more, received "
+                         f"{cfg.early_stopping}")
+    if not cfg.min_delta >= 0:
+        raise UsageError(f"--min-delta must be 0 or more, received {cfg.min_delta}")
+
+
+def _check_classes(loss, units: int, classes: list[str] | None, source: str) -> None:
+    """Text class labels that the output layer cannot hold, named by their text (numeric labels
+    are checked row by row, with their line, by losses.prepare_targets)."""
+    if not classes:
+        return
+    if loss.targets in ("index", "onehot"):
+        room, fix = units, f"widen the last layer to {len(classes)} units"
+    elif loss.targets == "binary" and units == 1:
+        room, fix = 2, (f"for {len(classes)} classes use '{len(classes)}linear' with --loss "
+                        f"sparse_cce --logits")
+    else:
+        return
+    if len(classes) > room:
+        shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
+        raise UsageError(f"{source}: the labels name {len(classes)} classes ({shown}), but "
+                         f"--loss {loss.name} on {units} output unit{'s' if units > 1 else ''}"
+                         f" holds {room}; {fix}")
+
+
+def _take_weights(model: Model, source: Model, what: str) -> None:
+    if (source.arch, source.n_inputs, source.channels) != \
+            (model.arch, model.n_inputs, model.channels):
+        raise UsageError(
+            f"{what} is '{source.arch}' on {_inputs(source)}, but this run is "
+            f"'{format_arch(model.layers)}' on {_inputs(model)}; they must match")
+    model.params[...] = source.params
+    # Continuing from a model keeps the input and target scaling its weights were trained for,
+    # and its columns (the data was read with them).
+    model.mean, model.std = source.mean.copy(), source.std.copy()
+    model.schema = copy.deepcopy(source.input_schema())
+    model.target_mean = None if source.target_mean is None else source.target_mean.copy()
+    model.target_std = None if source.target_std is None else source.target_std.copy()
+
+
+def _inputs(model: Model) -> str:
+    return f"{model.n_inputs} inputs" + (f" of {model.channels} channels" if model.channels > 1
+                                         else "")
