@@ -1,0 +1,166 @@
+"""Looking into networks: ``nncli gradcheck`` (analytic against numerical gradients) and
+``nncli info`` (a model file's architecture, layers, columns and training summary)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from nncli.cli.app import _model_targets, _prepare_numba, app, err
+from nncli.errors import EXIT_CHECK_FAILED, UsageError
+
+
+@app.command(epilog="Examples: nncli gradcheck --arch 25relu-15relu-10linear --loss sparse_cce "
+                    "--logits;  nncli gradcheck digits.safetensors datasets/digits.csv")
+def gradcheck(
+    model: Optional[Path] = typer.Argument(None, help="Check this model's gradients on DATA "
+                                           "(instead of --arch)."),
+    data: Optional[str] = typer.Argument(None, help="Data for MODEL."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture to build with random "
+                                       "weights and data."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="mse, bce, cce or sparse_cce."),
+    logits: bool = typer.Option(False, "--logits", help="The loss takes logits."),
+    inputs: int = typer.Option(5, "--inputs", help="Input features of the random data."),
+    channels: int = typer.Option(1, "--channels", help="Read the inputs as a signal of "
+                                 "inputs/CHANNELS positions x CHANNELS (conv and local layers)."),
+    batch: int = typer.Option(4, "--batch", help="Rows of data to check on."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and data."),
+    tol: float = typer.Option(1e-5, "--tol", help="Largest error allowed: |a-n| / max(|a|+|n|, "
+                              "1e-3) between analytic and central-difference gradients."),
+    json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
+) -> None:
+    """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
+    _prepare_numba()
+    from nncli import gradcheck as gc
+
+    if batch < 1 or inputs < 1:
+        raise UsageError("--batch and --inputs must be at least 1")
+    if model is not None:
+        if arch or loss or data is None:
+            raise UsageError("give either MODEL DATA, or --arch and --loss")
+        if channels != 1:
+            raise UsageError("--channels applies to --arch; a model file knows its channels")
+        from nncli.data import load_training_data
+        from nncli.losses import prepare_targets
+        from nncli.modelfile import load_model
+
+        m = load_model(model)
+        ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
+                                model_targets=_model_targets(m))
+        X, Y = m.normalize(ds.X[:batch].copy()), ds.Y[:batch]
+        Y = m.scale_targets(prepare_targets(m.loss_spec, Y, m.n_outputs, ds.source))
+        results, what = gc.gradcheck_model(m, X, Y), f"{model} on {len(X)} rows of {data}"
+    else:
+        if not arch or not loss:
+            raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")
+        from nncli.arch import parse_arch
+
+        results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed,
+                                    channels)
+        what = (f"{arch} --loss {loss}{' --logits' if logits else ''} on {batch} random rows"
+                f" of {inputs} inputs" + (f" ({channels} channels)" if channels > 1 else ""))
+    ok = all(r.ok(tol) for r in results)
+    if json_out:
+        typer.echo(json.dumps({"ok": ok, "tol": tol, "tensors": [
+            {"name": r.name, "size": r.size, "max_error": r.max_error} for r in results]},
+            indent=2))
+    table = Table(title=f"gradcheck: {what}")
+    for col in ("tensor", "size", "max error", ""):
+        table.add_column(col, justify="left" if col == "tensor" else "right")
+    for r in results:
+        table.add_row(r.name, str(r.size), f"{r.max_error:.2e}",
+                      "ok" if r.ok(tol) else "[red]FAIL[/red]")
+    err.print(table)
+    err.print(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
+    if not ok:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+# --------------------------------------------------------------------------- info
+
+@app.command(epilog="Example: nncli info digits.safetensors --json | jq .arch")
+def info(
+    model: Path = typer.Argument(..., help="A model file written by nncli train."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Show a model's architecture, layers (kind, output shape, parameters), loss, classes and
+    training summary."""
+    _prepare_numba()
+    from nncli.modelfile import read_model_file
+
+    saved = read_model_file(model)
+    m = saved.model
+    history = m.info.get("history") or []
+    state = saved.state or {}
+    summary = {
+        "arch": m.arch, "inputs": m.n_inputs, "channels": m.channels, "outputs": m.n_outputs,
+        "parameters": int(m.params.size),
+        "layers": _layer_summaries(m),
+        "loss": m.loss, "logits": m.logits, "classes": m.classes,
+        "targets": m.target_names, "optimizer": m.info.get("optimizer"),
+        "normalize": m.info.get("normalize"), "seed": m.info.get("seed"),
+        "epochs": len(history), "final": history[-1] if history else None,
+        "early_stopping": m.info.get("early_stopping"),
+        "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
+                       "rows": state.get("rows")} if saved.is_checkpoint else None,
+        "nncli_version": m.info.get("nncli_version"),
+        "columns": [c.as_dict() for c in m.input_schema().columns],
+        "ignored_columns": [c.name for c in m.input_schema().ignored],
+        "target_normalization": None if m.target_mean is None else {
+            "mean": m.target_mean.tolist(), "std": m.target_std.tolist()},
+        "sweep": m.info.get("sweep"),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=str(model), show_header=False)
+    for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
+                "classes", "targets", "optimizer", "normalize", "target_normalization", "seed",
+                "epochs", "final",
+                "early_stopping", "checkpoint"):
+        value = summary[key]
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    err.print(table)
+    layers = Table(title="layers")
+    for col in ("", "layer", "kind", "output shape", "parameters"):
+        layers.add_column(col, justify="left" if col in ("layer", "kind") else "right")
+    for i, (layer, entry) in enumerate(zip(m.layers, summary["layers"]), start=1):
+        layers.add_row(str(i), str(layer), entry["kind"],
+                       " x ".join(str(d) for d in entry["output_shape"]),
+                       str(entry["parameters"]))
+    err.print(layers)
+    columns = Table(title="input columns")
+    for col in ("column", "kind", "features", "missing values become"):
+        columns.add_column(col, justify="right" if col == "features" else "left")
+    for c in m.input_schema().columns:
+        categories = ", ".join(c.categories[:8]) + (", ..." if len(c.categories) > 8 else "")
+        kind = c.kind if c.kind == "numeric" else f"categorical ({categories})"
+        gap = ((f"{c.fill:.6g} (training mean)" if c.fill is not None else "an error")
+               if c.kind == "numeric" else
+               ("a category of their own" if c.missing_category else "all zeros (unseen)"))
+        columns.add_row(c.name, kind, str(c.width), gap)
+    err.print(columns)
+    if summary["ignored_columns"]:
+        err.print(f"left out (identifiers): {', '.join(summary['ignored_columns'])}")
+
+
+def _layer_summaries(m) -> list[dict]:
+    """Per layer: kind, units, activation, window (conv, local), the output shape (units, or
+    positions x filters) and the kernel and bias shapes and parameter count."""
+    out = []
+    for i, (layer, shape) in enumerate(zip(m.layers, m.shapes())):
+        kernel, bias = m.kernel(i), m.bias(i)
+        entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
+        if layer.kind == "dense":
+            entry["output_shape"] = [layer.units]
+        else:
+            entry.update(kernel=layer.kernel, stride=layer.effective_stride,
+                         output_shape=[shape.positions, shape.filters])
+        entry.update(kernel_shape=list(kernel.shape), bias_shape=list(bias.shape),
+                     parameters=int(kernel.size + bias.size))
+        out.append(entry)
+    return out
