@@ -109,8 +109,8 @@ def train(
     Ctrl-C (or SIGTERM) stops after the current chunk of mini-batches and writes the model with
     its optimizer state, ready for --resume; a second Ctrl-C stops at once.
     """
+    _prepare_numba(threads)  # first: TrainConfig's package imports the kernels
     config = train_config(**locals())
-    _prepare_numba(threads)
     from nncli.train import (RunFiles, kernels_cached, load_inputs, prepare, set_threads,
                              warm_up)
 
