@@ -195,15 +195,16 @@ def export_onnx(model: Model, opset: int | None = None) -> onnx.ModelProto:
     check_opset(opset)
     g = _Graph()
     x = _input_nodes(g, model)
-    for i, (layer, shape) in enumerate(zip(model.layers, model.shapes())):
+    for record in model.layer_records():
+        i, layer = record.index, record.spec
         tag = f"layer{i + 1}"
         convert = CONVERTERS.get(layer.kind)
         activate = ACTIVATIONS.get(layer.activation)
         if convert is None or activate is None:
             raise ExportError(f"cannot export layer {i + 1} '{layer}' of '{model.arch}': no ONNX "
                               f"converter for its {'kind' if convert is None else 'activation'}")
-        z = convert(g, x, tag, layer, shape,
-                    np.asarray(model.kernel(i), np.float32), np.asarray(model.bias(i), np.float32))
+        z = convert(g, x, tag, layer, record.shape, np.asarray(record.kernel, np.float32),
+                    np.asarray(record.bias, np.float32))
         x = activate(g, z, tag)
     outputs = _output_nodes(g, model, x)
     graph = helper.make_graph(

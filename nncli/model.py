@@ -127,6 +127,12 @@ class Model:
             len(self.feature_names) == self.n_inputs else [f"x{i}" for i in range(self.n_inputs)]
         return Schema.numeric(list(names))
 
+    def layer_records(self) -> list["LayerRecord"]:
+        """One record per layer: what every walk over the layers needs (info, the model file,
+        the exporter) in one place."""
+        return [LayerRecord(i, spec, shape, self.kernel(i), self.bias(i))
+                for i, (spec, shape) in enumerate(zip(self.layers, self.shapes()))]
+
     # ------------------------------------------------------------------ running it
     def scale_targets(self, Y: np.ndarray) -> np.ndarray:
         """Targets in the units the network learns: standardised when the model standardises
@@ -187,6 +193,18 @@ class Model:
             return None
         per_row = 1 if spec.targets in ("index", "onehot") else self.n_outputs
         return correct / (n_rows * per_row)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """A layer of a model: its position, spec, input/output shape, and views of its kernel and
+    bias in the flat parameters (writing to them changes the model)."""
+
+    index: int
+    spec: LayerSpec
+    shape: arch.LayerShape
+    kernel: np.ndarray
+    bias: np.ndarray
 
 
 @dataclass

@@ -125,9 +125,9 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
 
 def _tensors(model: Model) -> dict[str, np.ndarray]:
     out = {}
-    for i in range(len(model.layers)):
-        out[f"layers.{i}.kernel"] = np.ascontiguousarray(model.kernel(i))
-        out[f"layers.{i}.bias"] = np.ascontiguousarray(model.bias(i))
+    for record in model.layer_records():
+        out[f"layers.{record.index}.kernel"] = np.ascontiguousarray(record.kernel)
+        out[f"layers.{record.index}.bias"] = np.ascontiguousarray(record.bias)
     out["normalization.mean"] = np.ascontiguousarray(model.mean, dtype=np.float32)
     out["normalization.std"] = np.ascontiguousarray(model.std, dtype=np.float32)
     if model.target_mean is not None:

@@ -481,3 +481,17 @@ def test_check_writable_tries_a_file_in_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(UsageError, match="not writable .Permission denied"):
         check_writable(tmp_path / "m.safetensors", "the history")
+
+
+def test_layer_records_are_views_of_every_layer():
+    model = Model.create(parse_arch("2conv3s2relu-3local2tanh-4linear"), 16, "mse", False,
+                         seed=1, channels=2)
+    records = model.layer_records()
+    assert [r.index for r in records] == [0, 1, 2]
+    assert [r.spec for r in records] == model.layers
+    assert [r.shape for r in records] == model.shapes()
+    for r in records:
+        assert np.array_equal(r.kernel, model.kernel(r.index))
+        assert np.array_equal(r.bias, model.bias(r.index))
+    records[1].bias[...] = 7.0   # a view: the model's parameters change with it
+    assert np.all(model.bias(1) == 7.0)

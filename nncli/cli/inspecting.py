@@ -152,8 +152,8 @@ def _layer_summaries(m) -> list[dict]:
     """Per layer: kind, units, activation, window (conv, local), the output shape (units, or
     positions x filters) and the kernel and bias shapes and parameter count."""
     out = []
-    for i, (layer, shape) in enumerate(zip(m.layers, m.shapes())):
-        kernel, bias = m.kernel(i), m.bias(i)
+    for record in m.layer_records():
+        layer, shape, kernel, bias = record.spec, record.shape, record.kernel, record.bias
         entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
         if layer.kind == "dense":
             entry["output_shape"] = [layer.units]
