@@ -5,11 +5,12 @@ the fill values, the standardisation and the model (``prepare``), fresh, from a 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 
 from nncli import optim
-from nncli.arch import format_arch, layer_shapes, parse_arch
+from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
 from nncli.errors import DataError, UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
@@ -40,14 +41,13 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both (--resume continues a run with "
                          "its optimizer state; --init-from starts a new one from a model)")
-    layers, loss, n_out = validate(config, data, val)
+    checked = validate(config, data, val)
+    layers, loss, Y = checked.layers, checked.loss, checked.Y
     X = data.X if own_data else data.X.copy()
     opt = optim.settings(config.optimizer, config.lr, config.momentum)
-    Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
     if val is not None:
         X_val = val.X if own_data else val.X.copy()
-        Y_val = prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
-        X_train, Y_train = X, Y
+        X_train, Y_train, Y_val = X, Y, checked.Y_val
     else:
         n_val = validation_rows(config, len(X))
         X_train, Y_train = X[:len(X) - n_val], Y[:len(Y) - n_val]
@@ -78,13 +78,22 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     return run
 
 
-def validate(config: TrainConfig, data: Dataset,
-             val: Dataset | None = None) -> tuple[list, Loss, int]:
+@dataclass
+class Checked:
+    """What validating a run found out on the way: its layers and loss, and the targets as
+    the loss wants them (one-hot rows for class labels), which ``prepare`` goes on with."""
+
+    layers: list[LayerSpec]
+    loss: Loss
+    Y: np.ndarray
+    Y_val: np.ndarray | None
+
+
+def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> Checked:
     """Every check of ``config`` against ``data`` that ``prepare`` makes, without copying or
-    scaling anything (a sweep checks each combination before it starts any): the
+    scaling the features (a sweep checks each combination before it starts any): the
     architecture, the loss against the last layer, the options' ranges, the classes and
-    targets against the output layer, the validation split, early stopping. Returns the
-    layers, the loss and the output width."""
+    targets against the output layer, the validation split, early stopping."""
     layers = parse_arch(config.arch)
     loss = get_loss(config.loss)
     n_out = layer_shapes(layers, data.X.shape[1], config.channels)[-1].n_out
@@ -92,14 +101,14 @@ def validate(config: TrainConfig, data: Dataset,
     _check_config(config)
     _check_classes(loss, n_out, data.classes, data.source)
     optim.settings(config.optimizer, config.lr, config.momentum)
-    prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
-    if val is not None:
-        prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
+    Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
+    Y_val = (prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
+             if val is not None else None)
     n_val = 0 if val is not None else validation_rows(config, len(data.X))
     if len(data.X) - n_val == 0:
         raise UsageError("no training rows left after the validation split")
     _early_stopping(config, loss.classifier, val is not None or n_val > 0)
-    return layers, loss, n_out
+    return Checked(layers, loss, Y, Y_val)
 
 
 def validation_rows(config: TrainConfig, n: int) -> int:
