@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from nncli.cli.app import _prepare_numba, _say, app, err
@@ -213,19 +214,21 @@ class _LiveTrials:
     def _table(self, rows=None, title: str = "trials") -> Table:
         table = Table(title=title)
         for col in ("trial", *self.varying, "status", "epoch", self.metric, "node", "retries"):
-            table.add_column(col, justify="left" if col in ("trial", "status", "node")
+            table.add_column(col, no_wrap=True,
+                             justify="left" if col in ("trial", "status", "node")
                              else "right")
         for row in rows if rows is not None else self.rows.values():
             value = row.value(self.metric)
-            table.add_row(row.trial_id, *(str(row.config.get(v)) for v in self.varying),
+            table.add_row(row.trial_id, *(_shown(row.config.get(v)) for v in self.varying),
                           row.status, str(row.epochs), "" if value is None else f"{value:.4f}",
                           (row.node or "")[:8], str(row.retries))
         return table
 
     def leaderboard(self, report) -> None:
         order = "lowest" if report.mode == "min" else "highest"
-        err.print(self._table(report.rows, f"leaderboard (by {report.metric}, {order} first)"),
-                  width=max(err.width, 140))
+        # a log is read wider than a terminal's 80 columns: options and statuses unclipped
+        wide = err if err.is_terminal else Console(stderr=True, highlight=False, width=140)
+        wide.print(self._table(report.rows, f"leaderboard (by {report.metric}, {order} first)"))
         if report.best_model:
             best = report.rows[0]
             print(f"wrote {report.best_model} (trial {best.trial_id}: "
@@ -234,4 +237,9 @@ class _LiveTrials:
 
 
 def _config_text(config: dict) -> str:
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items())
+    return " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in config.items())
+
+
+def _shown(value) -> str:
+    """An option's value for people: a sampled float to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
