@@ -35,8 +35,8 @@ def worker(cells: list[str], rows: int) -> dict:
     import numba
     import numpy as np
 
-    from nncli import kernels as K
     from nncli.data import Dataset
+    from nncli.model import K
     from nncli.train import TrainConfig, fit, prepare, warm_up
 
     numba.set_num_threads(1)

@@ -34,7 +34,7 @@ def profile(sizes: list[int], n: int, clock) -> tuple[dict[str, float], float]:
     """(microseconds per part of a step, GFLOP/s of its products) for layer sizes and batch n."""
     import numpy as np
 
-    from nncli import kernels as K
+    from nncli.model import K
 
     rng = np.random.default_rng(0)
     parts = dict.fromkeys(["products", "W^T (forward)", "X^T, dZ^T (dW)", "activations",

@@ -12,10 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from nncli import kernels as K
 from nncli.arch import LayerSpec, layer_shapes
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
-from nncli.model import Model, Workspace
+from nncli.model import K, Model, Workspace
 
 STEP = 1e-6
 FLOOR = 1e-3

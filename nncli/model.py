@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nncli import kernels as K
 from nncli import arch
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
 from nncli.data.schema import Schema
+from nncli.kernel_cache import prepare_numba
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
+
+# Numba's settings (the per-user cache folder, the vector width) must be in place before the
+# kernels load, whoever imports them first: the command line has done it already (and said so
+# if the cache cannot be written); a script, a benchmark or a Ray worker gets the same here.
+# Other modules take the kernels from this module (``from nncli.model import K``).
+prepare_numba()
+from nncli import kernels as K  # noqa: E402 - only once Numba is ready
 
 # Rows per compiled call when running a model over a whole data set (eval, predict, validation).
 CHUNK_ROWS = 4096

@@ -138,6 +138,24 @@ def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path
     assert cache_files(PACKAGE) == in_package
 
 
+def test_a_script_using_the_library_caches_in_the_user_folder_too(tmp_path):
+    # benchmarks and scripts import nncli.train or nncli.model without the command line:
+    # the kernels must not land in the package folder either
+    env = clean_env(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    expected = cache_folder(env)
+    in_package = cache_files(PACKAGE)
+    code = ("import numpy as np; from nncli.data import Dataset; "
+            "from nncli.train import TrainConfig, fit, prepare; "
+            "X = np.arange(20, dtype=np.float32).reshape(10, 2); y = X[:, :1] * 2; "
+            "list(fit(prepare(TrainConfig(arch='2relu-1linear', loss='mse', epochs=1), "
+            "Dataset.from_arrays(X, y))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.suffix for p in cache_files(expected)} == {".nbi", ".nbc"}
+    assert cache_files(PACKAGE) == in_package
+
+
 def test_no_writable_cache_folder_runs_uncached_with_one_note(tmp_path, tiny_csv):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

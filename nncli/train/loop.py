@@ -31,12 +31,11 @@ from typing import Iterator
 
 import numpy as np
 
-from nncli import kernels as K
 from nncli import optim
 from nncli.errors import DivergedError, Interrupted, UsageError
 from nncli.evaluate import regression_metrics
 from nncli.losses import PROB_EPSILON
-from nncli.model import Workspace
+from nncli.model import K, Workspace
 from nncli.train.options import TrainConfig
 from nncli.train.state import (EpochReport, ProgressFn, StopFn, Training, TrainState, _is_adam,
                                new_state)
