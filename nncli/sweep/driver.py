@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,7 +75,6 @@ class Report:
     out_dir: str
     interrupted: bool
     signal: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return summary(self.rows, self.metric, self.mode, self.best_model, self.out_dir,
