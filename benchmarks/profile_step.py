@@ -3,9 +3,9 @@
     python benchmarks/profile_step.py              # 1 and 2 threads, B/32, C/32, C/256
     python benchmarks/profile_step.py --threads 2 --cells C/256
 
-Each kernel of a step (dense layers with relu, Adam, the gather of a shuffled batch) is timed
-alone on random data, best of 5 x 20 calls: CPU time on one thread (steady under load), wall
-time on two. The loss and the Python around the compiled loop are left out, so the samples/s
+Each kernel of a step (each dense layer's forward and backward products with their transposes,
+bias and bias gradient; relu; Adam; the gather of a shuffled batch) is timed alone on random
+data, best of 5 x 20 calls, wall time. The loss and the Python around the compiled loop are left out, so the samples/s
 printed is an upper bound on what `bench.py` measures. It measures and prints; it asserts nothing.
 """
 
@@ -37,27 +37,26 @@ def profile(sizes: list[int], n: int, clock) -> tuple[dict[str, float], float]:
     from nncli.model import K
 
     rng = np.random.default_rng(0)
-    parts = dict.fromkeys(["products", "W^T (forward)", "X^T, dZ^T (dW)", "activations",
-                           "Adam", "gather rows"], 0.0)
+    parts = dict.fromkeys(["forward products", "backward products", "activations", "Adam",
+                           "gather rows"], 0.0)
     flops = 0
+    products = 0.0
     for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         X = rng.standard_normal((n, n_in), dtype=np.float32)
         W = rng.standard_normal((n_in, n_out), dtype=np.float32)
+        b = rng.standard_normal(n_out, dtype=np.float32)
         dZ = rng.standard_normal((n, n_out), dtype=np.float32)
         Z = np.empty((n, n_out), np.float32)
         WT, XT, dZT = (np.empty(s, np.float32) for s in ((n_out, n_in), (n_in, n), (n_out, n)))
-        dW, dX = np.empty_like(W), np.empty_like(X)
-        parts["W^T (forward)"] += per_call(lambda: K.transpose(WT, W), clock)
-        parts["products"] += (per_call(lambda: K.matmul_nt(Z, X, WT), clock)
-                              + per_call(lambda: K.matmul_nt(dW, XT, dZT), clock))
-        flops += 4 * n * n_in * n_out
-        if layer > 0:                      # the first layer needs no dX
-            parts["products"] += per_call(lambda: K.matmul_nt(dX, dZ, W), clock)
-            flops += 2 * n * n_in * n_out
-        parts["X^T, dZ^T (dW)"] += (per_call(lambda: K.transpose(XT, X), clock)
-                                    + per_call(lambda: K.transpose(dZT, dZ), clock))
+        dW, db, dX = np.empty_like(W), np.empty_like(b), np.empty_like(X)
+        with_dX = layer > 0                # the first layer needs no dX
+        parts["forward products"] += per_call(lambda: K.dense_forward(Z, X, W, b, WT), clock)
+        parts["backward products"] += per_call(
+            lambda: K.dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT), clock)
+        flops += (4 + 2 * with_dX) * n * n_in * n_out
         parts["activations"] += (per_call(lambda: K.act_forward(Z, Z, 1), clock)
                                  + per_call(lambda: K.act_backward(dZ, dZ, Z, Z, 1), clock))
+    products = parts["forward products"] + parts["backward products"]
     size = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     p = rng.standard_normal(size).astype(np.float32)
     g, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
@@ -68,7 +67,7 @@ def profile(sizes: list[int], n: int, clock) -> tuple[dict[str, float], float]:
     calls = itertools.count()            # a different batch each call, as in training
     parts["gather rows"] = per_call(
         lambda: K.gather_rows(Xb, data, batches[next(calls) % len(batches)]), clock)
-    return parts, flops / parts["products"] / 1e3
+    return parts, flops / products / 1e3
 
 
 def report(threads: int, cells: list[str]) -> None:
@@ -76,7 +75,7 @@ def report(threads: int, cells: list[str]) -> None:
     import numba
 
     numba.set_num_threads(threads)
-    clock = time.process_time if threads == 1 else time.perf_counter
+    clock = time.perf_counter
     for cell in cells:
         net, batch = cell.split("/")
         parts, gflops = profile(NETS[net], int(batch), clock)

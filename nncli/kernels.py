@@ -40,6 +40,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaPerformanceWarning
 
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
+from nncli.kernels_gemm import fills_a_tile, matmul_nn, matmul_tn
 
 # One place for compiler settings. error_model="numpy" drops the division-by-zero check that
 # stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
@@ -184,84 +185,6 @@ def matmul_nt(C, A, B):
         _dot_group(C[r0:r1], A[r0:r1], B)
 
 
-# For C = A^T B over a short reduction (a small batch's dW = X^T dZ), dot products would spend
-# more on their final horizontal sums than on multiply-adds. The outer-product order runs along
-# rows of B instead: eight rows of B update four rows of C per pass, so each element of C is
-# loaded and stored once for 32 multiply-adds (batch 32 x 784 x 512: 330 us against 490 us for
-# transposes and dot products; from 128 rows, or under 64 columns, the dot products win).
-
-# A[i0:i0+8, t] as eight scalars (a tuple: they stay in registers)
-@njit(**_SERIAL)
-def _column8(A, i0, t):
-    return (A[i0, t], A[i0 + 1, t], A[i0 + 2, t], A[i0 + 3, t],
-            A[i0 + 4, t], A[i0 + 5, t], A[i0 + 6, t], A[i0 + 7, t])
-
-
-@njit(fastmath=_FAST, **_SERIAL)
-def _dot8(x, a):
-    return (x[0] * a[0] + x[1] * a[1] + x[2] * a[2] + x[3] * a[3]
-            + x[4] * a[4] + x[5] * a[5] + x[6] * a[6] + x[7] * a[7])
-
-
-# c_r += sum_{i < 8} A[i0 + i, t + r] B[i0 + i] for r = 0..3
-@njit(fastmath=_FAST, **_SERIAL)
-def _outer_tile(c0, c1, c2, c3, A, t, B, i0):
-    x0 = _column8(A, i0, t)
-    x1 = _column8(A, i0, t + 1)
-    x2 = _column8(A, i0, t + 2)
-    x3 = _column8(A, i0, t + 3)
-    b0, b1, b2, b3 = B[i0], B[i0 + 1], B[i0 + 2], B[i0 + 3]
-    b4, b5, b6, b7 = B[i0 + 4], B[i0 + 5], B[i0 + 6], B[i0 + 7]
-    for j in range(c0.shape[0]):
-        a = (b0[j], b1[j], b2[j], b3[j], b4[j], b5[j], b6[j], b7[j])
-        c0[j] += _dot8(x0, a)
-        c1[j] += _dot8(x1, a)
-        c2[j] += _dot8(x2, a)
-        c3[j] += _dot8(x3, a)
-
-
-# c += x b
-@njit(fastmath=_FAST, **_SERIAL)
-def _axpy(c, x, b):
-    for j in range(c.shape[0]):
-        c[j] += x * b[j]
-
-
-# Rows t0..t1 of C = A^T B: four rows at a time over eight rows of A and B, then the edges
-@njit(**_SERIAL)
-def _outer_group(C, A, B, t0, t1):
-    n = A.shape[0]
-    n8 = n - n % 8
-    for t in range(t0, t1):
-        c = C[t]
-        for j in range(c.shape[0]):
-            c[j] = 0
-    t4 = t0 + (t1 - t0) - (t1 - t0) % 4
-    for t in range(t0, t4, 4):
-        for i0 in range(0, n8, 8):
-            _outer_tile(C[t], C[t + 1], C[t + 2], C[t + 3], A, t, B, i0)
-        for i in range(n8, n):
-            for r in range(4):
-                _axpy(C[t + r], A[i, t + r], B[i])
-    for t in range(t4, t1):
-        for i in range(n):
-            _axpy(C[t], A[i, t], B[i])
-
-
-# C = A^T B, for short reductions (n up to about 128)
-# A (n, m), B (n, p) -> C (m, p)
-@njit(**_PARALLEL)
-def matmul_tn(C, A, B):
-    m = C.shape[0]
-    groups = (m + 15) // 16
-    if m * B.shape[0] * B.shape[1] < 65536:
-        for q in range(groups):
-            _outer_group(C, A, B, q * 16, min(q * 16 + 16, m))
-        return
-    for q in prange(groups):
-        _outer_group(C, A, B, q * 16, min(q * 16 + 16, m))
-
-
 # out[j:j+4, i:i+4] = A[i:i+4, j:j+4]^T: sixteen loads of four short rows, then four short rows
 # stored (the compiler turns them into vector shuffles: 0.35 ns an element here, against 0.7 for
 # an element-by-element loop)
@@ -345,28 +268,40 @@ def _copy_rows(out, A, idx):
             dst[j] = src[j]
 
 
-# Z = X @ W + b, computed as X @ (W^T)^T with W^T written into the scratch WT
+# Z = X @ W + b: register tiles (nncli.kernels_gemm) when n_out fills one, else dot products of
+# rows as X @ (W^T)^T with W^T written into the scratch WT
 # X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z (n, n_out)
 @njit(**_PARALLEL)
 def dense_forward(Z, X, W, b, WT):
-    transpose(WT, W)
-    matmul_nt(Z, X, WT)
+    if fills_a_tile(Z, W.shape[1]):
+        matmul_nn(Z, X, W)
+    else:
+        transpose(WT, W)
+        matmul_nt(Z, X, WT)
     _add_row(Z, b)
 
 
-# dW = X^T dZ (outer products, or X^T (dZ^T)^T), db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX)
+# dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX). Register tiles
+# where the output is wide enough: dW as X^T dZ directly; dX as (W dZ^T)^T, which transposes two
+# activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
 # dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
 #   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
 @njit(**_PARALLEL)
 def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
-    if X.shape[0] < 128 and dZ.shape[1] >= 64:
+    if fills_a_tile(dW, dW.shape[1]):
         matmul_tn(dW, X, dZ)
     else:
         transpose(XT, X)
         transpose(dZT, dZ)
         matmul_nt(dW, XT, dZT)
     _column_sums(db, dZ)
-    if with_dX:
+    if not with_dX:
+        return
+    if fills_a_tile(dX, dX.shape[0]):
+        transpose(dZT, dZ)
+        matmul_nn(XT, W, dZT)
+        transpose(dX, XT)
+    else:
         matmul_nt(dX, dZ, W)
 
 

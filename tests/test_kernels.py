@@ -19,11 +19,11 @@ except ImportError:                       # tests/ imported as a package
     from tests import naive
 
 DTYPES = [np.float32, np.float64]
-# (n, n_in, n_out). The large ones reach the 4 x 4 tiles of products and transposes with ragged
-# edges (products need reductions of 64 and more), both orders of the dW product (batches under
-# 128 rows into 64 or more outputs take outer products) and the threaded paths.
+# (n, n_in, n_out). The large ones reach the 4 x 4 dot-product tiles and transposes with ragged
+# edges (products need reductions of 64 and more), the register tiles of nncli.kernels_gemm
+# (32 or more outputs; dX through them from 32 rows) and the threaded paths.
 SHAPES = [(1, 1, 1), (1, 4, 1), (7, 13, 5), (5, 3, 1), (3, 1, 6),
-          (130, 67, 37), (37, 129, 70), (128, 64, 4), (66, 5, 131)]
+          (130, 67, 37), (37, 129, 70), (128, 64, 4), (66, 5, 131), (20, 40, 33), (33, 300, 20)]
 
 # Numba warns that the wrapper kernels have nothing to parallelise (see nncli.kernels).
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
@@ -49,16 +49,6 @@ def test_transpose_is_exact(dtype, m, p):
     out = np.full((p, m), np.nan, dtype)
     K.transpose(out, A)
     assert np.array_equal(out, A.T)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,m,p", [(1, 1, 1), (8, 4, 3), (7, 5, 9), (19, 33, 70), (40, 130, 64)])
-def test_matmul_tn(dtype, n, m, p):
-    rng = np.random.default_rng(n + m + p)
-    A, B = rand(rng, (n, m), dtype), rand(rng, (n, p), dtype)
-    C = np.full((m, p), np.nan, dtype)
-    K.matmul_tn(C, A, B)
-    naive.assert_close(C, naive.f64(A).T @ naive.f64(B), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

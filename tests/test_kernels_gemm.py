@@ -1,0 +1,116 @@
+"""The register-tiled products of nncli.kernels_gemm against float64 NumPy: both orientations,
+every edge (rows past a tile, columns past a panel, reductions past a block of 256), the
+micro-kernel's accumulate and row-clamping contract, and bit-identity across thread counts."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from nncli import kernels_gemm as G
+
+try:
+    import naive
+except ImportError:                       # tests/ imported as a package
+    from tests import naive
+
+DTYPES = [np.float32, np.float64]
+# (m, k, n): one element; less than a tile; exact tiles; ragged rows and columns; a reduction
+# over two and three blocks of 256; more than one 64-row group; the parallel path (>= 2^16).
+SHAPES = [(1, 1, 1), (3, 5, 7), (8, 16, 32), (16, 3, 64), (13, 300, 45), (70, 513, 33),
+          (130, 40, 100), (32, 784, 128), (5, 1, 200)]
+
+
+def rand(rng, shape, dtype):
+    return np.ascontiguousarray(rng.standard_normal(shape), dtype=dtype)
+
+
+@njit
+def _tile_of(C):
+    return G.tile(C)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tile_fits_the_registers(dtype):
+    mr, nr = _tile_of(np.empty((1, 1), dtype))
+    lanes = nr // 2
+    # two vectors a row, of 256 or 512 bits
+    assert lanes * np.dtype(dtype).itemsize in (32, 64)
+    assert mr in (6, 8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_matmul_nn(dtype, m, k, n):
+    rng = np.random.default_rng(m * 1000 + k + n)
+    A, B = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+    C = np.full((m, n), np.nan, dtype)
+    G.matmul_nn(C, A, B)
+    naive.assert_close(C, naive.f64(A) @ naive.f64(B), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_matmul_tn(dtype, m, k, n):
+    rng = np.random.default_rng(m * 1000 + k + n + 1)
+    A, B = rand(rng, (k, m), dtype), rand(rng, (k, n), dtype)
+    C = np.full((m, n), np.nan, dtype)
+    G.matmul_tn(C, A, B)
+    naive.assert_close(C, naive.f64(A).T @ naive.f64(B), dtype)
+
+
+@njit
+def _micro(C, A, B, kc, rows, accumulate):
+    G.micro_kernel(C.reshape(C.size), 0, C.shape[1], A.reshape(A.size), 0, A.shape[1], 1,
+                   B.reshape(B.size), 0, B.shape[1], kc, rows, accumulate)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_micro_kernel_contract(dtype, accumulate):
+    """One tile: C (+)= A[:, :kc] B[:kc]; rows from m_valid on repeat A's row 0."""
+    mr, nr = _tile_of(np.empty((1, 1), dtype))
+    rng = np.random.default_rng(7)
+    kc, rows = 37, mr - 3
+    A, B = rand(rng, (mr, kc + 5), dtype), rand(rng, (kc + 5, nr), dtype)
+    C0 = rand(rng, (mr, nr), dtype)
+    C = C0.copy()
+    _micro(C, A, B, kc, rows, accumulate)
+    used = naive.f64(A)[[i if i < rows else 0 for i in range(mr)], :kc]
+    want = used @ naive.f64(B)[:kc] + (naive.f64(C0) if accumulate else 0.0)
+    naive.assert_close(C, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_micro_kernel_empty_reduction(dtype):
+    """kc = 0 leaves the tile's sums empty: zeros, or C unchanged when accumulating."""
+    mr, nr = _tile_of(np.empty((1, 1), dtype))
+    A, B = np.ones((mr, 1), dtype), np.ones((1, nr), dtype)
+    C = np.full((mr, nr), 3.0, dtype)
+    _micro(C, A, B, 0, mr, True)
+    assert np.all(C == 3.0)
+    _micro(C, A, B, 0, mr, False)
+    assert np.all(C == 0.0)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 numba threads")
+@pytest.mark.parametrize("product", ["nn", "tn"])
+def test_bit_identical_across_thread_counts(product):
+    rng = np.random.default_rng(3)
+    m, k, n = 150, 600, 100
+    A = rand(rng, (m, k) if product == "nn" else (k, m), np.float32)
+    B = rand(rng, (k, n), np.float32)
+    kernel = G.matmul_nn if product == "nn" else G.matmul_tn
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            C = np.empty((m, n), np.float32)
+            kernel(C, A, B)
+            results.append(C)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(results[0], results[1])
