@@ -146,7 +146,13 @@ def prepare_numba(threads: int | None = None,
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
     if "nncli.kernels" in sys.modules:
         return
-    cached = configure(os.environ) if "numba" not in sys.modules else True
+    cached = configure(os.environ)
+    if "numba" in sys.modules:
+        # a script imported numba first: it read its settings then, so have it read them again
+        # (else the kernels would be cached beside their source and tuned for another width)
+        from numba.core import config
+
+        config.reload_config()
     if cached:
         try:
             import nncli.kernels  # noqa: F401 - compiles or loads the kernels' cache index

@@ -138,13 +138,14 @@ def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path
     assert cache_files(PACKAGE) == in_package
 
 
-def test_a_script_using_the_library_caches_in_the_user_folder_too(tmp_path):
-    # benchmarks and scripts import nncli.train or nncli.model without the command line:
-    # the kernels must not land in the package folder either
+@pytest.mark.parametrize("first", ["", "import numba; "])
+def test_a_script_using_the_library_caches_in_the_user_folder_too(tmp_path, first):
+    # benchmarks and scripts import nncli.train or nncli.model without the command line, some
+    # after numba itself: the kernels must not land in the package folder either
     env = clean_env(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     expected = cache_folder(env)
     in_package = cache_files(PACKAGE)
-    code = ("import numpy as np; from nncli.data import Dataset; "
+    code = (f"{first}import numpy as np; from nncli.data import Dataset; "
             "from nncli.train import TrainConfig, fit, prepare; "
             "X = np.arange(20, dtype=np.float32).reshape(10, 2); y = X[:, :1] * 2; "
             "list(fit(prepare(TrainConfig(arch='2relu-1linear', loss='mse', epochs=1), "
