@@ -70,24 +70,36 @@ def _data(context, builder, ty, value, offset):
 
 @intrinsic
 def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid,
-                 accumulate):
-    """C[i, j] (+)= sum_{p < kc} A[i, p] B[p, j] for a whole MR x NR tile, elements addressed
-    flat: C at c_off + i ldc + j, A at a_off + i a_rs + p a_cs, B at b_off + p ldb + j.
-    Rows i >= m_valid read row 0 of A (they must then be thrown away by the caller); with
-    accumulate false the tile's old values are ignored. All three arrays share one dtype."""
-    sig = types.void(C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid, accumulate)
+                 n_valid, accumulate):
+    """C[i, j] (+)= sum_{p < kc} A[i, p] B[p, j] for i < m_valid, j < n_valid of one MR x NR
+    tile, elements addressed flat: C at c_off + i ldc + j, A at a_off + i a_rs + p a_cs, B at
+    b_off + p ldb + j. Nothing outside those rows and columns is read or written (masked vector
+    loads and stores), so a tile may overhang its matrices. With accumulate false C's old values
+    are not read. All three arrays share one dtype."""
+    sig = types.void(C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid, n_valid,
+                     accumulate)
 
     def codegen(context, builder, signature, args):
-        (C_, c_off_, ldc_, A_, a_off_, a_rs_, a_cs_, B_, b_off_, ldb_, kc_, m_valid_,
+        (C_, c_off_, ldc_, A_, a_off_, a_rs_, a_cs_, B_, b_off_, ldb_, kc_, m_valid_, n_valid_,
          accumulate_) = args
         aty = signature.args
         rows, vectors, lanes = _tile_shape(context, aty[0].dtype)
         vty = ir.VectorType(context.get_data_type(aty[0].dtype), lanes)
         i64 = ir.IntType(64)
         zero64 = ir.Constant(i64, 0)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty] * 3),
-            f"llvm.fma.v{lanes}f{aty[0].dtype.bitwidth}")
+        name = f"v{lanes}f{aty[0].dtype.bitwidth}"
+        i32 = ir.IntType(32)
+        mty = ir.VectorType(ir.IntType(1), lanes)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             f"llvm.fma.{name}")
+        masked_load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
+            f"llvm.masked.load.{name}.p0")
+        masked_store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
+            f"llvm.masked.store.{name}.p0")
+        align = ir.Constant(i32, 4)
+        zeros = ir.Constant(vty, None)
         c = _data(context, builder, aty[0], C_, c_off_)
         a = _data(context, builder, aty[3], A_, a_off_)
         b = _data(context, builder, aty[7], B_, b_off_)
@@ -95,11 +107,24 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         def vector_at(base, offset):
             return builder.bitcast(builder.gep(base, [offset]), vty.as_pointer())
 
+        # rows past m_valid read row 0 of A and store nothing; lanes past n_valid are masked
         a_rows = []
+        row_valid = []
         for i in range(rows):
             row = ir.Constant(i64, i)
-            valid = builder.icmp_signed("<", row, m_valid_)
-            a_rows.append(builder.mul(builder.select(valid, row, zero64), a_rs_))
+            row_valid.append(builder.icmp_signed("<", row, m_valid_))
+            a_rows.append(builder.mul(builder.select(row_valid[i], row, zero64), a_rs_))
+        n_splat = builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                                         n_valid_, ir.Constant(i32, 0))
+        n_splat = builder.shuffle_vector(n_splat, ir.Constant(ir.VectorType(i64, lanes),
+                                                              ir.Undefined),
+                                         ir.Constant(ir.VectorType(i32, lanes), None))
+        col_masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes),
+                                                          [v * lanes + j for j in range(lanes)]),
+                                         n_splat) for v in range(vectors)]
+        no_lanes = ir.Constant(mty, None)
+        c_masks = [[builder.select(row_valid[i], col_masks[v], no_lanes) for v in range(vectors)]
+                   for i in range(rows)]
         c_vectors = [[vector_at(c, builder.add(builder.mul(ir.Constant(i64, i), ldc_),
                                                ir.Constant(i64, v * lanes)))
                       for v in range(vectors)] for i in range(rows)]
@@ -114,60 +139,74 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         builder.cbranch(builder.icmp_unsigned("!=", accumulate_, ir.Constant(accumulate_.type, 0)),
                         load_block, head)
         builder.position_at_end(load_block)
-        old = {t: builder.load(c_vectors[t[0]][t[1]], align=4) for t in tiles}
+        old = {(i, v): builder.call(masked_load, [c_vectors[i][v], align, c_masks[i][v], zeros])
+               for i, v in tiles}
         builder.branch(head)
 
         builder.position_at_end(head)
         start = {}
         for t in tiles:
             start[t] = builder.phi(vty)
-            start[t].add_incoming(ir.Constant(vty, None), entry)
+            start[t].add_incoming(zeros, entry)
             start[t].add_incoming(old[t], load_block)
-        builder.cbranch(builder.icmp_signed(">", kc_, zero64), body, done)
+        whole = fn.append_basic_block("tile_whole")
+        masked = fn.append_basic_block("tile_masked")
+        builder.cbranch(builder.icmp_signed(">", kc_, zero64), whole, done)
+        builder.position_at_end(whole)
+        builder.cbranch(builder.icmp_signed(">=", n_valid_, ir.Constant(i64, vectors * lanes)),
+                        body, masked)
+        a_lane = ir.Constant(i32, 0)
+        splat = ir.Constant(ir.VectorType(i32, lanes), None)
 
-        builder.position_at_end(body)
-        p = builder.phi(i64)
-        p.add_incoming(zero64, head)
-        acc = {}
-        for t in tiles:
-            acc[t] = builder.phi(vty)
-            acc[t].add_incoming(start[t], head)
-        b_row = builder.mul(p, ldb_)
-        b_vectors = [builder.load(vector_at(b, builder.add(b_row, ir.Constant(i64, v * lanes))),
-                                  align=4) for v in range(vectors)]
-        a_col = builder.mul(p, a_cs_)
-        lane0 = ir.Constant(ir.IntType(32), 0)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
-        new = {}
-        for i in range(rows):
-            scalar = builder.load(builder.gep(a, [builder.add(a_rows[i], a_col)]))
-            one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, lane0)
-            broadcast = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), splat)
+        def reduction(loop, plain):
+            """The loop over p in block `loop`, entered from `whole`; B's lanes masked unless
+            plain. Returns the accumulators after its last step."""
+            builder.position_at_end(loop)
+            p = builder.phi(i64)
+            p.add_incoming(zero64, whole)
+            acc = {}
+            for t in tiles:
+                acc[t] = builder.phi(vty)
+                acc[t].add_incoming(start[t], whole)
+            b_row = builder.mul(p, ldb_)
+            b_vectors = []
             for v in range(vectors):
-                new[i, v] = builder.call(fma, [broadcast, b_vectors[v], acc[i, v]])
-        p_next = builder.add(p, ir.Constant(i64, 1))
-        p.add_incoming(p_next, body)
-        for t in tiles:
-            acc[t].add_incoming(new[t], body)
-        builder.cbranch(builder.icmp_signed("<", p_next, kc_), body, done)
+                at = vector_at(b, builder.add(b_row, ir.Constant(i64, v * lanes)))
+                b_vectors.append(builder.load(at, align=4) if plain else
+                                 builder.call(masked_load, [at, align, col_masks[v], zeros]))
+            a_col = builder.mul(p, a_cs_)
+            new = {}
+            for i in range(rows):
+                scalar = builder.load(builder.gep(a, [builder.add(a_rows[i], a_col)]))
+                one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, a_lane)
+                broadcast = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), splat)
+                for v in range(vectors):
+                    new[i, v] = builder.call(fma, [broadcast, b_vectors[v], acc[i, v]])
+            p_next = builder.add(p, ir.Constant(i64, 1))
+            p.add_incoming(p_next, loop)
+            for t in tiles:
+                acc[t].add_incoming(new[t], loop)
+            builder.cbranch(builder.icmp_signed("<", p_next, kc_), loop, done)
+            return new
 
+        # a whole tile's panel is read with plain loads (masked ones cost more without AVX-512)
+        after = [(body, reduction(body, True)), (masked, reduction(masked, False))]
         builder.position_at_end(done)
         final = {}
         for t in tiles:
             final[t] = builder.phi(vty)
             final[t].add_incoming(start[t], head)
-            final[t].add_incoming(new[t], body)
-        for t in tiles:
-            builder.store(final[t], c_vectors[t[0]][t[1]], align=4)
+            for block, new in after:
+                final[t].add_incoming(new[t], block)
+        for i, v in tiles:
+            builder.call(masked_store, [final[i, v], c_vectors[i][v], align, c_masks[i][v]])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-# One group of tiles: rows r0..r1 of C (at most 64), columns j0..j0+NR, over the whole reduction
-# in blocks of 256. A tile that overhangs C (the last rows, or columns past N) is computed in
-# the scratch tile T and copied; a panel of B that overhangs is first copied into the zero-padded
-# scratch P (K x NR). C (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs).
+# Rows r0..r1 of C, columns j0..j0 + NR (or to N), over the whole reduction in blocks of 256
+# C (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs)
 @njit(**_SERIAL)
 def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1):
     mr, nr = tile(C)
@@ -176,52 +215,36 @@ def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1):
     c = C.reshape(M * N)
     b = B.reshape(K * N)
     cols = min(nr, N - j0)
-    T = np.empty((mr, nr), C.dtype)
-    if cols < nr:
-        P = np.zeros((K, nr), C.dtype)
-        for p in range(K):
-            for j in range(cols):
-                P[p, j] = B[p, j0 + j]
-        panel, p_off, ldb = P.reshape(K * nr), 0, nr
-    else:
-        panel, p_off, ldb = b, j0, N
     for k0 in range(0, K, 256):
         kc = min(256, K - k0)
-        more = k0 > 0
         for i in range(r0, r1, mr):
-            rows = min(mr, r1 - i)
-            a_off = i * a_rs + k0 * a_cs
-            if rows == mr and cols == nr:
-                micro_kernel(c, i * N + j0, N, A, a_off, a_rs, a_cs, panel, p_off + k0 * ldb, ldb,
-                             kc, mr, more)
-                continue
-            for r in range(rows):
-                for j in range(cols):
-                    T[r, j] = C[i + r, j0 + j]
-            micro_kernel(T.reshape(mr * nr), 0, nr, A, a_off, a_rs, a_cs, panel,
-                         p_off + k0 * ldb, ldb, kc, rows, more)
-            for r in range(rows):
-                for j in range(cols):
-                    C[i + r, j0 + j] = T[r, j]
+            micro_kernel(c, i * N + j0, N, A, i * a_rs + k0 * a_cs, a_rs, a_cs, b, k0 * N + j0,
+                         N, kc, min(mr, r1 - i), cols, k0 > 0)
 
 
-# C = op(A) B with op(A)[i, p] = A[i a_rs + p a_cs] (A flat); groups of 64 rows x NR columns
-# over threads from 2^16 multiply-adds
+# C = op(A) B with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in groups of tiles: 8 tiles high
+# (a group's rows of A stay in L2 while its panel of B stays in L1), fewer when that leaves
+# under 4 groups to share between threads; on one thread under 2^16 multiply-adds
 # A flat, B (K, N) -> C (M, N)
 @njit(**_PARALLEL)
 def _gemm(C, A, a_rs, a_cs, B):
-    _, nr = tile(C)
+    mr, nr = tile(C)
     M, N = C.shape
     panels = (N + nr - 1) // nr
-    groups = panels * ((M + 63) // 64)
+    height = 8 * mr
+    while height > mr and panels * ((M + height - 1) // height) < 4:
+        height -= mr
+    groups = panels * ((M + height - 1) // height)
     if M * N * B.shape[0] < 65536:
         for q in range(groups):
             g = q // panels
-            _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * 64, min(g * 64 + 64, M))
+            _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
+                        min(g * height + height, M))
         return
     for q in prange(groups):
         g = q // panels
-        _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * 64, min(g * 64 + 64, M))
+        _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
+                    min(g * height + height, M))
 
 
 # C = A @ B
@@ -238,8 +261,8 @@ def matmul_tn(C, A, B):
     _gemm(C, A.reshape(A.size), 1, A.shape[1], B)
 
 
-# True when C's width fills at least one tile: narrower products (the last layer's 10 outputs)
-# run faster as dot products
+# True when n columns of C fill at least half a tile: narrower products (the last layer's 10
+# outputs) run faster as dot products
 @njit(**_SERIAL)
 def fills_a_tile(C, n):
-    return n >= tile(C)[1]
+    return 2 * n >= tile(C)[1]

@@ -20,7 +20,7 @@ DTYPES = [np.float32, np.float64]
 # (m, k, n): one element; less than a tile; exact tiles; ragged rows and columns; a reduction
 # over two and three blocks of 256; more than one 64-row group; the parallel path (>= 2^16).
 SHAPES = [(1, 1, 1), (3, 5, 7), (8, 16, 32), (16, 3, 64), (13, 300, 45), (70, 513, 33),
-          (130, 40, 100), (32, 784, 128), (5, 1, 200)]
+          (130, 40, 100), (32, 784, 128), (5, 1, 200), (32, 784, 25), (784, 32, 25)]
 
 
 def rand(rng, shape, dtype):
@@ -62,25 +62,43 @@ def test_matmul_tn(dtype, m, k, n):
 
 
 @njit
-def _micro(C, A, B, kc, rows, accumulate):
+def _micro(C, A, B, kc, rows, cols, accumulate):
     G.micro_kernel(C.reshape(C.size), 0, C.shape[1], A.reshape(A.size), 0, A.shape[1], 1,
-                   B.reshape(B.size), 0, B.shape[1], kc, rows, accumulate)
+                   B.reshape(B.size), 0, B.shape[1], kc, rows, cols, accumulate)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_micro_kernel_contract(dtype, accumulate):
-    """One tile: C (+)= A[:, :kc] B[:kc]; rows from m_valid on repeat A's row 0."""
+@pytest.mark.parametrize("part", ["whole", "corner"])
+def test_micro_kernel_contract(dtype, accumulate, part):
+    """One tile: C[:rows, :cols] (+)= A[:rows, :kc] B[:kc, :cols]; the rest of C untouched."""
     mr, nr = _tile_of(np.empty((1, 1), dtype))
     rng = np.random.default_rng(7)
-    kc, rows = 37, mr - 3
+    kc = 37
+    rows, cols = (mr, nr) if part == "whole" else (mr - 3, nr // 2 + 3)
     A, B = rand(rng, (mr, kc + 5), dtype), rand(rng, (kc + 5, nr), dtype)
     C0 = rand(rng, (mr, nr), dtype)
     C = C0.copy()
-    _micro(C, A, B, kc, rows, accumulate)
-    used = naive.f64(A)[[i if i < rows else 0 for i in range(mr)], :kc]
-    want = used @ naive.f64(B)[:kc] + (naive.f64(C0) if accumulate else 0.0)
+    _micro(C, A, B, kc, rows, cols, accumulate)
+    want = naive.f64(C0)
+    product = naive.f64(A)[:rows, :kc] @ naive.f64(B)[:kc, :cols]
+    want[:rows, :cols] = product + (want[:rows, :cols] if accumulate else 0.0)
     naive.assert_close(C, want, dtype)
+    assert np.array_equal(C[rows:], C0[rows:]) and np.array_equal(C[:, cols:], C0[:, cols:])
+
+
+def test_micro_kernel_writes_nothing_past_its_columns():
+    """A tile overhanging B and C: columns past cols (NaN in B) stay as they were in C."""
+    mr, nr = _tile_of(np.empty((1, 1), np.float32))
+    rng = np.random.default_rng(8)
+    cols = 5
+    A = rand(rng, (mr, 9), np.float32)
+    B = np.full((9, nr), np.nan, np.float32)
+    B[:, :cols] = rng.standard_normal((9, cols))
+    C = np.full((mr, nr), 7.0, np.float32)
+    _micro(C, A, B, 9, mr, cols, False)
+    naive.assert_close(C[:, :cols], naive.f64(A) @ naive.f64(B[:, :cols]), np.float32)
+    assert (C[:, cols:] == 7.0).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -89,9 +107,9 @@ def test_micro_kernel_empty_reduction(dtype):
     mr, nr = _tile_of(np.empty((1, 1), dtype))
     A, B = np.ones((mr, 1), dtype), np.ones((1, nr), dtype)
     C = np.full((mr, nr), 3.0, dtype)
-    _micro(C, A, B, 0, mr, True)
+    _micro(C, A, B, 0, mr, nr, True)
     assert np.all(C == 3.0)
-    _micro(C, A, B, 0, mr, False)
+    _micro(C, A, B, 0, mr, nr, False)
     assert np.all(C == 0.0)
 
 
