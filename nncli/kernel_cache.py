@@ -1,5 +1,5 @@
-"""Where Numba caches nncli's compiled kernels: a folder per user and per nncli version, never
-the installed package.
+"""Where Numba caches nncli's compiled kernels: a folder per user, per nncli version and per
+state of the kernels' source, never the installed package.
 
 Numba's default is the package's own ``__pycache__``. pip does not know those files, so
 reinstalling or uninstalling nncli leaves ``site-packages/nncli/__pycache__`` behind, and Python
@@ -7,11 +7,16 @@ takes that leftover ``nncli`` folder (no ``__init__.py``) for a namespace packag
 later editable install: every command then fails with "cannot import name '__version__'"
 (issue 10). So nncli always names the folder itself, the first of:
 
-1. ``$NNCLI_CACHE_DIR/<version>``, when NNCLI_CACHE_DIR is set;
+1. ``$NNCLI_CACHE_DIR/<key>``, when NNCLI_CACHE_DIR is set;
 2. ``$NUMBA_CACHE_DIR`` as given, when the user set Numba's own variable (it applies to every
    Numba program; benchmarks use it for a cold cache);
-3. ``<user cache>/nncli/<version>``, the platform's per-user cache folder: ``$XDG_CACHE_HOME``
+3. ``<user cache>/nncli/<key>``, the platform's per-user cache folder: ``$XDG_CACHE_HOME``
    or ``~/.cache`` (Linux, BSD), ``~/Library/Caches`` (macOS), ``%LOCALAPPDATA%`` (Windows).
+
+The key is the version and a digest of the kernel modules' source (``cache_key``): Numba
+notices a change to a compiled function's own file only, so after an edit to a module it calls
+(or a ``git pull`` into an editable install that keeps the version number) it would load stale
+machine code for the functions of the others.
 
 Numba adds one subfolder per source folder (``nncli_<hash of its path>``), so a site-packages
 install and an editable checkout of the same version do not share files. The folder is tried
@@ -26,6 +31,7 @@ printed here; the command line words the note.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -35,6 +41,16 @@ from pathlib import Path
 from nncli import __version__
 
 ENV_VAR = "NNCLI_CACHE_DIR"
+KERNEL_SOURCES = ("kernels.py", "kernels_conv.py", "kernels_gemm.py")
+PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_key(version: str = __version__, package: Path = PACKAGE) -> str:
+    """``<version>-<12 hex digits of the kernel modules' source>`` (see the module docstring)."""
+    digest = hashlib.sha256()
+    for name in KERNEL_SOURCES:
+        digest.update((package / name).read_bytes())
+    return f"{version}-{digest.hexdigest()[:12]}"
 
 
 def user_cache_root(env: Mapping[str, str], platform: str = sys.platform) -> Path:
@@ -50,13 +66,15 @@ def user_cache_root(env: Mapping[str, str], platform: str = sys.platform) -> Pat
 
 
 def cache_folder(env: Mapping[str, str], platform: str = sys.platform,
-                 version: str = __version__) -> Path:
-    """Where Numba should cache the kernels (see the module docstring); not checked here."""
+                 key: str | None = None) -> Path:
+    """Where Numba should cache the kernels (see the module docstring; ``key`` defaults to
+    ``cache_key()``); not checked here."""
+    key = cache_key() if key is None else key
     if env.get(ENV_VAR):
-        return Path(env[ENV_VAR]).expanduser().absolute() / version
+        return Path(env[ENV_VAR]).expanduser().absolute() / key
     if env.get("NUMBA_CACHE_DIR"):
         return Path(env["NUMBA_CACHE_DIR"])
-    return user_cache_root(env, platform) / "nncli" / version
+    return user_cache_root(env, platform) / "nncli" / key
 
 
 def writable_folder(folder: Path) -> bool:

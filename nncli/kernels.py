@@ -26,8 +26,9 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
                        weights (k, C, F) or (P, k, C, F) and biases (F,) or (P, F) flat at the
                        offsets (nncli.kernels_conv has the layout).
 
-Windowed layers (conv, local) run through nncli.kernels_conv, imported below. Numba's cache
-keys a compiled function on its own source file only: after editing kernels_conv.py, remove
+Windowed layers (conv, local) run through nncli.kernels_conv and wide products through
+nncli.kernels_gemm, imported below. Numba's cache keys a compiled function on its own source
+file only: after editing kernels_conv.py or kernels_gemm.py, remove
 the cached kernels (nncli/__pycache__/*.nbi, *.nbc) so the network functions here recompile.
 """
 
@@ -62,15 +63,15 @@ N_COLS = 12
 
 # --------------------------------------------------------------------------- matrix products
 #
-# Every product of a dense layer runs as C = A @ B^T with A and B row-major, so each output
-# element is a dot product of two contiguous rows: the reduction vectorises and nothing is
-# stored in the inner loop (the other loop order, C[i, :] += a B[t, :], stores a row of C for
-# every multiply-add and measured 2-3x slower here). Operands in the wrong orientation are
-# transposed into scratch buffers first: O(rows x cols) against the product's O(rows x cols x n).
-# Outputs come in 4 x 4 tiles: each step of the reduction loads 4 vectors of A and 4 of B for 16
-# multiply-adds into 16 vector accumulators (measured 85-98 GFLOP/s on one core at training
-# shapes, against 50-58 for 4 x 1 tiles). Reductions shorter than 64 keep 4 x 1 tiles: there
-# the 16 horizontal sums at the end of a tile cost more than its loop.
+# A dense layer's products run through nncli.kernels_gemm's register tiles (the processor's peak)
+# whenever the output is at least half a tile wide (16 columns with AVX-512). The dot-product
+# kernels here serve the narrower ones (the last layer's 10 outputs): C = A @ B^T with A and B
+# row-major, so each output element is a dot product of two contiguous rows and the reduction
+# vectorises; the operand in the wrong orientation is transposed into scratch first
+# (O(rows x cols) against the product's O(rows x cols x n)). Outputs come in 4 x 4 tiles: each
+# step of the reduction loads 4 vectors of A and 4 of B for 16 multiply-adds into 16 vector
+# accumulators. Reductions shorter than 64 keep 4 x 1 tiles: there the 16 horizontal sums at
+# the end of a tile cost more than its loop.
 # Threads own groups of 16 rows of C and each element is summed in one fixed order, so results do
 # not depend on the thread count. Work below 2^16 multiply-adds stays on one thread: waking the
 # others costs more than they save. (Numbers are literals: Numba's cache would not notice a

@@ -21,11 +21,12 @@ import pytest
 
 import nncli
 from nncli import __version__
-from nncli.kernel_cache import (ENV_VAR, cache_folder, use_cache_folder, user_cache_root,
-                                writable_folder)
+from nncli.kernel_cache import (ENV_VAR, KERNEL_SOURCES, cache_folder, cache_key,
+                                use_cache_folder, user_cache_root, writable_folder)
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = Path(nncli.__file__).resolve().parent
+KEY = cache_key()
 TINY_ARCH = ["--arch", "2relu-1linear", "--loss", "mse"]
 
 
@@ -78,16 +79,33 @@ def test_user_cache_root_follows_the_platform(platform, env, expected):
     assert user_cache_root(env, platform) == Path(expected)
 
 
-def test_the_folder_is_keyed_by_version_and_the_overrides_win_in_order(tmp_path):
+def test_the_folder_is_keyed_and_the_overrides_win_in_order(tmp_path):
     env = {"HOME": "/h", "XDG_CACHE_HOME": "/x"}
-    assert cache_folder(env, "linux") == Path("/x/nncli", __version__)
-    assert cache_folder(env, "linux", version="9.9") == Path("/x/nncli/9.9")
+    assert cache_folder(env, "linux") == Path("/x/nncli", KEY)
+    assert cache_folder(env, "linux", key="9.9") == Path("/x/nncli/9.9")
     numba_env = {**env, "NUMBA_CACHE_DIR": "/numba"}
     assert cache_folder(numba_env, "linux") == Path("/numba")  # Numba's own variable, as given
     nncli_env = {**numba_env, ENV_VAR: "/mine"}
-    assert cache_folder(nncli_env, "linux") == Path("/mine", __version__)  # nncli's wins
-    assert cache_folder({**env, ENV_VAR: ""}, "linux") == Path("/x/nncli", __version__)
-    assert cache_folder({ENV_VAR: "rel"}, "linux") == Path.cwd() / "rel" / __version__
+    assert cache_folder(nncli_env, "linux") == Path("/mine", KEY)  # nncli's wins
+    assert cache_folder({**env, ENV_VAR: ""}, "linux") == Path("/x/nncli", KEY)
+    assert cache_folder({ENV_VAR: "rel"}, "linux") == Path.cwd() / "rel" / KEY
+
+
+def test_the_key_changes_with_any_kernel_module_and_nothing_else(tmp_path):
+    # Numba would notice an edit to a kernel's own file only: a changed callee must change the key
+    for name in KERNEL_SOURCES:
+        (tmp_path / name).write_bytes((PACKAGE / name).read_bytes())
+    (tmp_path / "cli.py").write_text("x = 1\n")
+    key = cache_key("1.0", tmp_path)
+    assert key.startswith("1.0-") and key == cache_key("1.0", tmp_path)
+    assert cache_key("1.0", PACKAGE) == key
+    (tmp_path / "cli.py").write_text("x = 2\n")
+    assert cache_key("1.0", tmp_path) == key
+    for name in KERNEL_SOURCES:
+        original = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(original + b"# edited\n")
+        assert cache_key("1.0", tmp_path) != key, name
+        (tmp_path / name).write_bytes(original)
 
 
 def test_writable_folder_makes_the_folder_or_says_it_cannot(tmp_path):
@@ -100,8 +118,8 @@ def test_writable_folder_makes_the_folder_or_says_it_cannot(tmp_path):
 def test_use_cache_folder_sets_numba_s_variable_only_when_it_can_write(tmp_path):
     env = {ENV_VAR: str(tmp_path / "cache")}
     assert use_cache_folder(env) is True
-    assert env["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / __version__)
-    assert (tmp_path / "cache" / __version__).is_dir()
+    assert env["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / KEY)
+    assert (tmp_path / "cache" / KEY).is_dir()
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     env = {ENV_VAR: str(blocker)}
@@ -124,7 +142,7 @@ def test_kernels_are_cached_in_the_user_cache_folder_not_in_the_package(tmp_path
     env = clean_env(HOME=str(home), USERPROFILE=str(home), XDG_CACHE_HOME=str(tmp_path / "xdg"),
                     LOCALAPPDATA=str(tmp_path / "local"))
     expected = cache_folder(env)
-    assert tmp_path in expected.parents and expected.name == __version__
+    assert tmp_path in expected.parents and expected.name == KEY
     in_package = cache_files(PACKAGE)
     model = tmp_path / "m.safetensors"
     first = nncli("train", tiny_csv, *TINY_ARCH, "--epochs", "1", "-o", model, env=env)
@@ -166,7 +184,7 @@ def test_no_writable_cache_folder_runs_uncached_with_one_note(tmp_path, tiny_csv
                  tmp_path / "m.safetensors", env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
-        f"nncli: note: cannot write the kernel cache folder {blocker / __version__} (set "
+        f"nncli: note: cannot write the kernel cache folder {blocker / KEY} (set "
         f"{ENV_VAR} to a writable folder); the kernels are compiled on every run (about 20 s)"]
     assert cache_files(PACKAGE) == in_package
 
@@ -236,7 +254,7 @@ def test_reinstalling_as_editable_after_a_run_still_works(tmp_path, tiny_csv):
                 cwd=tmp_path, program=program)
     assert run.returncode == 0, run.stderr
     assert cache_files(installed) == set()
-    assert cache_files(tmp_path / "cache" / __version__)
+    assert cache_files(tmp_path / "cache" / KEY)
 
     pip("install", "--no-deps", *build, "-e", copy)
     assert where_nncli() == copy / "nncli"
