@@ -4,6 +4,10 @@ micro-kernel's accumulate and row-clamping contract, and bit-identity across thr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -132,3 +136,42 @@ def test_bit_identical_across_thread_counts(product):
     finally:
         numba.set_num_threads(before)
     assert np.array_equal(results[0], results[1])
+
+
+# The 256-bit tile (6 x 16 floats, for CPUs without AVX-512) compiled and checked in a process
+# of its own, whatever this machine has: LLVM is told the CPU is a Haswell.
+NARROW_TARGET = """
+import numpy as np
+from numba import njit
+from nncli import kernels_gemm as G
+
+tile = njit(lambda C: G.tile(C))
+print(*tile(np.empty((1, 1), np.float32)), *tile(np.empty((1, 1), np.float64)))
+rng = np.random.default_rng(0)
+worst = 0.0
+for dtype in (np.float32, np.float64):
+    for m, k, n in [(3, 5, 7), (13, 300, 45), (70, 513, 33), (130, 40, 100), (784, 32, 25)]:
+        A = rng.standard_normal((m, k)).astype(dtype)
+        At = np.ascontiguousarray(A.T)
+        B = rng.standard_normal((k, n)).astype(dtype)
+        want = A.astype(np.float64) @ B
+        C1 = np.full((m, n), np.nan, dtype)
+        G.matmul_nn(C1, A, B)
+        C2 = np.full((m, n), np.nan, dtype)
+        G.matmul_tn(C2, At, B)
+        scale = np.abs(want).max() * (1e-5 if dtype == np.float32 else 1e-12)
+        worst = max(worst, np.abs(C1 - want).max() / scale, np.abs(C2 - want).max() / scale)
+print(worst)
+"""
+
+
+def test_the_256_bit_tile_on_a_cpu_without_avx512(tmp_path):
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+           "NNCLI_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", NARROW_TARGET], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tiles, worst = proc.stdout.split("\n")[:2]
+    assert tiles.split() == ["6", "16", "6", "8"]
+    assert float(worst) < 1.0        # every element within the dtype's tolerance
