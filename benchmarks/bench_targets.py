@@ -9,7 +9,8 @@ on a CPU with AVX-512 (``nncli.kernel_cache.wide_vector_features``). For each ta
 kernels twice in fresh caches, with LLVM's preference as it is and with nncli's features, and
 measures training samples/s at one thread (median of 3 epochs after a warm-up, synthetic
 MNIST-shaped data) and counts the FMA instructions of the training kernel by register width
-(zmm: 512-bit, ymm: 256-bit; Numba's ``inspect_asm``). Run on an AVX-512 machine; nothing here
+(zmm: 512-bit, ymm: 256-bit; Numba's ``inspect_asm``), and for the products' kernel
+(nncli.kernels_gemm) its register tile, its FMAs by width and its register spills. Run on an AVX-512 machine; nothing here
 asserts anything: it prints a table and writes JSON.
 """
 
@@ -53,10 +54,22 @@ def worker(cells: list[str], rows: int) -> dict:
         seconds = [r.seconds for r in fit(run)][1:]
         out["cells"][cell] = rows / statistics.median(seconds)
     asm = "\n".join(K.train_batches.inspect_asm().values())
-    fmas = [line for line in asm.splitlines() if re.search(r"\bvfn?m(add|sub)\w*ps\b", line)]
-    out["fma"] = {width: sum(width in line for line in fmas) for width in ("zmm", "ymm", "xmm")}
+    out["fma"] = fma_widths(asm)
+    # the products' kernel (nncli.kernels_gemm): its tile, FMA width, and spills (none wanted)
+    from nncli import kernels_gemm as G
+
+    gemm_asm = "\n".join(G._gemm.inspect_asm().values())
+    out["products"] = {"tile": list(numba.njit(lambda C: G.tile(C))(np.empty((1, 1), np.float32))),
+                       "fma": fma_widths(gemm_asm),
+                       "spills": len(re.findall(r"\bSpill\b", gemm_asm))}
     out["cpu"] = os.environ.get("NUMBA_CPU_NAME", "host")
     return out
+
+
+def fma_widths(asm: str) -> dict[str, int]:
+    """FMA instructions in ``asm`` by register width."""
+    fmas = [line for line in asm.splitlines() if re.search(r"\bvfn?m(add|sub)\w*ps\b", line)]
+    return {width: sum(width in line for line in fmas) for width in ("zmm", "ymm", "xmm")}
 
 
 def measure(target: str, wide: bool, cells: list[str], rows: int, tmp: Path) -> dict:
@@ -97,15 +110,19 @@ def main() -> None:
                 results[key] = measure(target, wide, cells, args.rows, Path(tmp))
                 print(key, json.dumps(results[key]), file=sys.stderr, flush=True)
     native = results.get("host, nncli features", {}).get("cells", {})
-    print("| target | " + " | ".join(cells) + " | FMAs zmm/ymm |")
-    print("|---|" + "---|" * (len(cells) + 1))
+    print("| target | " + " | ".join(cells) + " | FMAs zmm/ymm | products: tile, zmm/ymm FMAs, "
+          "spills |")
+    print("|---|" + "---|" * (len(cells) + 2))
     for key, r in results.items():
         if "cells" not in r:
             print(f"| {key} | {r.get('error')} |")
             continue
         ratios = [f"{r['cells'][c] / 1000:,.0f}k ({r['cells'][c] / native[c]:.2f}x)"
                   if c in native else f"{r['cells'][c] / 1000:,.0f}k" for c in cells]
-        print(f"| {key} | " + " | ".join(ratios) + f" | {r['fma']['zmm']}/{r['fma']['ymm']} |")
+        g = r["products"]
+        print(f"| {key} | " + " | ".join(ratios) + f" | {r['fma']['zmm']}/{r['fma']['ymm']} | "
+              f"{g['tile'][0]} x {g['tile'][1]}, {g['fma']['zmm']}/{g['fma']['ymm']}, "
+              f"{g['spills']} |")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "targets.json").write_text(json.dumps(results, indent=2) + "\n")
 
