@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import get_host_cpu_features
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -39,7 +40,11 @@ _PARALLEL = dict(_SERIAL, parallel=True)
 
 def _wide_vectors(context) -> bool:
     """True when the target compiled for has AVX-512 (its features decide the tile)."""
-    features = getattr(context.codegen(), "_tm_features", "") or ""
+    features = getattr(context.codegen(), "_tm_features", None)  # what Numba gave LLVM
+    if features is None:
+        from numba.core import config
+
+        features = config.CPU_FEATURES or get_host_cpu_features().flatten()
     return "+avx512f" in features.split(",")
 
 
@@ -92,6 +97,7 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         mty = ir.VectorType(ir.IntType(1), lanes)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                              f"llvm.fma.{name}")
+        # named for opaque pointers; LLVM 14 (numba 0.60) re-mangles the name for its typed ones
         masked_load = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
             f"llvm.masked.load.{name}.p0")
