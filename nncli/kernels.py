@@ -41,7 +41,7 @@ from numba import njit, prange
 from numba.core.errors import NumbaPerformanceWarning
 
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
-from nncli.kernels_gemm import fills_a_tile, matmul_nn, matmul_tn
+from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
 
 # One place for compiler settings. error_model="numpy" drops the division-by-zero check that
 # stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
@@ -269,17 +269,23 @@ def _copy_rows(out, A, idx):
             dst[j] = src[j]
 
 
-# Z = X @ W + b: register tiles (nncli.kernels_gemm) when n_out fills one, else dot products of
-# rows as X @ (W^T)^T with W^T written into the scratch WT
-# X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z (n, n_out)
+# Z = X @ W + b, A = act(Z) (code as in the module docstring; A may be Z itself). Register tiles
+# (nncli.kernels_gemm) when n_out fills one, with the bias as the sums' start and linear or relu
+# applied as the tiles are stored; else dot products of rows as X @ (W^T)^T with W^T written
+# into the scratch WT, then the bias and the activation
+# X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z, A (n, n_out)
 @njit(**_PARALLEL)
-def dense_forward(Z, X, W, b, WT):
+def dense_forward(Z, A, X, W, b, WT, code):
     if fills_a_tile(Z, W.shape[1]):
-        matmul_nn(Z, X, W)
-    else:
-        transpose(WT, W)
-        matmul_nt(Z, X, WT)
+        fused = code == 0 or code == 1
+        dense_nn(Z, A, X, W, b, code if fused else -1)
+        if not fused:
+            act_forward(A, Z, code)
+        return
+    transpose(WT, W)
+    matmul_nt(Z, X, WT)
     _add_row(Z, b)
+    act_forward(A, Z, code)
 
 
 # dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX). Register tiles
@@ -627,6 +633,16 @@ def scratch_size(layers, cap):
     return w_max + cap * (in_max + out_max)
 
 
+# (P, T) elements network_predict needs for `cap` rows: two halves as wide as the widest layer,
+# and the W^T scratch of the dense layers
+@njit(**_SERIAL)
+def predict_sizes(layers, cap):
+    widest = 0
+    for l in range(layers.shape[0]):
+        widest = max(widest, layers[l, 2])
+    return 2 * cap * widest, _dense_widths(layers)[0]
+
+
 # layer_forward and layer_backward are inlined into their callers (inline="always" works on
 # Numba's IR): every compiled level re-optimises all the code below it, and these two levels
 # cost about 1.4 s of the first run's compile. layer_backward has one call site for the same
@@ -640,23 +656,27 @@ def scratch_size(layers, cap):
 # more compiled variant of every network function.)
 
 
-# Z = X W + b for one layer of any kind (column 0 of its table row): dense through the
-# transposed scratch WTbuf, conv and local through nncli.kernels_conv
-# X (n, n_in), layer a row of the layer table -> Z (n, n_out)
+# Z = X W + b and A = act(Z) for one layer of any kind (columns 0 and 3 of its table row): dense
+# through nncli.kernels_gemm or the transposed scratch WTbuf, conv and local through
+# nncli.kernels_conv. A may be Z itself (every activation can run in place).
+# X (n, n_in), layer a row of the layer table -> Z, A (n, n_out)
 @njit(inline="always", **_PARALLEL)
-def layer_forward(Z, X, params, layer, WTbuf, windowed):
+def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
     kind = layer[0]
     if kind == 0:
         W, b = _weights(params, layer)
-        dense_forward(Z, X, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])))
-    elif windowed is None:
+        dense_forward(Z, A, X, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])),
+                      layer[3])
+        return
+    if windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
-    elif kind == 1:
+    if kind == 1:
         Wc, bc = _conv_weights(params, layer)
         conv1d_forward(Z, X, Wc, bc, layer[8])
     else:
         Wl, bl = _local_weights(params, layer)
         local1d_forward(Z, X, Wl, bl, layer[8])
+    act_forward(A, Z, layer[3])
 
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
@@ -695,9 +715,26 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
         layer = layers[l]
         Z = _view(Zbuf, cap, layer[6], n, layer[2])
         A = _view(Abuf, cap, layer[6], n, layer[2])
-        layer_forward(Z, inp, params, layer, WTbuf, windowed)
-        act_forward(A, Z, layer[3])
+        layer_forward(Z, A, inp, params, layer, WTbuf, windowed)
         inp = A
+    return inp
+
+
+# The last layer's outputs alone, for prediction: each layer writes its activations in place of
+# its sums into one of two ping-pong halves of P (the input of layer l is in the other half)
+# X (n, n_in); P flat, 2 x cap x (widest layer); T scratch -> returns the last A (n, n_out)
+@njit(**_PARALLEL)
+def network_predict(P, T, params, layers, X, cap, windowed):
+    n = X.shape[0]
+    WTbuf, _, _ = _scratch(T, layers, cap, n)
+    half = P.shape[0] // 2
+    inp = X
+    for l in range(layers.shape[0]):
+        layer = layers[l]
+        start = (l % 2) * half
+        out = P[start:start + n * layer[2]].reshape((n, layer[2]))
+        layer_forward(out, out, inp, params, layer, WTbuf, windowed)
+        inp = out
     return inp
 
 

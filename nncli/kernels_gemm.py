@@ -75,18 +75,20 @@ def _data(context, builder, ty, value, offset):
 
 @intrinsic
 def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid,
-                 n_valid, accumulate):
-    """C[i, j] (+)= sum_{p < kc} A[i, p] B[p, j] for i < m_valid, j < n_valid of one MR x NR
+                 n_valid, begin, bias, bias_off, D, d_off, act):
+    """C[i, j] = s[j] + sum_{p < kc} A[i, p] B[p, j] for i < m_valid, j < n_valid of one MR x NR
     tile, elements addressed flat: C at c_off + i ldc + j, A at a_off + i a_rs + p a_cs, B at
-    b_off + p ldb + j. Nothing outside those rows and columns is read or written (masked vector
-    loads and stores), so a tile may overhang its matrices. With accumulate false C's old values
-    are not read. All three arrays share one dtype."""
+    b_off + p ldb + j. The start s is 0 (begin 0), C's old value (begin 1) or bias[bias_off + j]
+    (begin 2). With act 0 or 1 the sums also go to D (at d_off + i ldc + j, which may be C
+    itself), as they are (0: linear) or through relu (1); with act -1 D is not touched.
+    Nothing outside those rows and columns is read or written (masked vector loads and stores),
+    so a tile may overhang its matrices. All arrays share one dtype."""
     sig = types.void(C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid, n_valid,
-                     accumulate)
+                     begin, bias, bias_off, D, d_off, act)
 
     def codegen(context, builder, signature, args):
         (C_, c_off_, ldc_, A_, a_off_, a_rs_, a_cs_, B_, b_off_, ldb_, kc_, m_valid_, n_valid_,
-         accumulate_) = args
+         begin_, bias_, bias_off_, D_, d_off_, act_) = args
         aty = signature.args
         rows, vectors, lanes = _tile_shape(context, aty[0].dtype)
         vty = ir.VectorType(context.get_data_type(aty[0].dtype), lanes)
@@ -109,6 +111,8 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         c = _data(context, builder, aty[0], C_, c_off_)
         a = _data(context, builder, aty[3], A_, a_off_)
         b = _data(context, builder, aty[7], B_, b_off_)
+        bias_at = _data(context, builder, aty[14], bias_, bias_off_)
+        d = _data(context, builder, aty[16], D_, d_off_)
 
         def vector_at(base, offset):
             return builder.bitcast(builder.gep(base, [offset]), vty.as_pointer())
@@ -131,30 +135,42 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         no_lanes = ir.Constant(mty, None)
         c_masks = [[builder.select(row_valid[i], col_masks[v], no_lanes) for v in range(vectors)]
                    for i in range(rows)]
-        c_vectors = [[vector_at(c, builder.add(builder.mul(ir.Constant(i64, i), ldc_),
-                                               ir.Constant(i64, v * lanes)))
-                      for v in range(vectors)] for i in range(rows)]
+        def tile_vectors(base):
+            return [[vector_at(base, builder.add(builder.mul(ir.Constant(i64, i), ldc_),
+                                                 ir.Constant(i64, v * lanes)))
+                     for v in range(vectors)] for i in range(rows)]
+
+        c_vectors = tile_vectors(c)
         tiles = [(i, v) for i in range(rows) for v in range(vectors)]
 
         fn = builder.function
-        entry = builder.basic_block
+        not_loaded = fn.append_basic_block("tile_not_loaded")
         load_block = fn.append_basic_block("tile_load")
+        bias_block = fn.append_basic_block("tile_bias")
         head = fn.append_basic_block("tile_head")
         body = fn.append_basic_block("tile_body")
         done = fn.append_basic_block("tile_done")
-        builder.cbranch(builder.icmp_unsigned("!=", accumulate_, ir.Constant(accumulate_.type, 0)),
-                        load_block, head)
+        builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 1)),
+                        load_block, not_loaded)
+        builder.position_at_end(not_loaded)
+        builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 2)),
+                        bias_block, head)
         builder.position_at_end(load_block)
         old = {(i, v): builder.call(masked_load, [c_vectors[i][v], align, c_masks[i][v], zeros])
                for i, v in tiles}
         builder.branch(head)
+        builder.position_at_end(bias_block)
+        biases = [builder.call(masked_load, [vector_at(bias_at, ir.Constant(i64, v * lanes)), align,
+                                             col_masks[v], zeros]) for v in range(vectors)]
+        builder.branch(head)
 
         builder.position_at_end(head)
         start = {}
-        for t in tiles:
-            start[t] = builder.phi(vty)
-            start[t].add_incoming(zeros, entry)
-            start[t].add_incoming(old[t], load_block)
+        for i, v in tiles:
+            start[i, v] = builder.phi(vty)
+            start[i, v].add_incoming(zeros, not_loaded)
+            start[i, v].add_incoming(old[i, v], load_block)
+            start[i, v].add_incoming(biases[v], bias_block)
         whole = fn.append_basic_block("tile_whole")
         masked = fn.append_basic_block("tile_masked")
         builder.cbranch(builder.icmp_signed(">", kc_, zero64), whole, done)
@@ -206,34 +222,54 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
                 final[t].add_incoming(new[t], block)
         for i, v in tiles:
             builder.call(masked_store, [final[i, v], c_vectors[i][v], align, c_masks[i][v]])
+        # the epilogue: the sums, or their relu (value where > 0, else +0 as nncli's relu), to D
+        epilogue = fn.append_basic_block("tile_epilogue")
+        after = fn.append_basic_block("tile_after")
+        builder.cbranch(builder.icmp_signed(">=", act_, ir.Constant(act_.type, 0)), epilogue,
+                        after)
+        builder.position_at_end(epilogue)
+        relu = builder.icmp_signed("==", act_, ir.Constant(act_.type, 1))
+        d_vectors = tile_vectors(d)
+        for i, v in tiles:
+            value = builder.select(relu, builder.select(
+                builder.fcmp_ordered(">", final[i, v], zeros), final[i, v], zeros), final[i, v])
+            builder.call(masked_store, [value, d_vectors[i][v], align, c_masks[i][v]])
+        builder.branch(after)
+        builder.position_at_end(after)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-# Rows r0..r1 of C, columns j0..j0 + NR (or to N), over the whole reduction in blocks of 256
-# C (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs)
+# Rows r0..r1 of C, columns j0..j0 + NR (or to N), over the whole reduction in blocks of 256:
+# the first block starts from `first` (0 zeros, 2 the bias), the others from C; the last one
+# also writes D through the epilogue `act` (see micro_kernel)
+# C, D (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs); bias (N,)
 @njit(**_SERIAL)
-def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1):
+def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
     K = B.shape[0]
     c = C.reshape(M * N)
+    d = D.reshape(M * N)
     b = B.reshape(K * N)
     cols = min(nr, N - j0)
-    for k0 in range(0, K, 256):
+    for k0 in range(0, max(K, 1), 256):
         kc = min(256, K - k0)
+        begin = first if k0 == 0 else 1
+        last = act if k0 + 256 >= K else -1
         for i in range(r0, r1, mr):
             micro_kernel(c, i * N + j0, N, A, i * a_rs + k0 * a_cs, a_rs, a_cs, b, k0 * N + j0,
-                         N, kc, min(mr, r1 - i), cols, k0 > 0)
+                         N, kc, min(mr, r1 - i), cols, begin, bias, j0, d, i * N + j0, last)
 
 
-# C = op(A) B with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in groups of tiles: 8 tiles high
-# (a group's rows of A stay in L2 while its panel of B stays in L1), fewer when that leaves
-# under 4 groups to share between threads; on one thread under 2^16 multiply-adds
-# A flat, B (K, N) -> C (M, N)
+# C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in groups of
+# tiles: 8 tiles high (a group's rows of A stay in L2 while its panel of B stays in L1), fewer
+# when that leaves under 4 groups to share between threads; on one thread under 2^16
+# multiply-adds
+# A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**_PARALLEL)
-def _gemm(C, A, a_rs, a_cs, B):
+def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
     panels = (N + nr - 1) // nr
@@ -245,26 +281,34 @@ def _gemm(C, A, a_rs, a_cs, B):
         for q in range(groups):
             g = q // panels
             _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
-                        min(g * height + height, M))
+                        min(g * height + height, M), first, bias, D, act)
         return
     for q in prange(groups):
         g = q // panels
         _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
-                    min(g * height + height, M))
+                    min(g * height + height, M), first, bias, D, act)
 
 
 # C = A @ B
 # A (m, k), B (k, n) -> C (m, n), all C-contiguous
 @njit(**_PARALLEL)
 def matmul_nn(C, A, B):
-    _gemm(C, A.reshape(A.size), A.shape[1], 1, B)
+    _gemm(C, A.reshape(A.size), A.shape[1], 1, B, 0, C.reshape(C.size), C, -1)
 
 
 # C = A^T @ B (a weight gradient X^T dZ: A's rows are read as columns, no transpose needed)
 # A (k, m), B (k, n) -> C (m, n), all C-contiguous
 @njit(**_PARALLEL)
 def matmul_tn(C, A, B):
-    _gemm(C, A.reshape(A.size), 1, A.shape[1], B)
+    _gemm(C, A.reshape(A.size), 1, A.shape[1], B, 0, C.reshape(C.size), C, -1)
+
+
+# Z = X @ W + b and A = act(Z) in one pass (bias as the sums' start, the activation as the
+# tiles' epilogue); act 0 linear, 1 relu (codes of nncli.arch); A may be Z itself
+# X (n, n_in), W (n_in, n_out), b (n_out,) -> Z, A (n, n_out), all C-contiguous
+@njit(**_PARALLEL)
+def dense_nn(Z, A, X, W, b, act):
+    _gemm(Z, X.reshape(X.size), X.shape[1], 1, W, 2, b, A, act)
 
 
 # True when n columns of C fill at least half a tile: narrower products (the last layer's 10

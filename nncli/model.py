@@ -163,12 +163,15 @@ class Model:
     def outputs(self, X: np.ndarray) -> np.ndarray:
         """What the last layer outputs for already-normalised rows X (logits with --logits)."""
         X = as_kernel_array(X)
-        ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
+        table = self.layer_table()
+        cap = min(CHUNK_ROWS, max(len(X), 1))
+        p_size, t_size = K.predict_sizes(table, cap)
+        P, T = np.empty(p_size, X.dtype), np.empty(t_size, X.dtype)
         out = np.empty((len(X), self.n_outputs), dtype=X.dtype)
         params = self.params.astype(X.dtype, copy=False)
-        for s in range(0, len(X), ws.cap):
-            out[s:s + ws.cap] = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table,
-                                                  X[s:s + ws.cap], ws.cap, ws.windowed)
+        for s in range(0, len(X), cap):
+            out[s:s + cap] = K.network_predict(P, T, params, table, X[s:s + cap], cap,
+                                               windowed(table))
         return out
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
@@ -228,8 +231,13 @@ class Workspace:
         size = self.cap * int(self.table[:, K.N_OUT].sum())
         self.Z, self.A, self.dZ, self.dA = (np.zeros(size, self.dtype) for _ in range(4))
         self.T = np.zeros(K.scratch_size(self.table, self.cap), self.dtype)
-        dense = bool((self.table[:, K.KIND] == LAYER_KINDS["dense"]).all())
-        self.windowed = None if dense else True
+        self.windowed = windowed(self.table)
+
+
+def windowed(table: np.ndarray) -> bool | None:
+    """The kernels' ``windowed`` argument for a layer table: None when every layer is dense
+    (their dense-only variant), else True."""
+    return None if bool((table[:, K.KIND] == LAYER_KINDS["dense"]).all()) else True
 
 
 def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np.ndarray:

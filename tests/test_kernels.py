@@ -63,13 +63,21 @@ def test_matmul_nt(dtype, m, k, p):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,n_in,n_out", SHAPES)
-def test_dense_forward(dtype, n, n_in, n_out):
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_dense_forward(dtype, n, n_in, n_out, activation):
     rng = np.random.default_rng(n * 100 + n_in * 10 + n_out)
     X, W, b = rand(rng, (n, n_in), dtype), rand(rng, (n_in, n_out), dtype), rand(rng, n_out, dtype)
     Z = np.full((n, n_out), np.nan, dtype=dtype)          # every entry must be written
-    K.dense_forward(Z, X, W, b, np.empty((n_out, n_in), dtype))    # last: scratch for W^T
-    assert Z.dtype == dtype
-    naive.assert_close(Z, naive.dense(X, W, b), dtype)
+    A = np.full((n, n_out), np.nan, dtype=dtype)
+    WT = np.empty((n_out, n_in), dtype)                   # scratch for W^T
+    K.dense_forward(Z, A, X, W, b, WT, ACTIVATIONS[activation])
+    want = naive.dense(X, W, b)
+    naive.assert_close(Z, want, dtype)
+    naive.assert_close(A, naive.ACT_FORWARD[activation](Z), dtype)
+    # in place (prediction's ping-pong buffers): the same activations, bit for bit
+    same = np.full((n, n_out), np.nan, dtype=dtype)
+    K.dense_forward(same, same, X, W, b, WT, ACTIVATIONS[activation])
+    assert np.array_equal(same, A)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -232,6 +240,10 @@ NETWORKS = {
     "cce-logits": ([LayerSpec(6, "relu"), LayerSpec(4, "tanh"), LayerSpec(3, "linear")],
                    5, "cce", True, 3),
     "cce-probs": ([LayerSpec(5, "tanh"), LayerSpec(3, "softmax")], 7, "cce", False, 4),
+    # wide enough for the register tiles (relu and linear applied as the tiles are stored)
+    "wide-cce-logits": ([LayerSpec(40, "relu"), LayerSpec(33, "linear"), LayerSpec(20, "relu"),
+                         LayerSpec(4, "linear")], 70, "cce", True, 3),
+    "wide-cce-probs": ([LayerSpec(36, "sigmoid"), LayerSpec(17, "softmax")], 9, "cce", False, 4),
 }
 
 
@@ -301,7 +313,23 @@ def test_network_forward(dtype, key, n, cap):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,cap", [(1, 1), (5, 8), (6, 6)])
+@pytest.mark.parametrize("n,cap", [(1, 1), (5, 8), (40, 40)])
+@pytest.mark.parametrize("key", list(NETWORKS))
+def test_network_predict_is_network_forward_in_two_buffers(dtype, key, n, cap):
+    model, params, X, _, _ = setup_network(key, dtype, n)
+    ws = Workspace(model.layer_table(), cap, dtype)
+    want = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, ws.windowed).copy()
+    p_size, t_size = K.predict_sizes(ws.table, cap)
+    widest = max(layer.units for layer in model.layers)
+    assert (p_size, t_size) == (2 * cap * widest, max(int(r[K.N_IN] * r[K.N_OUT])
+                                                      for r in ws.table))
+    P, T = np.full(p_size, np.nan, dtype), np.full(t_size, np.nan, dtype)
+    got = K.network_predict(P, T, params, ws.table, X, cap, ws.windowed)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,cap", [(1, 1), (5, 8), (6, 6), (40, 48)])
 @pytest.mark.parametrize("key", list(NETWORKS))
 def test_network_forward_backward(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=n)

@@ -66,9 +66,12 @@ def test_matmul_tn(dtype, m, k, n):
 
 
 @njit
-def _micro(C, A, B, kc, rows, cols, accumulate):
+def _micro(C, A, B, kc, rows, cols, accumulate, bias=None, D=None, act=-1):
+    begin = 1 if accumulate else (0 if bias is None else 2)
+    b = C.reshape(C.size) if bias is None else bias
+    d = C.reshape(C.size) if D is None else D.reshape(D.size)
     G.micro_kernel(C.reshape(C.size), 0, C.shape[1], A.reshape(A.size), 0, A.shape[1], 1,
-                   B.reshape(B.size), 0, B.shape[1], kc, rows, cols, accumulate)
+                   B.reshape(B.size), 0, B.shape[1], kc, rows, cols, begin, b, 0, d, 0, act)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -103,6 +106,46 @@ def test_micro_kernel_writes_nothing_past_its_columns():
     _micro(C, A, B, 9, mr, cols, False)
     naive.assert_close(C[:, :cols], naive.f64(A) @ naive.f64(B[:, :cols]), np.float32)
     assert (C[:, cols:] == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [-1, 0, 1])
+def test_micro_kernel_bias_start_and_epilogue(dtype, act):
+    """begin 2: the sums start from the bias; act 0/1: they also go to D, relu'd for 1."""
+    mr, nr = _tile_of(np.empty((1, 1), dtype))
+    rng = np.random.default_rng(9)
+    kc, rows, cols = 11, mr - 1, nr - 5
+    A, B = rand(rng, (mr, kc), dtype), rand(rng, (kc, nr), dtype)
+    bias = rand(rng, nr, dtype)
+    C = np.full((mr, nr), 7.0, dtype)
+    D = np.full((mr, nr), 5.0, dtype)
+    _micro(C, A, B, kc, rows, cols, False, bias, D, act)
+    sums = naive.f64(A)[:rows] @ naive.f64(B)[:, :cols] + naive.f64(bias)[:cols]
+    naive.assert_close(C[:rows, :cols], sums, dtype)
+    if act == -1:
+        assert (D == 5.0).all()
+    else:
+        want = np.where(sums > 0, sums, 0.0) if act == 1 else sums
+        naive.assert_close(D[:rows, :cols], want, dtype)
+        assert (D[rows:] == 5.0).all() and (D[:, cols:] == 5.0).all()
+        assert act == 0 or (D[:rows, :cols] >= 0).all()
+    assert (C[rows:] == 7.0).all() and (C[:, cols:] == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [0, 1])
+@pytest.mark.parametrize("m,k,n", [(5, 3, 20), (70, 513, 33), (33, 300, 64)])
+def test_dense_nn_fuses_bias_and_activation(dtype, act, m, k, n):
+    rng = np.random.default_rng(m + k + n + act)
+    X, W, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype), rand(rng, n, dtype)
+    Z, A = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+    G.dense_nn(Z, A, X, W, b, act)
+    want = naive.dense(X, W, b)
+    naive.assert_close(Z, want, dtype)
+    naive.assert_close(A, naive.relu(want) if act == 1 else want, dtype)
+    same = np.full((m, n), np.nan, dtype)            # A may be Z: the activations in place
+    G.dense_nn(same, same, X, W, b, act)
+    assert np.array_equal(same, A)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
