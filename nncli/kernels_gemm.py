@@ -289,18 +289,25 @@ def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
                     min(g * height + height, M), first, bias, D, act)
 
 
+# The value as a plain int64: a constant argument is typed as a literal, and every distinct set
+# of literals would compile _gemm (a parallel function, the costliest to compile) once more
+@njit(**_SERIAL)
+def _int(value):
+    return np.int64(value)
+
+
 # C = A @ B
 # A (m, k), B (k, n) -> C (m, n), all C-contiguous
 @njit(**_PARALLEL)
 def matmul_nn(C, A, B):
-    _gemm(C, A.reshape(A.size), A.shape[1], 1, B, 0, C.reshape(C.size), C, -1)
+    _gemm(C, A.reshape(A.size), A.shape[1], _int(1), B, _int(0), C.reshape(C.size), C, _int(-1))
 
 
 # C = A^T @ B (a weight gradient X^T dZ: A's rows are read as columns, no transpose needed)
 # A (k, m), B (k, n) -> C (m, n), all C-contiguous
 @njit(**_PARALLEL)
 def matmul_tn(C, A, B):
-    _gemm(C, A.reshape(A.size), 1, A.shape[1], B, 0, C.reshape(C.size), C, -1)
+    _gemm(C, A.reshape(A.size), _int(1), A.shape[1], B, _int(0), C.reshape(C.size), C, _int(-1))
 
 
 # Z = X @ W + b and A = act(Z) in one pass (bias as the sums' start, the activation as the
@@ -308,7 +315,7 @@ def matmul_tn(C, A, B):
 # X (n, n_in), W (n_in, n_out), b (n_out,) -> Z, A (n, n_out), all C-contiguous
 @njit(**_PARALLEL)
 def dense_nn(Z, A, X, W, b, act):
-    _gemm(Z, X.reshape(X.size), X.shape[1], 1, W, 2, b, A, act)
+    _gemm(Z, X.reshape(X.size), X.shape[1], _int(1), W, _int(2), b, A, _int(act))
 
 
 # True when n columns of C fill at least half a tile: narrower products (the last layer's 10
