@@ -27,9 +27,9 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
                        offsets (nncli.kernels_conv has the layout).
 
 Windowed layers (conv, local) run through nncli.kernels_conv and wide products through
-nncli.kernels_gemm, imported below. Numba's cache keys a compiled function on its own source
-file only: after editing kernels_conv.py or kernels_gemm.py, remove
-the cached kernels (nncli/__pycache__/*.nbi, *.nbc) so the network functions here recompile.
+nncli.kernels_gemm, imported below. Numba keys a cached function on its own source file only;
+nncli's cache folder is keyed by a digest of all three modules (nncli.kernel_cache), so an edit
+to either recompiles the network functions here too.
 """
 
 from __future__ import annotations

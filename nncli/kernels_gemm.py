@@ -14,15 +14,18 @@ its 32 registers hold C), 6 x 2 vectors of 256 bits otherwise (12 of 16, BLIS's 
 Numba keys its cache by the target's features, so a cached kernel always matches its tile.
 
 Reduction blocks of 256 keep a tile's panel of B (256 x NR) in L1 while the tile walks down the
-rows of A; tiles are grouped 64 rows high so that one group's rows of A stay in L2.
+rows of A; tiles are grouped 8 high so that one group's rows of A stay in L2. A tile's sums
+start from zero, from C (the later blocks of a reduction) or from a bias row, and after the last
+block they can also be stored through linear or relu into a second array: a dense layer's Z and
+A in one pass (dense_nn).
 
 Determinism: each element of C belongs to one tile, which sums it in the order of the reduction
 index with one fused multiply-add per step, whatever the thread count.
 
 This module imports only numpy, numba and llvmlite and reads no module globals other than the
-decorator settings (Numba's cache would not notice a change to another global). Numba's cache
-keys a compiled function on its own source file only: after editing this file, remove the
-cached kernels so that nncli.kernels recompiles (see nncli.kernel_cache).
+decorator settings (Numba's cache would not notice a change to another global). Numba keys a
+cached function on its own source file only; nncli's cache folder is keyed by a digest of the
+kernel modules (nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
 """
 
 from __future__ import annotations

@@ -185,6 +185,7 @@ def test_bit_identical_across_thread_counts(product):
 # of its own, whatever this machine has: LLVM is told the CPU is a Haswell.
 NARROW_TARGET = """
 import numpy as np
+import nncli.model  # readies Numba: the cache folder of NNCLI_CACHE_DIR, not the checkout
 from numba import njit
 from nncli import kernels_gemm as G
 
