@@ -14,10 +14,10 @@ its 32 registers hold C), 6 x 2 vectors of 256 bits otherwise (12 of 16, BLIS's 
 Numba keys its cache by the target's features, so a cached kernel always matches its tile.
 
 Reduction blocks of 256 keep a tile's panel of B (256 x NR) in L1 while the tile walks down the
-rows of A; tiles are grouped 8 high so that one group's rows of A stay in L2. A tile's sums
-start from zero, from C (the later blocks of a reduction) or from a bias row, and after the last
-block they can also be stored through linear or relu into a second array: a dense layer's Z and
-A in one pass (dense_nn).
+rows of A; tiles are grouped 8 high so that one group's rows of A stay in L2 (lower when that
+leaves fewer than 4 groups). A tile's sums start from zero, from C (the later blocks
+of a reduction) or from a bias row, and after the last block they can also be stored through
+linear or relu into a second array: a dense layer's Z and A in one pass (dense_nn).
 
 Determinism: each element of C belongs to one tile, which sums it in the order of the reduction
 index with one fused multiply-add per step, whatever the thread count.
@@ -268,8 +268,9 @@ def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
 
 # C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in groups of
 # tiles: 8 tiles high (a group's rows of A stay in L2 while its panel of B stays in L1), fewer
-# when that leaves under 4 groups to share between threads; on one thread under 2^16
-# multiply-adds
+# when that leaves under 4 groups to share between threads (the split never changes a sum: each
+# element stays in one tile); on one thread under 2^16 multiply-adds. (The thread count itself
+# is not consulted: numba.get_num_threads in a kernel keeps Numba from caching it.)
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**_PARALLEL)
 def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):

@@ -162,9 +162,9 @@ def test_micro_kernel_empty_reduction(dtype):
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 numba threads")
 @pytest.mark.parametrize("product", ["nn", "tn"])
-def test_bit_identical_across_thread_counts(product):
+@pytest.mark.parametrize("m,k,n", [(150, 600, 100), (64, 300, 32)])
+def test_bit_identical_across_thread_counts(product, m, k, n):
     rng = np.random.default_rng(3)
-    m, k, n = 150, 600, 100
     A = rand(rng, (m, k) if product == "nn" else (k, m), np.float32)
     B = rand(rng, (k, n), np.float32)
     kernel = G.matmul_nn if product == "nn" else G.matmul_tn
