@@ -169,9 +169,9 @@ class Model:
         P, T = np.empty(p_size, X.dtype), np.empty(t_size, X.dtype)
         out = np.empty((len(X), self.n_outputs), dtype=X.dtype)
         params = self.params.astype(X.dtype, copy=False)
+        kinds = windowed(table)
         for s in range(0, len(X), cap):
-            out[s:s + cap] = K.network_predict(P, T, params, table, X[s:s + cap], cap,
-                                               windowed(table))
+            out[s:s + cap] = K.network_predict(P, T, params, table, X[s:s + cap], cap, kinds)
         return out
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
