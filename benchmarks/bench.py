@@ -72,7 +72,7 @@ def run_nncli(X, y, net, batch, epochs):
                       batch_size=batch, normalize=False)
     run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], "synthetic"),
                   own_data=True)
-    warm_up(run)
+    warm_up(run.config, run.X.shape[1], run.X_val is not None)
     seconds = [r.seconds for r in fit(run)]
     run.model.outputs(X[:10])
     predict = _best_of(3, lambda: run.model.outputs(X))

@@ -70,7 +70,7 @@ def run_nncli(X, y, batch, epochs):
                       batch_size=batch, normalize=False, channels=CHANNELS)
     run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], "mnist1d"),
                   own_data=True)
-    warm_up(run)
+    warm_up(run.config, run.X.shape[1], run.X_val is not None)
     seconds = [r.seconds for r in fit(run)]
     return {"train": seconds, "loss": run.history[-1].loss}
 

@@ -50,7 +50,7 @@ def worker(cells: list[str], rows: int) -> dict:
         config = TrainConfig(arch=ARCH[net], loss="sparse_cce", logits=True, epochs=4,
                              batch_size=int(batch))
         run = prepare(config, Dataset.from_arrays(X, y.astype(np.float32), "synthetic"))
-        warm_up(run)
+        warm_up(run.config, run.X.shape[1], run.X_val is not None)
         seconds = [r.seconds for r in fit(run)][1:]
         out["cells"][cell] = rows / statistics.median(seconds)
     asm = "\n".join(K.train_batches.inspect_asm().values())

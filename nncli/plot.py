@@ -111,29 +111,26 @@ def read_runs(paths: Sequence[str | os.PathLike], labels: Sequence[str] | None =
 def sweep_runs(folder: Path, top: int) -> list[tuple[str, list[dict]]]:
     """The ``top`` best trials of a sweep's folder, from its leaderboard.csv (best first),
     each labelled by the options that vary (``--arch 25relu-10linear --lr 0.01``)."""
-    import csv
-
     from nncli.modelfile import read_model_file
+    from nncli.sweep.results import read_leaderboard
 
     board = folder / "leaderboard.csv"
     if not board.is_file():
         raise UsageError(f"{folder}: a folder, but not a sweep's (no leaderboard.csv)")
-    with open(board, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_leaderboard(board)
     if not rows:
         raise UsageError(f"{board}: no trial to plot")
-    header = list(rows[0])
-    varying = header[header.index("trial") + 1:header.index("status")]
     runs = []
     for row in rows:
         if len(runs) == top:
             break
-        if not row.get("model"):
+        if not row.model:
             continue
-        history = read_model_file(row["model"]).model.info.get("history") or []
+        history = read_model_file(row.model).model.info.get("history") or []
         if history:
-            label = " ".join(f"--{name.replace('_', '-')} {row[name]}" for name in varying)
-            runs.append((label or row["trial"], history))
+            label = " ".join(f"--{name.replace('_', '-')} {value}"
+                             for name, value in row.config.items())
+            runs.append((label or row.trial_id, history))
     if not runs:
         raise UsageError(f"{folder}: no trial of the sweep has a model with a history")
     return runs

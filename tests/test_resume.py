@@ -14,24 +14,42 @@ from safetensors.numpy import load_file
 
 import nncli.train as T
 import nncli.train.loop as L
-import nncli.train.running as R
+import nncli.train.saving as R
 from nncli.data import Dataset
 from nncli.errors import DivergedError, Interrupted, ModelFileError, StopNow, UsageError
 from nncli.modelfile import load_model, read_model_file, save_model
 from nncli.train import (
     EarlyStopping,
     EpochReport,
+    FileSink,
     RunFiles,
+    Sink,
+    Sinks,
     TrainConfig,
     checkpoint_parts,
     fit,
     interruptible,
     prepare,
-    train_and_save,
+    run_prepared,
 )
 
 PLAIN_TENSORS = {"layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias",
                  "normalization.mean", "normalization.std"}
+
+
+class _OnEpoch(Sink):
+    def __init__(self, on_epoch):
+        self.on_epoch = on_epoch
+
+    def epoch(self, run, report):
+        self.on_epoch(report)
+
+
+def train_and_save(run, files, on_epoch=None):
+    """A prepared run to the end as ``nncli train`` runs it (its files), ``on_epoch`` told of
+    every epoch before the files are written."""
+    sinks = (_OnEpoch(on_epoch),) if on_epoch is not None else ()
+    return run_prepared(run, Sinks(*sinks, FileSink(files)))
 
 
 def _data(n=300, d=5, seed=0, classes=True):
@@ -371,8 +389,9 @@ def test_train_and_save_writes_the_last_finite_weights_on_divergence(tmp_path):
 
 
 def _reports(values, monitor="val_loss"):
-    return [EpochReport(i + 1, 1.0, 0.5, v if monitor == "val_loss" else 1.0,
-                        v if monitor == "val_accuracy" else 0.5, 0.0)
+    return [EpochReport(i + 1, {"loss": 1.0, "accuracy": 0.5,
+                                "val_loss": v if monitor == "val_loss" else 1.0,
+                                "val_accuracy": v if monitor == "val_accuracy" else 0.5}, 0.0)
             for i, v in enumerate(values)]
 
 
@@ -457,7 +476,7 @@ def test_history_columns_of_a_regression_without_validation():
 def test_warm_up_leaves_the_run_as_it_was():
     run = _run(epochs=3, early_stopping=1)
     before = run.model.params.copy()
-    T.warm_up(run)
+    T.warm_up(run.config, run.X.shape[1], run.X_val is not None)
     assert np.array_equal(run.model.params, before)
     assert run.model.info["history"] == [] and "early_stopping" not in run.model.info
     assert run.state is None and run.early.best is None

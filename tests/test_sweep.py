@@ -256,7 +256,6 @@ def test_asha_stops_hopeless_trials_early(capsys, tmp_path, local_ray, digits_cs
 
 def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ray,
                                                       digits_csv):
-    from nncli.cli import _convert_train_option, _train_option_kind, train_config
     from nncli.sweep.driver import Request, run_sweep
     from nncli.sweep.space import parse_space
 
@@ -265,7 +264,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ra
                "lr": "1e-3,3e-3"}
     request = Request(str(digits_csv), options, out_dir=str(tmp_path / "out"),
                       output=str(tmp_path / "best.safetensors"), max_failures=2)
-    space = parse_space(options, _convert_train_option, _train_option_kind)
+    space = parse_space(options)
     killed: dict = {}
     seen: list[tuple[str, int, str]] = []   # (trial, epoch, status) of every event
 
@@ -275,7 +274,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ra
             killed.update(trial=row.trial_id, pid=row.pid, epoch=row.epochs)
             os.kill(row.pid, signal.SIGKILL)
 
-    report = run_sweep(request, space, train_config, on_event=on_event)
+    report = run_sweep(request, space, on_event=on_event)
     assert killed, "no trial reported two epochs"
     rows = {r.trial_id: r for r in report.rows}
     assert not report.interrupted

@@ -1,15 +1,18 @@
-"""The Typer app and what every command shares: the option enums, the stderr console ``err``,
-``_say`` and ``_fail``, the helpers several commands use, and ``main``, the one place that turns
-errors into one stderr line and an exit code. The commands register themselves on ``app`` in
-their own modules (see ``nncli.cli``)."""
+"""The Typer app and what every command shares: ``command`` (registers one), the stderr console
+``err``, ``say``/``tell`` (the one way to print a message), the helpers several commands use,
+and ``main``, the one place that turns errors into one stderr line and an exit code. The
+commands register themselves on ``app`` in their own modules (see ``nncli.cli``)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Callable, ContextManager, Optional
 
 import typer
 from rich.console import Console
@@ -43,24 +46,6 @@ class Output(str, Enum):
     logits = "logits"
 
 
-class Optim(str, Enum):
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Monitor(str, Enum):
-    val_loss = "val_loss"
-    loss = "loss"
-    val_accuracy = "val_accuracy"
-    accuracy = "accuracy"
-
-
-class Missing(str, Enum):
-    mean = "mean"
-    error = "error"
-    drop = "drop"
-
-
 class Shell(str, Enum):
     bash = "bash"
     zsh = "zsh"
@@ -82,48 +67,66 @@ def _root(
     """Train small dense and 1-D convolutional neural networks on the CPU from a one-line architecture string."""
 
 
-# --------------------------------------------------------------------------- helpers
+def command(name: str | None = None, *, summary: str, epilog: str,
+            **settings) -> Callable[[Callable], Callable]:
+    """Register a command on ``app``: ``summary`` is its line in ``nncli --help`` (one line at 80
+    columns), ``epilog`` its example, its docstring its help, each paragraph one line so that
+    the help wraps at the terminal's width, not the source's."""
 
-def _say(message: str) -> None:
-    """A message for the user on stderr (not progress: shown even with --quiet)."""
+    def decorate(func: Callable) -> Callable:
+        paragraphs = (inspect.getdoc(func) or "").split("\n\n")
+        text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        return app.command(name, help=text, short_help=summary, epilog=epilog,
+                           **settings)(func)
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- messages
+
+def say(message: str) -> None:
+    """A message for the user on stderr, ``nncli: ...`` (shown even with --quiet)."""
     if message:
         print(f"nncli: {message}", file=sys.stderr, flush=True)
 
 
-def _value(option):
-    """An enum option's value (typer hands enums, a sweep's grid hands strings)."""
-    return option.value if isinstance(option, Enum) else option
+def tell(line: str) -> None:
+    """A line of a command's progress or outcome on stderr, as it is (callers leave it out
+    with --quiet); no Rich markup or wrapping, so file names stay as they are."""
+    print(line, file=sys.stderr, flush=True)
 
+
+def status(text: str, shown: bool) -> ContextManager:
+    """A spinner with ``text`` on stderr while inside, when ``shown``."""
+    return err.status(text, spinner="dots") if shown else nullcontext()
+
+
+_say = say   # the name the other command modules import
+
+
+# --------------------------------------------------------------------------- helpers
 
 def _delimiter(text: Optional[str]) -> Optional[str]:
     """--delimiter as a character: 'tab' (or a typed \\t) means a tab."""
-    if text is None:
-        return None
-    text = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(
-        text.lower(), text)
-    if len(text) != 1 or text in "\"\n\r":
-        raise UsageError(f"--delimiter must be one character (or 'tab'), received {text!r}")
-    return text
+    from nncli.options import delimiter_char
+
+    return delimiter_char(text)
 
 
-def _prepare_numba(threads: Optional[int] = None) -> None:
+def prepare_numba(threads: Optional[int] = None) -> None:
     """Get Numba ready before nncli's kernels are first imported (see
     ``nncli.kernel_cache.prepare_numba``); its one note goes to stderr."""
     from nncli import kernel_cache
 
-    kernel_cache.prepare_numba(threads, _say)
+    kernel_cache.prepare_numba(threads, say)
 
 
-def _show_bar(quiet: bool) -> bool:
+_prepare_numba = prepare_numba
+
+
+def show_bar(quiet: bool) -> bool:
+    """Whether progress is drawn live (a terminal, not --quiet)."""
     return not quiet and err.is_terminal
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _model_targets(m) -> tuple[list[str], list[int]] | None:
@@ -144,13 +147,17 @@ def _write_atomically(path: Path, write) -> None:
 
 # --------------------------------------------------------------------------- main
 
-_ARGV: list[str] = []   # the arguments of the running command, for the resume hint (set by main, read by train)
+@dataclass
+class Invocation:
+    """What a command knows of how it was called (``ctx.obj``): the arguments, for the
+    command line that resumes an interrupted run."""
+
+    argv: list[str] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The ``nncli`` console script: run a command, map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
-    _ARGV[:] = args  # in place: the train command reads it through its own import
     if "_NNCLI_COMPLETE" in os.environ:
         # A shell is asking for completions: register typer's shell classes first.
         from typer.completion import completion_init
@@ -158,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         completion_init()
     debug = "--debug" in args or os.environ.get("NNCLI_DEBUG") == "1"
     try:
-        result = app(args=args, prog_name="nncli", standalone_mode=False)
+        result = app(args=args, prog_name="nncli", standalone_mode=False,
+                     obj=Invocation(args))
     except NncliError as e:
         if debug:
             raise
-        _fail(str(e))
-        if getattr(e, "hard_exit", False):  # a library thread is stuck (see JoinTimeout)
+        if not e.reported:
+            _fail(str(e))
+        if e.hard_exit:  # a library thread is stuck (see errors.JoinTimeout)
             sys.stdout.flush()
             os._exit(e.exit_code)
         return e.exit_code

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from nncli.cli.app import _prepare_numba, app
+from nncli.cli.app import command, prepare_numba, tell
 from nncli.errors import UsageError
 
 
-@app.command(epilog="Example: nncli export digits.safetensors -o digits.onnx")
+@command(summary="Write MODEL as an ONNX graph.",
+         epilog="Example: nncli export digits.safetensors -o digits.onnx")
 def export(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the "
@@ -22,7 +22,7 @@ def export(
 ) -> None:
     """Write MODEL as an ONNX graph: raw features in ('features'), what predict prints out
     ('probabilities' or 'values'; 'logits' too for --logits classifiers). Needs nncli\\[onnx]."""
-    _prepare_numba()
+    prepare_numba()
     from nncli.export import write_onnx  # ExportError naming the extra when onnx is missing
     from nncli.modelfile import load_model
 
@@ -32,4 +32,4 @@ def export(
         raise UsageError(f"{target}: refusing to write the ONNX graph over the model file; "
                          f"choose another -o")
     size = write_onnx(m, target, opset)
-    print(f"wrote {target} ({m.arch}, {size} bytes)", file=sys.stderr)
+    tell(f"wrote {target} ({m.arch}, {size} bytes)")

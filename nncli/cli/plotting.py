@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from nncli.cli.app import _prepare_numba, app
+from nncli.cli.app import command, prepare_numba, tell
 from nncli.errors import UsageError
 
 
-@app.command(epilog="Example: nncli plot adam.safetensors sgd.safetensors --label adam "
-                    "--label sgd -o curves.png")
+@command(summary="Draw the training curves of models or of a sweep's trials.",
+         epilog="Example: nncli plot adam.safetensors sgd.safetensors --label adam "
+                "--label sgd -o curves.png")
 def plot(
     models: list[Path] = typer.Argument(..., help="Model files (or checkpoints) written by "
                                         "nncli train."),
@@ -33,7 +33,7 @@ def plot(
     """Draw the training curves of MODELS in one figure: loss and each metric against the
     epoch, validation dashed beside training, one colour per model. A sweep's --out-dir
     stands for its --top best trials. Needs matplotlib (pip install 'nncli\\[plot]')."""
-    _prepare_numba()
+    prepare_numba()
     from nncli.plot import check_output, plot_histories, read_runs
 
     check_output(output)  # matplotlib, suffix, folder: fail before reading the models
@@ -41,7 +41,7 @@ def plot(
         raise UsageError(f"--top must be at least 1, received {top}")
     summary = plot_histories(read_runs(models, label, top), output, metric)
     runs, panels = len(summary.labels), len(summary.panels)
-    print(f"wrote {output} ({runs} model{'s' if runs > 1 else ''}, "
-          f"{panels} panel{'s' if panels > 1 else ''})", file=sys.stderr)
+    tell(f"wrote {output} ({runs} model{'s' if runs > 1 else ''}, "
+         f"{panels} panel{'s' if panels > 1 else ''})")
     if json_out:
         typer.echo(json.dumps(summary.as_dict(), indent=2))

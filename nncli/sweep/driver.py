@@ -81,17 +81,14 @@ class Report:
                        self.interrupted)
 
 
-Build = Callable[..., Any]   # train's options (as cli.train_config takes them) -> TrainConfig
-
-
-def run_sweep(request: Request, space: Space, build: Build,
+def run_sweep(request: Request, space: Space,
               on_event: Callable[[TrialRow], None] | None = None,
               say: Callable[[str], None] = lambda message: None,
               restore: bool = False) -> Report:
-    """Run the sweep ``request`` asks for (``space``: its trials' options, parsed; ``build``:
-    options -> TrainConfig), or with ``restore`` continue the one in ``request.out_dir``."""
+    """Run the sweep ``request`` asks for (``space``: its trials' options, parsed), or with
+    ``restore`` continue the one in ``request.out_dir``."""
     from nncli.files import check_writable
-    from nncli.train import load_inputs, prepare, validate, warm_up
+    from nncli.train import load_inputs, validate, warm_up
 
     if request.max_failures < 0 or request.threads_per_trial < 1 or request.grace_epochs < 1:
         raise UsageError("--max-failures must be 0 or more, --threads-per-trial and "
@@ -99,7 +96,7 @@ def run_sweep(request: Request, space: Space, build: Build,
     if request.scheduler not in ("fifo", "asha"):
         raise UsageError(f"unknown --scheduler '{request.scheduler}'; expected fifo or asha")
     fixed = space.fixed
-    configs = [(corner, _built(build, corner)) for corner in space.corners()]
+    configs = [(corner, _built(corner)) for corner in space.corners()]
     first = configs[0][1]
     inputs = load_inputs(first, request.data, fixed.get("validation_data"), fixed.get("target"),
                          fixed.get("init_from"))
@@ -125,11 +122,11 @@ def run_sweep(request: Request, space: Space, build: Build,
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
     # Compile (or load) the kernels here, once, before the trials load them from the cache.
-    warm_up(prepare(first, inputs.data, inputs.val, inputs.init_from))
+    warm_up(first, inputs.data.X.shape[1], inputs.val is not None or first.validation_split > 0)
     plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs), out_dir,
                        request.scheduler, request.grace_epochs, request.max_failures,
                        request.threads_per_trial, first.seed, request.address, request.storage)
-    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed, "build": build,
+    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed,
             "init_from": inputs.init_from}
     with tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
         # the folder once Ray answers: a cluster that did not leaves no sweep to --resume
@@ -171,10 +168,12 @@ def _finish(request: Request, space: Space, outcome, mode: str, signum: int) -> 
                   signum)
 
 
-def _built(build: Build, options: dict):
+def _built(options: dict):
     """The TrainConfig of one combination, its contradictions named with it."""
+    from nncli.train import TrainConfig
+
     try:
-        return build(**options)
+        return TrainConfig.from_options(**options)
     except NncliError as e:
         raise type(e)(f"{_describe(options, None)}: {e}") from None
 

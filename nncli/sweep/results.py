@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from nncli.files import write_atomically
+from nncli.metrics import EPOCH_METRICS
 
 # What a trial's status means to the user.
 FINISHED, STOPPED, ERROR, INTERRUPTED, PENDING, RUNNING, RETRYING = (
     "finished", "stopped early", "error", "interrupted", "pending", "running", "retrying")
-# Metric columns of the leaderboard, in this order when present.
-METRIC_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_mse", "val_mae",
-                  "val_r2")
 
 
 @dataclass
@@ -56,7 +54,7 @@ def leaderboard(rows: list[TrialRow], metric: str, mode: str) -> list[TrialRow]:
 def leaderboard_csv(rows: list[TrialRow], varying: list[str]) -> str:
     """The leaderboard as CSV: rank, trial, the varying options, status, epochs, metrics,
     node, retries, seconds, model."""
-    metrics = [m for m in METRIC_COLUMNS if any(m in r.metrics for r in rows)]
+    metrics = [m for m in EPOCH_METRICS if any(m in r.metrics for r in rows)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["rank", "trial", *varying, "status", "epochs", *metrics, "node",
@@ -66,6 +64,26 @@ def leaderboard_csv(rows: list[TrialRow], varying: list[str]) -> str:
                          r.epochs, *(_cell(r.metrics.get(m)) for m in metrics), r.node or "",
                          r.retries, f"{r.seconds:.3f}", r.model or ""])
     return out.getvalue()
+
+
+def read_leaderboard(path: Path) -> list[TrialRow]:
+    """The trials of a leaderboard CSV (as ``leaderboard_csv`` writes it), best first: each
+    with its varying options (the columns between ``trial`` and ``status``) as ``config``, its
+    status, epochs, metrics and model file."""
+    with open(path, newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    if not table:
+        return []
+    header = table[0]
+    first, status = header.index("trial") + 1, header.index("status")
+    rows = []
+    for cells in table[1:]:
+        named = dict(zip(header[status:], cells[status:]))
+        rows.append(TrialRow(cells[1], dict(zip(header[first:status], cells[first:status])),
+                             named["status"], int(named["epochs"] or 0),
+                             {m: float(named[m]) for m in EPOCH_METRICS if named.get(m)},
+                             model=named.get("model") or None))
+    return rows
 
 
 def write_leaderboard(path: Path, rows: list[TrialRow], varying: list[str]) -> None:

@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
+from nncli import metrics
 from nncli.errors import UsageError
+from nncli.options import BY_NAME, OPTIONS, convert, number_kind
 
 RANGE_KINDS = ("log", "uniform")
-# Options that say how the data is read: the driver reads it once, so they cannot vary.
-DATA_OPTIONS = ("missing", "drop_invalid_rows", "categorical", "delimiter", "target",
-                "validation_data")
-# --init-from's model is read once by the driver too (a list of them would reach no trial).
-READ_ONCE = (*DATA_OPTIONS, "init_from")
-# What --metric can rank by, and which way is better.
-METRICS = {"loss": "min", "accuracy": "max", "val_loss": "min", "val_accuracy": "max",
-           "val_mse": "min", "val_mae": "min", "val_r2": "max"}
 
 
 @dataclass(frozen=True)
@@ -70,11 +64,45 @@ class Space:
             yield {**self.fixed, **dict(zip(names, values))}
 
 
-def parse_space(raw: dict[str, Any], convert: Callable[[str, str], Any],
-                kind: Callable[[str], str | None], samples: int = 1) -> Space:
-    """The Space of ``raw`` (option name -> its text as typed; a repeatable option's list of
-    texts is fixed). ``convert(name, text)`` checks and converts one value as ``train`` would;
-    ``kind(name)`` is "int", "float" or None for options that take no range."""
+def options_from_args(args: list[str]) -> dict[str, Any]:
+    """``nncli train``'s options among a sweep's arguments, as typed: name -> text (a comma
+    list or a range stays text), a repeatable option's list of texts, or True for a flag."""
+    flags = {flag: o for o in OPTIONS for flag in o.flags}
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        flag, _, inline = args[i].partition("=")
+        option = flags.get(flag)
+        if option is None:
+            raise UsageError(f"nncli sweep has no option {flag!r} (the sweep's own are in "
+                             f"'nncli sweep --help', the trials' in 'nncli train --help')")
+        if option.sweep.role == "no":
+            raise UsageError(f"{flag} is not a sweep option" +
+                             (f": {option.sweep.why}" if option.sweep.why else ""))
+        i += 1
+        if option.is_flag:
+            out[option.name] = True
+            continue
+        if not inline:
+            if i >= len(args):
+                raise UsageError(f"{flag} needs a value")
+            inline, i = args[i], i + 1
+        if option.repeat:
+            out.setdefault(option.name, []).append(inline)
+        elif option.name in out:
+            raise UsageError(f"{flag} is given twice; list the values once: {flag} a,b")
+        else:
+            out[option.name] = inline
+    for option in OPTIONS:
+        if option.required and option.name not in out:
+            raise UsageError(f"a sweep needs {option.flag}, as nncli train does")
+    return out
+
+
+def parse_space(raw: dict[str, Any], samples: int = 1) -> Space:
+    """The Space of ``raw`` (option name -> its text as typed, see ``options_from_args``; a
+    repeatable option's list of texts is fixed), each value checked and converted as
+    ``nncli train`` would."""
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, received {samples}")
     space = Space({}, samples=samples)
@@ -87,7 +115,7 @@ def parse_space(raw: dict[str, Any], convert: Callable[[str, str], Any],
             continue
         head = text.split(":", 1)[0]
         if head in RANGE_KINDS and ":" in text:
-            space.ranges[name] = _range(name, text, kind(name))
+            space.ranges[name] = _range(name, text, number_kind(name))
         elif "," in text:
             values = [convert(name, t.strip()) for t in text.split(",")]
             if len(set(map(repr, values))) != len(values):
@@ -96,21 +124,14 @@ def parse_space(raw: dict[str, Any], convert: Callable[[str, str], Any],
         else:
             space.fixed[name] = convert(name, text)
     for name in space.varying:
-        if name in READ_ONCE:
-            what = "its model is" if name == "init_from" else "the data is"
-            raise UsageError(f"{_flag(name)} cannot vary in a sweep: {what} read once, "
-                             f"the same way for every trial")
+        if BY_NAME[name].sweep.role == "same":
+            raise UsageError(f"{_flag(name)} cannot vary in a sweep: {BY_NAME[name].sweep.why}")
     return space
 
 
 def metric_mode(metric: str, has_validation: bool) -> str:
     """"min" or "max" for --metric, refusing what the trials cannot report."""
-    if metric not in METRICS:
-        raise UsageError(f"unknown --metric '{metric}'; expected one of {', '.join(METRICS)}")
-    if metric.startswith("val_") and not has_validation:
-        raise UsageError(f"--metric {metric} needs validation data: give --validation-split or "
-                         f"--validation-data, or rank by --metric loss")
-    return METRICS[metric]
+    return metrics.mode(metrics.check_metric(metric, "--metric", None, has_validation))
 
 
 def _range(name: str, text: str, kind: str | None) -> Range:
@@ -134,4 +155,4 @@ def _range(name: str, text: str, kind: str | None) -> Range:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return BY_NAME[name].flag

@@ -1,7 +1,7 @@
 """Running a sweep on Ray Tune: the only module of nncli that imports ray.
 
 A trial is a Ray Tune function trainable that runs the training of ``nncli train``
-(``train.prepare`` and ``train.fit``) on arrays the driver read once and put into Ray's object
+(``train.run``, with a ``TuneSink``) on arrays the driver read once and put into Ray's object
 store (``tune.with_parameters``): workers on other machines need neither the file nor a shared
 filesystem for the data. After every epoch the trial reports its metrics and an nncli
 checkpoint (the model file with its training state) through Tune's checkpoint API, so a trial
@@ -29,7 +29,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from nncli.errors import UsageError
+from nncli.errors import JoinTimeout, UsageError
+from nncli.metrics import EPOCH_METRICS
 from nncli.sweep.results import (ERROR, FINISHED, INTERRUPTED, PENDING, RETRYING, RUNNING,
                                  STOPPED, TrialRow)
 from nncli.sweep.space import Space
@@ -138,18 +139,11 @@ def _join(address: str, runtime_env: dict) -> None:
         raise UsageError(f"cannot join the Ray cluster at {address}: {first}")
 
 
-class JoinTimeout(UsageError):
-    """No answer from a cluster: Ray's connecting thread is still stuck, so the process must
-    end without waiting for it (the CLI exits at once)."""
-
-    hard_exit = True
-
-
 def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = None,
         restore: bool = False) -> Outcome:
     """Run (or with ``restore``, continue) the sweep of ``plan``; ``trainable_args`` are what
-    every trial gets (the data sets, the fixed options, the function that builds a
-    TrainConfig) and ``on_event`` hears of every trial's start, epoch and end."""
+    every trial gets (the data sets, the fixed options, the starting model) and ``on_event``
+    hears of every trial's start, epoch and end."""
     trainable = tune.with_resources(tune.with_parameters(trial, threads=plan.threads_per_trial,
                                                          **trainable_args),
                                     {"cpu": plan.threads_per_trial})
@@ -171,52 +165,68 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
     return _outcome(plan, grid, events)
 
 
-def trial(config: dict, *, data, val, fixed: dict, build: Callable, threads: int,
-          init_from=None) -> None:
-    """One trial: ``nncli train`` with ``fixed`` options and this trial's ``config``, on the
-    driver's data, reporting after every epoch (see the module docstring)."""
+def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None) -> None:
+    """One trial: the run of ``nncli train`` with ``fixed`` options and this trial's
+    ``config``, on the driver's data, reporting to Tune after every epoch (see the module
+    docstring)."""
     from nncli.kernel_cache import prepare_numba
 
     prepare_numba(threads)
-    from nncli.modelfile import read_model_file, save_model
-    from nncli.train import checkpoint_parts, fit, prepare, set_threads
+    from nncli.modelfile import read_model_file
+    from nncli.train import Inputs, TrainConfig, run, set_threads
 
     set_threads(threads)
-    options = build(**{**fixed, **config})
+    options = TrainConfig.from_options(**{**fixed, **config})
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume = read_model_file(Path(folder) / MODEL_FILE)
-    run = prepare(options, data, val, init_from=None if resume else init_from, resume=resume)
-    node = ray.get_runtime_context().get_node_id()
-    reports = fit(run)
-    for report in reports:
-        done = run.epochs_left == 0
-        if done:
-            for _ in reports:   # ends the loop: early stopping puts the best weights back
-                pass
-        metrics = _final_metrics(run, report) if done else report.as_dict()
+    run(options, Inputs(data, val, None if resume else init_from, resume),
+        TuneSink(ray.get_runtime_context().get_node_id()))
+
+
+class TuneSink:
+    """A trial's Sink (nncli.train.running): after every epoch, its metrics and an nncli
+    checkpoint (the model file with its training state) to ``tune.report``; the last epoch's
+    report carries the finished model instead, and the metrics of the weights it ends with."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    @contextmanager
+    def session(self, run):
+        yield None
+
+    def prepared(self, run) -> None:
+        pass
+
+    def progress(self, epoch: int, done: int, total: int, loss: float) -> None:
+        pass
+
+    def epoch(self, run, report) -> None:
+        if run.epochs_left:   # the last epoch is reported with the finished model
+            from nncli.train import checkpoint_parts
+
+            self._report(run.model, report.as_dict(), checkpoint_parts(run), done=False)
+
+    def stopped(self, run, error) -> None:
+        pass
+
+    def finished(self, result) -> None:
+        if result.run.history:
+            self._report(result.model, result.kept, (), done=True)
+
+    def _report(self, model, metrics: dict, parts: tuple, done: bool) -> None:
+        from nncli.modelfile import save_model
+
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / MODEL_FILE
-            if done:
-                save_model(run.model, path)
-            else:
-                save_model(run.model, path, *checkpoint_parts(run))
-            tune.report({**metrics, "node": node, FINISHED_KEY: done},
+            save_model(model, Path(folder) / MODEL_FILE, *parts)
+            tune.report({**metrics, "node": self.node, FINISHED_KEY: done},
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 # ------------------------------------------------------------------------------ internals
-
-def _final_metrics(run, report) -> dict:
-    """The metrics of the weights the model ends with: the best epoch's when early stopping
-    put them back, else the last epoch's."""
-    es = run.early
-    if es is not None and es.best_epoch and es.best_epoch != report.epoch:
-        return {**run.history[es.best_epoch - 1].as_dict(), "epoch": report.epoch}
-    return report.as_dict()
-
 
 def _check_reachable(address: str) -> None:
     """A one-line error at once when nothing answers at host:port (ray.init would wait)."""
@@ -284,11 +294,15 @@ class _Events(tune.Callback):
     def __init__(self, plan: Plan, on_event: EventFn | None) -> None:
         self.plan, self.on_event = plan, on_event
         self.rows: dict[str, TrialRow] = {}
+        self.trials: list = []          # every trial, this session's and earlier ones', at the end
 
     def __getstate__(self) -> dict:
         # Tune saves its run configuration, callbacks included, for resuming; the listener
         # (a terminal table) is this process's only
-        return {"plan": self.plan, "on_event": None, "rows": {}}
+        return {"plan": self.plan, "on_event": None, "rows": {}, "trials": []}
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
 
     def _row(self, trial) -> TrialRow:
         row = self.rows.get(trial.trial_id)
@@ -332,8 +346,7 @@ class _Events(tune.Callback):
 def _take_result(row: TrialRow, result: dict) -> None:
     row.epochs = int(result.get("epoch", row.epochs))
     row.metrics = {k: float(v) for k, v in result.items()
-                   if k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_mse",
-                            "val_mae", "val_r2") and v is not None}
+                   if k in EPOCH_METRICS and v is not None}
     row.node = result.get("node", row.node)
     row.seconds = float(result.get("time_total_s", row.seconds))
     row.pid = result.get("pid", row.pid)
@@ -348,8 +361,7 @@ def _outcome(plan: Plan, grid, events: _Events) -> Outcome:
     session started but never saw complete (ASHA's stops do complete) was interrupted; one this
     session never started kept its status from the earlier session, where it ended.
     """
-    analysis = getattr(grid, "_experiment_analysis", None)   # noqa: SLF001 - no public way
-    trials = list(getattr(analysis, "trials", None) or [])
+    trials = events.trials
     results = list(grid)
     if len(trials) != len(results):   # ResultGrid lists its trials in order; if not, by id
         by_id = {t.trial_id: t for t in trials}

@@ -1,13 +1,19 @@
 """Checkpoints: what makes a model file a resumable checkpoint of a run (``checkpoint_parts``),
-and taking a checkpoint's training state over (``_resume``, called by ``prepare(resume=...)``),
+and taking a checkpoint's training state over (``take_over``, called by ``prepare(resume=...)``),
 so that the resumed run goes on bit for bit as if it had never stopped."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from nncli import optim
 from nncli.errors import ModelFileError, UsageError
-from nncli.train.state import EpochReport, Training, TrainState, new_state
+from nncli.train.state import STATE_FIELDS, EpochReport, Training, TrainState, new_state
+
+
+def state_tensor_name(name: str) -> str:
+    """The model file's tensor of an optimizer state tensor (``optimizer.m``)."""
+    return f"optimizer.{name}"
 
 
 def checkpoint_parts(run: Training) -> tuple[dict, dict[str, np.ndarray]]:
@@ -19,9 +25,8 @@ def checkpoint_parts(run: Training) -> tuple[dict, dict[str, np.ndarray]]:
     state = {"epoch": st.epoch, "rows_done": st.rows_done, "loss_sum": st.loss_sum,
              "correct": st.correct, "seconds": st.seconds, "step": st.step, "rng": st.rng,
              "rows": len(run.X), "optimizer": run.model.info["optimizer"]["name"]}
-    tensors = {"optimizer.m": st.m}
-    if st.v.size:
-        tensors["optimizer.v"] = st.v
+    tensors = {state_tensor_name(name): getattr(st, name)
+               for name in optim.optimizer_of(run.model.info["optimizer"]).state}
     if run.early is not None:
         state["early_stopping"] = run.early.summary()
         if run.early.weights is not None:
@@ -29,7 +34,7 @@ def checkpoint_parts(run: Training) -> tuple[dict, dict[str, np.ndarray]]:
     return state, tensors
 
 
-def _resume(run: Training, saved) -> None:
+def take_over(run: Training, saved) -> None:
     """Take over the training state of checkpoint ``saved`` (a modelfile.ModelFile)."""
     name, model = saved.path, run.model
     if saved.state is None:
@@ -46,16 +51,17 @@ def _resume(run: Training, saved) -> None:
         state = saved.state
         opt_name = str(state["optimizer"])
         rows = int(state["rows"])
-        st = TrainState(m=np.ascontiguousarray(saved.tensors["optimizer.m"]),
-                        v=np.ascontiguousarray(saved.tensors["optimizer.v"])
-                        if opt_name == "adam" else np.zeros(0, np.float32),
+        kept = optim.get_optimizer(opt_name)
+        st = TrainState(**{name: np.ascontiguousarray(saved.tensors[state_tensor_name(name)])
+                           if name in kept.state else np.zeros(0, np.float32)
+                           for name in STATE_FIELDS},
                         rng=dict(state["rng"]), epoch=int(state["epoch"]),
                         rows_done=int(state["rows_done"]), loss_sum=float(state["loss_sum"]),
                         correct=int(state["correct"]), seconds=float(state["seconds"]),
                         step=int(state["step"]))
         np.random.default_rng().bit_generator.state = st.rng
         history = [EpochReport.from_dict(h) for h in base.info.get("history") or []]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, UsageError) as e:
         raise ModelFileError(f"{name}: damaged training state ({type(e).__name__}: {e})") from None
     if opt_name != model.info["optimizer"]["name"]:
         raise UsageError(f"--resume {name}: the checkpoint's optimizer state is {opt_name}'s; "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nncli.data import Dataset
 from nncli.errors import UsageError
 from nncli.model import Model
-from nncli.train.options import TrainConfig
+from nncli.options import TrainConfig
 
 
 @dataclass

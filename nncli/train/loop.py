@@ -22,23 +22,24 @@ compute threads (``set_threads``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
 import time
-from dataclasses import asdict
 from typing import Iterator
 
 import numpy as np
 
 from nncli import optim
+from nncli.arch import parse_arch
 from nncli.errors import DivergedError, Interrupted, UsageError
 from nncli.evaluate import regression_metrics
 from nncli.losses import PROB_EPSILON
-from nncli.model import K, Workspace
-from nncli.train.options import TrainConfig
-from nncli.train.state import (EpochReport, ProgressFn, StopFn, Training, TrainState, _is_adam,
-                               new_state)
+from nncli.metrics import VALIDATION_PREFIX
+from nncli.model import K, Model, Workspace
+from nncli.options import TrainConfig
+from nncli.train.state import EpochReport, ProgressFn, StopFn, Training, TrainState, new_state
 
 # Rows per compiled call: large enough that Python is invisible, small enough for a live bar
 # and a prompt reaction to Ctrl-C.
@@ -63,7 +64,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
     ws = Workspace(model.layer_table(), batch, np.float32)
     grads = np.zeros_like(model.params)
     opt = model.info["optimizer"]
-    adam = _is_adam(model)
+    velocity = st.m if optim.optimizer_of(opt).velocity else None
     hyper = optim.hyper_vector(opt)
     Xb = np.zeros((batch, run.X.shape[1]), np.float32)
     Yb = np.zeros((batch, run.Y.shape[1]), np.float32)
@@ -86,7 +87,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             for keep, now in zip(saved, (model.params, st.m, st.v)):
                 keep[...] = now
             ls, c, step, diverged_at = K.train_batches(
-                model.params, grads, st.m, st.v, None if adam else st.m, Xb, Yb, ws.Z, ws.A,
+                model.params, grads, st.m, st.v, velocity, Xb, Yb, ws.Z, ws.A,
                 ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
                 PROB_EPSILON, hyper, st.step, ws.windowed)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
@@ -100,15 +101,11 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             if e < n:
                 st.seconds = time.perf_counter() - start
                 _check_stop(stop, st, n)
-        report = EpochReport(epoch, st.loss_sum / n, model.accuracy(st.correct, n), None, None,
+        report = EpochReport(epoch, {"loss": st.loss_sum / n,
+                                     "accuracy": model.accuracy(st.correct, n)},
                              time.perf_counter() - start)
         if run.X_val is not None and len(run.X_val):
-            report.val_loss, report.val_accuracy = model.evaluate(run.X_val, run.Y_val)
-            if not model.loss_spec.classifier:
-                metrics = regression_metrics(model.unscale_outputs(model.outputs(run.X_val)),
-                                             model.unscale_outputs(run.Y_val))
-                report.val_mse, report.val_mae, report.val_r2 = (
-                    metrics["mse"], metrics["mae"], metrics["r2"])
+            report.metrics.update(_validation_metrics(model, run.X_val, run.Y_val))
         st.epoch, st.rows_done, st.loss_sum, st.correct, st.seconds = epoch, 0, 0.0, 0, 0.0
         st.rng = rng.bit_generator.state
         run.history.append(report)
@@ -120,6 +117,17 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
         if es.weights is not None:
             model.params[...] = es.weights
         model.info["early_stopping"] = es.summary()
+
+
+def _validation_metrics(model: Model, X_val: np.ndarray, Y_val: np.ndarray) -> dict:
+    """The epoch's metrics on the validation rows (prepared: normalised, targets scaled), as
+    val_<name>; a regression model's beyond the loss in the targets' own units."""
+    out: dict = {}
+    out["loss"], out["accuracy"] = model.evaluate(X_val, Y_val)
+    if not model.loss_spec.classifier:
+        out.update(regression_metrics(model.unscale_outputs(model.outputs(X_val)),
+                                      model.unscale_outputs(Y_val)))
+    return {VALIDATION_PREFIX + name: value for name, value in out.items()}
 
 
 def _check_stop(stop: StopFn | None, st: TrainState, n: int) -> None:
@@ -142,40 +150,38 @@ def _diverged(run: Training, epoch: int, s: int, e: int, batch: int, ls: float, 
         st.correct += c
         st.step = step
         st.rows_done = diverged_at
-        what = f"the loss became NaN or infinite in epoch {epoch}, batch {diverged_at // batch + 1}"
+        batches = str(diverged_at // batch + 1)
+        what = f"the loss became NaN or infinite in epoch {epoch}, batch {batches}"
     else:
         for keep, now in zip(saved, (model.params, st.m, st.v)):
             now[...] = keep
         st.rows_done = s
         first, last = s // batch + 1, math.ceil(e / batch)
-        what = (f"a weight became NaN or infinite in epoch {epoch}, batch "
-                f"{first}" + (f"-{last}" if last > first else ""))
+        batches = f"{first}" + (f"-{last}" if last > first else "")
+        what = f"a weight became NaN or infinite in epoch {epoch}, batch {batches}"
     st.seconds = time.perf_counter() - start
-    hint = f"; hint: try a smaller --lr (it is {lr:g})"
-    error = DivergedError(what + hint)
-    error.what, error.hint = what, hint
-    raise error
+    raise DivergedError(what, epoch, batches, f"; hint: try a smaller --lr (it is {lr:g})")
 
 
-def warm_up(run: Training) -> None:
-    """Compile (or load from cache) the training kernels on one row, leaving the run as is."""
-    model = run.model
-    saved = model.params.copy()
-    info = {k: model.info[k] for k in ("history", "early_stopping") if k in model.info}
-    one = Training(model, TrainConfig(**{**asdict(run.config), "epochs": 1, "batch_size": 1,
-                                         "early_stopping": None, "monitor": None,
-                                         "min_delta": 0.0}),
-                   run.X[:1], run.Y[:1], run.X_val[:1] if run.X_val is not None else None,
-                   run.Y_val[:1] if run.Y_val is not None else None)
-    model.info["history"] = []
+def warm_up(config: TrainConfig, n_inputs: int, validation: bool = False) -> None:
+    """Compile (or load from Numba's cache) the kernels a run of ``config`` on ``n_inputs``
+    features calls (with ``validation``, those of the validation metrics too), by training a
+    throwaway model on one row of zeros: no data needed."""
+    layers = parse_arch(config.arch)
+    info = {"optimizer": optim.settings(config.optimizer, config.lr, config.momentum),
+            "history": []}
+    model = Model.create(layers, n_inputs, config.loss, config.logits, seed=config.seed,
+                         channels=config.channels, info=info)
+    X = np.zeros((1, n_inputs), np.float32)
+    Y = np.zeros((1, model.n_outputs), np.float32)
+    one = Training(model, dataclasses.replace(config, epochs=1, batch_size=1,
+                                              early_stopping=None, monitor=None, min_delta=0.0),
+                   X, Y, X if validation else None, Y if validation else None)
     try:
         for _ in fit(one):
             pass
     except DivergedError:
         pass  # a one-row step may blow up where the real run does not; it compiled all the same
-    model.params[...] = saved
-    model.info.pop("early_stopping", None)
-    model.info.update(info)
 
 
 def kernels_cached() -> bool:

@@ -15,8 +15,9 @@ from nncli.data import Dataset
 from nncli.errors import DataError, UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model
-from nncli.train.checkpoints import _resume
-from nncli.train.options import MONITORS, TrainConfig
+from nncli.train.checkpoints import take_over
+from nncli.metrics import check_metric
+from nncli.options import TrainConfig
 from nncli.train.state import EarlyStopping, Training
 
 # A feature whose spread is below this is left unscaled rather than blown up (Keras divides by
@@ -54,7 +55,8 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         X_val, Y_val = (X[len(X) - n_val:], Y[len(Y) - n_val:]) if n_val else (None, None)
     early = _early_stopping(config, loss.classifier, X_val is not None)
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
-            "normalize_target": False, "missing": config.missing, "history": []}
+            "normalize_target": False, "missing": config.missing,
+            "options": config.as_dict(), "history": []}
     schema = copy.deepcopy(data.schema) if data.schema is not None else None
     model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
                          channels=config.channels, info=info, classes=data.classes,
@@ -74,7 +76,7 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     Y_val = model.scale_targets(Y_val) if Y_val is not None else None
     run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
     if resume is not None:
-        _resume(run, resume)
+        take_over(run, resume)
     return run
 
 
@@ -171,14 +173,7 @@ def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyS
             raise UsageError("--monitor and --min-delta apply to --early-stopping PATIENCE")
         return None
     monitor = cfg.monitor or ("val_loss" if has_val else "loss")
-    if monitor not in MONITORS:
-        raise UsageError(f"unknown --monitor '{monitor}'; expected one of {', '.join(MONITORS)}")
-    if monitor.startswith("val_") and not has_val:
-        raise UsageError(f"--monitor {monitor} needs validation data: give --validation-split "
-                         f"or --validation-data, or monitor loss")
-    if monitor.endswith("accuracy") and not classifier:
-        raise UsageError(f"--monitor {monitor}: a regression model has no accuracy; monitor "
-                         f"{monitor.replace('accuracy', 'loss')}")
+    check_metric(monitor, "--monitor", classifier, has_val)
     return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
 
 

@@ -13,9 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from nncli import optim
+from nncli import metrics, optim
+from nncli.metrics import EPOCH_METRICS
 from nncli.model import Model
-from nncli.train.options import MONITORS, TrainConfig
+from nncli.options import TrainConfig
 
 ProgressFn = Callable[[int, int, int, float], None]   # epoch, rows done, rows total, mean loss
 StopFn = Callable[[], int]                             # the signal that asked to stop, or 0
@@ -23,7 +24,9 @@ StopFn = Callable[[], int]                             # the signal that asked t
 
 @dataclass
 class EpochReport:
-    """Metrics after one epoch; accuracies are None for regression, val_* without validation.
+    """Metrics after one epoch, by the names of the metric table (nncli.metrics): ``loss``,
+    ``accuracy`` (classifiers), ``val_loss``, ... ; each reads as an attribute too, None when
+    the run does not report it (``report.val_accuracy``).
 
     ``loss`` and ``val_loss`` are what training minimises: for an mse model that standardises
     its targets, in standardised units. A regression model's ``val_mse``, ``val_mae`` and
@@ -31,24 +34,24 @@ class EpochReport:
     """
 
     epoch: int
-    loss: float
-    accuracy: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
-    val_mse: float | None = None
-    val_mae: float | None = None
-    val_r2: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __getattr__(self, name: str):
+        if name in EPOCH_METRICS:
+            return self.metrics.get(name)
+        raise AttributeError(name)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """epoch, the metrics in the table's order, seconds (as the model file keeps them)."""
+        ordered = {k: float(self.metrics[k]) for k in EPOCH_METRICS
+                   if self.metrics.get(k) is not None}
+        return {"epoch": self.epoch, **ordered, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EpochReport":
-        return cls(int(d["epoch"]), float(d["loss"]), _opt_float(d.get("accuracy")),
-                   _opt_float(d.get("val_loss")), _opt_float(d.get("val_accuracy")),
-                   float(d.get("seconds", 0.0)), _opt_float(d.get("val_mse")),
-                   _opt_float(d.get("val_mae")), _opt_float(d.get("val_r2")))
+        return cls(int(d["epoch"]), {k: float(d[k]) for k in EPOCH_METRICS
+                                     if d.get(k) is not None}, float(d.get("seconds", 0.0)))
 
 
 @dataclass
@@ -61,8 +64,8 @@ class TrainState:
     epoch ``epoch + 1``, so that epoch's permutation can be drawn again.
     """
 
-    m: np.ndarray                 # Adam's first moment, or SGD's velocity (flat, like params)
-    v: np.ndarray                 # Adam's second moment; empty for SGD
+    m: np.ndarray                 # the optimizer's state tensors (optim.Optimizer.state): Adam's
+    v: np.ndarray                 # moments m and v, SGD's velocity in m; absent ones empty
     rng: dict                     # np.random.PCG64 state (JSON-able)
     epoch: int = 0                # epochs completed
     rows_done: int = 0
@@ -92,7 +95,7 @@ class EarlyStopping:
     weights: np.ndarray | None = None
 
     def update(self, report: EpochReport, params: np.ndarray) -> None:
-        value = getattr(report, self.monitor)
+        value = report.metrics[self.monitor]
         self.wait += 1
         if self.best is None or self._improves(value):
             self.best, self.best_epoch, self.wait = value, report.epoch, 0
@@ -101,7 +104,7 @@ class EarlyStopping:
             self.stopped_epoch = report.epoch
 
     def _improves(self, value: float) -> bool:
-        if MONITORS[self.monitor] == "min":
+        if metrics.mode(self.monitor) == "min":
             return value + self.min_delta < self.best
         return value - self.min_delta > self.best
 
@@ -136,17 +139,20 @@ class Training:
 
 
 def new_state(model: Model, config: TrainConfig) -> TrainState:
-    """The state of a run that has not started: zero moments, the shuffle seeded by --seed."""
-    m = np.zeros_like(model.params)
-    v = np.zeros_like(model.params) if _is_adam(model) else np.zeros(0, np.float32)
+    """The state of a run that has not started: zero optimizer state, the shuffle seeded by
+    --seed."""
     rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
-    return TrainState(m=m, v=v, rng=rng.bit_generator.state)
+    return TrainState(**state_tensors(model, lambda name: np.zeros_like(model.params)),
+                      rng=rng.bit_generator.state)
 
 
-def _is_adam(model: Model) -> bool:
-    """Whether the model trains with Adam (second moments, no SGD velocity) or SGD."""
-    return optim.get_optimizer(model.info["optimizer"]["name"]).code == 1
+def state_tensors(model: Model, tensor: Callable[[str], np.ndarray]) -> dict[str, np.ndarray]:
+    """TrainState's optimizer fields for ``model``'s optimizer: ``tensor(name)`` for each state
+    tensor it keeps, empty arrays for the others."""
+    kept = optim.optimizer_of(model.info["optimizer"]).state
+    return {name: tensor(name) if name in kept else np.zeros(0, np.float32)
+            for name in STATE_FIELDS}
 
 
-def _opt_float(value) -> float | None:
-    return None if value is None else float(value)
+# TrainState's fields that hold an optimizer's state tensors (named as optim's table names them).
+STATE_FIELDS = ("m", "v")

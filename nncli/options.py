@@ -1,0 +1,269 @@
+"""The options of a training run, each declared once: ``OPTIONS``.
+
+A row says an option's flag, type, default and help, and what a sweep may do with it. From the
+table come ``nncli train``'s options (nncli.cli.options turns rows into Typer parameters), the
+options ``nncli sweep`` accepts and which of them may vary, ``TrainConfig`` (the options that
+shape the model and its training, stored in the model file), and ``--json``'s ``options``.
+
+The command line's spellings that differ from the library's are declared here too: a flag that
+negates a field (``--no-normalize`` sets ``normalize`` False), ``--drop-invalid-rows`` (the same
+as ``--missing drop``) and ``--delimiter tab``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nncli.errors import UsageError
+from nncli.metrics import EPOCH_METRICS
+from nncli.optim import OPTIMIZERS
+
+MISSING_CHOICES = ("mean", "error", "drop")   # nncli.data's policies (a test checks they agree)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What ``nncli sweep`` does with an option: ``vary`` it (a list or a range gives each
+    trial its value), take the ``same`` value for every trial, or take ``no`` such option;
+    ``why`` says why not (shown in the error)."""
+
+    role: str
+    why: str = ""
+
+
+VARY = Sweep("vary")
+_DATA_ONCE = Sweep("same", "the data is read once, the same way for every trial")
+_MODEL_ONCE = Sweep("same", "its model is read once, the same way for every trial")
+
+
+def _not_swept(why: str = "") -> Sweep:
+    return Sweep("no", why)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of ``nncli train``.
+
+    ``name`` is the parameter's Python name; with ``field`` the TrainConfig field it sets
+    (``negate``: to the opposite of the flag), without it the option belongs to the run (files,
+    threads, output). ``type`` is a value's type (a repeatable option's item type);
+    ``choices`` limit a text option; ``parse`` turns the text into the library's value.
+    ``unset`` is the field's value when the command line leaves the option at its default
+    None (so that the command can tell "not given", as --drop-invalid-rows must).
+    """
+
+    name: str
+    flags: tuple[str, ...]
+    type: type
+    default: Any
+    help: str
+    sweep: Sweep = VARY
+    field: str | None = None
+    negate: bool = False
+    required: bool = False
+    repeat: bool = False
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    parse: Callable[[Any], Any] | None = None
+    unset: Any = None
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+    @property
+    def is_flag(self) -> bool:
+        return self.type is bool
+
+    @property
+    def config_default(self) -> Any:
+        """The TrainConfig field's default."""
+        if self.negate:
+            return not self.default
+        if self.repeat:
+            return []
+        return self.unset if self.default is None and self.unset is not None else self.default
+
+
+def delimiter_char(text: str | None) -> str | None:
+    """--delimiter as a character: 'tab' (or a typed \\t) means a tab."""
+    if text is None:
+        return None
+    text = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(
+        text.lower(), text)
+    if len(text) != 1 or text in "\"\n\r":
+        raise UsageError(f"--delimiter must be one character (or 'tab'), received {text!r}")
+    return text
+
+
+_MONITORS = ", ".join(EPOCH_METRICS[:-1]) + " or " + EPOCH_METRICS[-1]
+
+OPTIONS: tuple[Option, ...] = (
+    Option("arch", ("--arch",), str, None, "Layers, e.g. 25relu-15relu-10linear (activations: "
+           "relu, sigmoid, tanh, linear, softmax), or 1-D conv/local layers: 8conv5s2relu, "
+           "1local20s10relu.", field="arch", required=True),
+    Option("loss", ("--loss",), str, None, "mse, bce, cce or sparse_cce.", field="loss",
+           required=True),
+    Option("logits", ("--logits",), bool, False, "The last layer is linear and the loss "
+           "applies sigmoid/softmax itself (numerically stable).", field="logits"),
+    Option("channels", ("--channels",), int, 1, "Read each row's features as a signal of "
+           "length x CHANNELS values, channels last (for conv and local layers).",
+           field="channels"),
+    Option("optimizer", ("--optimizer",), str, "adam", " or ".join(OPTIMIZERS) + ".",
+           field="optimizer", choices=tuple(OPTIMIZERS)),
+    Option("lr", ("--lr",), float, None, "Learning rate \\[default: " + ", ".join(
+        f"{o.lr:g} for {o.name}" for o in OPTIMIZERS.values()) + "].", field="lr"),
+    Option("momentum", ("--momentum",), float, 0.0, "SGD momentum.", field="momentum"),
+    Option("epochs", ("--epochs",), int, 20, "Passes over the training rows (0 writes the "
+           "freshly initialised model).", field="epochs"),
+    Option("batch_size", ("--batch-size",), int, 32, "Rows per step; >= rows is full-batch "
+           "gradient descent.", field="batch_size"),
+    Option("validation_split", ("--validation-split",), float, 0.0, "Hold out the LAST "
+           "fraction of rows (before shuffling), as Keras.", field="validation_split"),
+    Option("validation_data", ("--validation-data",), str, None, "Validate on this file "
+           "instead.", sweep=_DATA_ONCE),
+    Option("target", ("--target",), str, None, "Target column by name or 0-based index; repeat "
+           "for several \\[default: the last column].", sweep=_DATA_ONCE, repeat=True),
+    Option("seed", ("--seed",), int, 0, "Seed of the initial weights and shuffling.",
+           field="seed"),
+    Option("threads", ("--threads",), int, None, "Compute threads \\[default: all cores]; "
+           "results do not depend on it.", sweep=_not_swept("use --threads-per-trial")),
+    Option("no_normalize", ("--no-normalize",), bool, False, "Do not standardise features.",
+           field="normalize", negate=True),
+    Option("init_from", ("--init-from",), Path, None, "Start from this model's weights (same "
+           "architecture).", sweep=_MODEL_ONCE),
+    Option("output", ("-o", "--output"), Path, Path("model.safetensors"), "Where to write the "
+           "model.", sweep=_not_swept("-o names the best model")),
+    Option("resume", ("--resume",), Path, None, "Continue the run saved in this checkpoint (or "
+           "interrupted model) with its optimizer and shuffling state; --epochs counts all "
+           "epochs, those done included.",
+           sweep=_not_swept("--resume DIR continues a sweep")),
+    Option("checkpoint", ("--checkpoint",), Path, None, "Save the run here every "
+           "--checkpoint-every epochs, and keep it \\[default: OUTPUT.ckpt, at most every "
+           "10 s, removed once the model is written].",
+           sweep=_not_swept("each trial checkpoints through Ray Tune")),
+    Option("checkpoint_every", ("--checkpoint-every",), int, 1, "Epochs between checkpoints; "
+           "0 writes none.", sweep=_not_swept("each trial checkpoints every epoch")),
+    Option("early_stopping", ("--early-stopping",), int, None, "Stop after PATIENCE epochs "
+           "without improvement of --monitor, and keep the best epoch's weights.",
+           field="early_stopping", metavar="PATIENCE"),
+    Option("min_delta", ("--min-delta",), float, 0.0, "Smallest change of --monitor that counts "
+           "as an improvement.", field="min_delta"),
+    Option("monitor", ("--monitor",), str, None, f"What --early-stopping watches: {_MONITORS} "
+           "\\[default: val_loss with validation data, else loss].", field="monitor",
+           choices=EPOCH_METRICS, metavar="METRIC"),
+    Option("history", ("--history",), Path, None, "Write one CSV row of metrics per epoch "
+           "here, flushed every epoch.",
+           sweep=_not_swept("each trial's history is in its model file")),
+    Option("missing", ("--missing",), str, None, "Missing feature cells (empty, NA, NaN, N/A, "
+           "?, null): mean fills a number with the column's training mean (a category column "
+           "gets a 'missing' category); error stops at the first; drop leaves the row out "
+           "\\[default: mean].", sweep=_DATA_ONCE, field="missing", choices=MISSING_CHOICES,
+           unset="mean"),
+    Option("drop_invalid_rows", ("--drop-invalid-rows",), bool, False, "Same as --missing drop "
+           "(rows with missing, NaN or infinite features are left out, and counted).",
+           sweep=_DATA_ONCE),
+    Option("categorical", ("--categorical",), str, None, "One-hot encode this column (name or "
+           "0-based index) even though it holds numbers; repeat for several. Text columns are "
+           "categorical anyway.", sweep=_DATA_ONCE, field="categorical", repeat=True),
+    Option("delimiter", ("--delimiter",), str, None, "The CSV delimiter: ',', ';', tab, '|' or "
+           "another character \\[default: detected from the first lines; tab for .tsv].",
+           sweep=_DATA_ONCE, field="delimiter", parse=delimiter_char),
+    Option("no_normalize_target", ("--no-normalize-target",), bool, False, "mse: learn the "
+           "targets as they are instead of standardised (predictions are in the targets' units "
+           "either way).", field="normalize_target", negate=True),
+    Option("quiet", ("--quiet", "-q"), bool, False, "No progress on stderr.",
+           sweep=_not_swept()),
+    Option("json_out", ("--json",), bool, False, "Print a JSON summary on stdout.",
+           sweep=_not_swept()),
+)
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+# The run's options that --json's "options" shows beside the TrainConfig (what the run read and
+# wrote); -o is the document's "model", --quiet and --json shape the output.
+RUN_RECORDED = ("validation_data", "target", "threads", "init_from", "resume", "checkpoint",
+                "checkpoint_every", "history")
+
+
+def _config_fields() -> list[tuple]:
+    fields = []
+    for o in OPTIONS:
+        if o.field is None:
+            continue
+        default = o.config_default
+        if o.required:
+            fields.append((o.field, o.type))
+        elif o.repeat:
+            fields.append((o.field, list[o.type], dataclasses.field(default_factory=list)))
+        else:
+            kind: Any = o.type if default is not None else o.type | None
+            fields.append((o.field, kind, dataclasses.field(default=default)))
+    return fields
+
+
+def _from_options(cls, **values) -> "TrainConfig":
+    """The TrainConfig of ``nncli train``'s options as the command (or a sweep's trial)
+    receives them, by parameter name; the run's own options (files, threads) are ignored.
+    Options not given take their defaults."""
+    missing = values.get("missing")
+    if values.get("drop_invalid_rows") and missing not in (None, "drop"):
+        raise UsageError(f"--drop-invalid-rows means --missing drop; it contradicts --missing "
+                         f"{missing}")
+    if values.get("drop_invalid_rows"):
+        values["missing"] = "drop"
+    out = {}
+    for o in OPTIONS:
+        if o.field is None or values.get(o.name) is None:
+            continue
+        value = values[o.name]
+        if o.negate:
+            value = not value
+        elif o.repeat:
+            value = list(value)
+        elif o.parse is not None:
+            value = o.parse(value)
+        out[o.field] = value
+    return cls(**out)
+
+
+def _as_dict(self) -> dict:
+    """The options as stored in the model file and printed by --json."""
+    return dataclasses.asdict(self)
+
+
+# Every option of a training run that shapes the model and its training (the model file and
+# --json record them): the rows of OPTIONS that have a field, with their defaults. ``missing``
+# None means mean, as the data readers take it.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", _config_fields(),
+    namespace={"from_options": classmethod(_from_options), "as_dict": _as_dict,
+               "__doc__": "Every option of a training run that shapes the model and its "
+                          "training; built from OPTIONS (see the module docstring)."})
+TrainConfig.__module__ = __name__   # pickled by reference, as a Ray trial's arguments are
+
+
+def config_defaults() -> dict[str, Any]:
+    """Each TrainConfig field's default."""
+    return {o.field: o.config_default for o in OPTIONS if o.field is not None}
+
+
+def convert(name: str, text: str) -> Any:
+    """One value of option ``name`` as typed, checked and converted as ``nncli train`` would
+    (a text option stays text: TrainConfig.from_options parses it)."""
+    option = BY_NAME[name]
+    try:
+        if option.type in (int, float):
+            return option.type(text)
+    except ValueError:
+        raise UsageError(f"{option.flag} {text}: not a valid {option.type.__name__}") from None
+    if option.choices and text not in option.choices:
+        raise UsageError(f"{option.flag} {text}: not a valid {option.name}; expected one of "
+                         f"{', '.join(option.choices)}")
+    return text
+
+
+def number_kind(name: str) -> str | None:
+    """"int" or "float" for a numeric option (a sweep may give a range), else None."""
+    return {int: "int", float: "float"}.get(BY_NAME[name].type)
