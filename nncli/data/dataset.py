@@ -13,6 +13,7 @@ import numpy as np
 
 from nncli.data import cells
 from nncli.data.features import encode_array, encode_table, fit_array, fit_table
+from nncli.data.missing import MEAN, MODEL_FILL, MissingPolicy, missing_policy
 from nncli.data.numpy_files import finite_float32, npy_blocks, read_npy, read_npz
 from nncli.data.schema import Encoded, Schema
 from nncli.data.table import PREVIEW, STDIN_NAME, Table, numbered, preview, target_numbering
@@ -29,8 +30,13 @@ class ReadOptions:
     """How a table is read: the choices ``train`` offers on the command line."""
 
     delimiter: str | None = None         # None: detected (see text.detect_delimiter)
-    missing: str = "mean"                # mean | error | drop (see features)
+    # see nncli.data.missing; the name the user typed ("mean", "error", "drop") is accepted
+    missing: MissingPolicy = MEAN
     categorical: tuple[str, ...] = ()    # columns (names or 0-based indices) to one-hot
+
+    def __post_init__(self) -> None:
+        # callers outside nncli.data pass the name the user typed: converted once, here
+        object.__setattr__(self, "missing", missing_policy(self.missing))
 
 
 @dataclass
@@ -132,7 +138,7 @@ def load_training_data(path: str, targets: list[str] | None = None,
         raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
                         table.source)
     dropped: list[int] = []
-    if options.missing == "drop":
+    if options.missing.drops_rows:
         gaps = missing_target_rows(table, target_cols)
         if gaps.all():
             raise DataError(f"every one of the {len(gaps)} rows has a missing target; nothing "
@@ -180,7 +186,7 @@ def load_features(path: str, schema: Schema, target_columns: list[int] | None = 
                        target_columns=[], classes=None, source=table.source, schema=schema,
                        encoded=encoded)
     cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
-    X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+    X, _ = encode_table(table, cols, schema, MODEL_FILL, encoded)
     schema.fill_missing(X, table.source)
     return Dataset(X=X, Y=None, feature_names=schema.feature_names(), target_names=[],
                    target_columns=[], classes=None, source=table.source,
@@ -224,7 +230,7 @@ def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
     if X.shape[1] != schema.n_features:
         raise DataError(f"expected {schema.n_features} feature columns, found {X.shape[1]}",
                         source)
-    X, _ = encode_array(X, schema, source, "mean", encoded, row_offset, hint="")
+    X, _ = encode_array(X, schema, source, MODEL_FILL, encoded, row_offset)
     if not X.flags.writeable and np.isnan(X).any():
         X = X.copy()  # a memory-mapped NPY block: fill a copy
     schema.fill_missing(X, source)
@@ -272,7 +278,7 @@ def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | N
         cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
         step = block_rows or max(1, cells.CELLS_PER_CHUNK // n_columns)
         while True:
-            X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+            X, _ = encode_table(table, cols, schema, MODEL_FILL, encoded)
             schema.fill_missing(X, source)
             yield X
             if not next_block(table, rows, step, source):
