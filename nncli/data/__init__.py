@@ -10,7 +10,8 @@ Formats, chosen by the file name's extension (case-insensitive):
 Nothing is ever unpickled: NumPy files are opened with ``allow_pickle=False``.
 
 CSV files are UTF-8, with or without a byte order mark, with LF or CRLF line ends. The delimiter
-is ``,``; fields may be double-quoted (then the whole file goes through the ``csv`` module).
+is ``,``; fields may be double-quoted (then the block of the file that holds them, all of it
+when it is read whole, goes through the ``csv`` module).
 Blank lines are skipped. Standard input is read into memory once.
 
 Header detection: the first row is taken as a header when some cell of it does not parse as a
