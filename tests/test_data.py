@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import struct
 import zipfile
@@ -156,11 +157,12 @@ def _reference_split(text: str) -> tuple[list[str], list[int], int] | str:
 def test_vectorised_line_scan_agrees_with_a_loop_over_lines(text, window):
     raw = text.encode("utf-8")
     with pytest.MonkeyPatch.context() as mp:  # small windows: lines cross their edges
-        mp.setattr(data.text, "_SCAN_BYTES", window)
-        mp.setattr(data.text, "_COUNT_BYTES", min(window, (1 << 16) - 1))
-        base = data.text._check_text(raw, "f")
+        mp.setattr(data.tokeniser, "_SCAN_BYTES", window)
+        mp.setattr(data.tokeniser, "_COUNT_BYTES", min(window, (1 << 16) - 1))
+        base = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+        data.tokeniser.check_text(raw, base, 0, "f")
         try:
-            starts, ends, numbers, width = data.text._split_plain(raw, base, "f")
+            starts, ends, numbers, width = data.tokeniser._split_plain(raw, base, "f")
             found = ([raw[a:b].decode() for a, b in zip(starts, ends)], numbers.tolist(),
                      width)
         except DataError as exc:

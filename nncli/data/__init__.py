@@ -10,7 +10,8 @@ Formats, chosen by the file name's extension (case-insensitive):
 Nothing is ever unpickled: NumPy files are opened with ``allow_pickle=False``.
 
 CSV files are UTF-8, with or without a byte order mark, with LF or CRLF line ends. The delimiter
-is ``,``; fields may be double-quoted (then the whole file goes through the ``csv`` module).
+is ``,``; fields may be double-quoted (then the block of the file that holds them, all of it
+when it is read whole, goes through the ``csv`` module).
 Blank lines are skipped. Standard input is read into memory once.
 
 Header detection: the first row is taken as a header when some cell of it does not parse as a
@@ -38,9 +39,9 @@ Every problem is reported as a :class:`~nncli.errors.DataError` located as ``FIL
 
 from nncli.data.dataset import (Dataset, ReadOptions, iter_features, load_features,
                                 load_training_data, read_table)
-from nncli.data.features import MISSING_POLICIES
+from nncli.data.missing import MISSING_POLICIES, MissingPolicy
 from nncli.data.schema import Column, Encoded, Schema
 from nncli.data.table import Table
 
 __all__ = ["Dataset", "ReadOptions", "Table", "Schema", "Column", "Encoded", "MISSING_POLICIES",
-           "read_table", "load_training_data", "load_features", "iter_features"]
+           "MissingPolicy", "read_table", "load_training_data", "load_features", "iter_features"]

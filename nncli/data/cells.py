@@ -31,14 +31,14 @@ def parse_float(text: str) -> float | None:
 
 
 def numeric_columns(table: Table, cols: list[int], role: str, finite: bool = True,
-                     hint: str = "", strict: bool = True) -> np.ndarray | None:
+                     strict: bool = True) -> np.ndarray | None:
     """Columns ``cols`` of every row as a C-contiguous float32 (n, len(cols)) array.
 
     np.loadtxt does the parsing in C, a chunk of rows at a time so that temporaries (the
     chunk's row strings among them) stay small. Integer parsing is tried first because it is
     about three times faster than float parsing and pixel-like data is all integers; the first
     chunk that is not integers switches to floats.
-    NaN and infinity are errors (``hint`` appended), or kept when ``finite`` is false.
+    NaN and infinity are errors, or kept when ``finite`` is false.
     A cell that is not a number is a located error, or (``strict`` false) makes the result
     None: the caller then looks at the columns one at a time (missing values, categories).
     """
@@ -62,7 +62,7 @@ def numeric_columns(table: Table, cols: list[int], role: str, finite: bool = Tru
                     return None
                 _raise_bad_cell(table, cols, lo, role, exc)
             if finite:
-                _check_finite_block(table, block, cols, lo, role, hint)
+                _check_finite_block(table, block, cols, lo, role)
         out[lo:lo + len(chunk)] = block
     return out
 
@@ -103,14 +103,14 @@ def _raise_bad_cell(table: Table, cols: list[int], lo: int, role: str,
 
 
 def _check_finite_block(table: Table, block: np.ndarray, cols: list[int], lo: int,
-                        role: str, hint: str = "") -> None:
+                        role: str) -> None:
     """Refuse NaN and infinity (loadtxt reads "nan", "inf" and overflows into them)."""
     if np.isfinite(block).all():
         return
     r, c = (int(v) for v in np.argwhere(~np.isfinite(block))[0])
     i, j = lo + r, cols[c]
     raise DataError(non_finite_message(block[r, c], table.row(i).split(table.delimiter)[j],
-                                        f"{role} column {column_label(table, j)}") + hint,
+                                        f"{role} column {column_label(table, j)}"),
                     table.source, table.line(i), j + 1)
 
 

@@ -3,9 +3,6 @@ supported file, and the model's feature columns picked out of a file for predict
 
 from __future__ import annotations
 
-import io
-import itertools
-import sys
 import typing
 from dataclasses import dataclass, field
 
@@ -13,14 +10,13 @@ import numpy as np
 
 from nncli.data import cells
 from nncli.data.features import encode_array, encode_table, fit_array, fit_table
+from nncli.data.missing import MEAN, MODEL_FILL, MissingPolicy, missing_policy
 from nncli.data.numpy_files import finite_float32, npy_blocks, read_npy, read_npz
 from nncli.data.schema import Encoded, Schema
 from nncli.data.table import PREVIEW, STDIN_NAME, Table, numbered, preview, target_numbering
 from nncli.data.targets import csv_targets, missing_target_rows, resolve_targets
-from nncli.data.text import (HEADER_LOOKAHEAD, HeaderTest, block_lines, csv_rows,
-                             detect_delimiter, next_block, open_binary, packed_rows, parse_csv,
-                             read_bytes, read_stdin, row_width, sniff_sample, take_header,
-                             text_lines)
+from nncli.data.text import (HEADER_LOOKAHEAD, CsvReader, HeaderTest, csv_chunks, parse_csv,
+                             read_bytes, read_stdin)
 from nncli.errors import DataError
 
 
@@ -29,8 +25,13 @@ class ReadOptions:
     """How a table is read: the choices ``train`` offers on the command line."""
 
     delimiter: str | None = None         # None: detected (see text.detect_delimiter)
-    missing: str = "mean"                # mean | error | drop (see features)
+    # see nncli.data.missing; the name the user typed ("mean", "error", "drop") is accepted
+    missing: MissingPolicy = MEAN
     categorical: tuple[str, ...] = ()    # columns (names or 0-based indices) to one-hot
+
+    def __post_init__(self) -> None:
+        # callers outside nncli.data pass the name the user typed: converted once, here
+        object.__setattr__(self, "missing", missing_policy(self.missing))
 
 
 @dataclass
@@ -132,7 +133,7 @@ def load_training_data(path: str, targets: list[str] | None = None,
         raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
                         table.source)
     dropped: list[int] = []
-    if options.missing == "drop":
+    if options.missing.drops_rows:
         gaps = missing_target_rows(table, target_cols)
         if gaps.all():
             raise DataError(f"every one of the {len(gaps)} rows has a missing target; nothing "
@@ -180,7 +181,7 @@ def load_features(path: str, schema: Schema, target_columns: list[int] | None = 
                        target_columns=[], classes=None, source=table.source, schema=schema,
                        encoded=encoded)
     cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
-    X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+    X, _ = encode_table(table, cols, schema, MODEL_FILL, encoded)
     schema.fill_missing(X, table.source)
     return Dataset(X=X, Y=None, feature_names=schema.feature_names(), target_names=[],
                    target_columns=[], classes=None, source=table.source,
@@ -224,7 +225,7 @@ def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
     if X.shape[1] != schema.n_features:
         raise DataError(f"expected {schema.n_features} feature columns, found {X.shape[1]}",
                         source)
-    X, _ = encode_array(X, schema, source, "mean", encoded, row_offset, hint="")
+    X, _ = encode_array(X, schema, source, MODEL_FILL, encoded, row_offset)
     if not X.flags.writeable and np.isnan(X).any():
         X = X.copy()  # a memory-mapped NPY block: fill a copy
     schema.fill_missing(X, source)
@@ -236,50 +237,18 @@ def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | N
                         delimiter: str | None,
                         encoded: Encoded) -> typing.Iterator[np.ndarray]:
     """CSV (or standard input) read and parsed a block of rows at a time."""
-    if path == "-":
-        source = STDIN_NAME
-        stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
-        if stream is None:
-            raise DataError("there is no standard input to read", STDIN_NAME)
-        owned = None
-    else:
-        source = path
-        # a .gz file is decompressed whole (in memory) rather than streamed
-        stream = owned = (io.BytesIO(read_bytes(path)) if path.lower().endswith(".gz")
-                          else open_binary(path))
-    try:
-        lines_in = text_lines(stream, source)
-        if delimiter is None:
-            head = list(itertools.islice(lines_in, HEADER_LOOKAHEAD + 1))
-            delimiter = detect_delimiter(sniff_sample(head), source)
-            lines_in = itertools.chain(head, lines_in)
-        rows = csv_rows(lines_in, source, delimiter)
-        first = list(itertools.islice(rows, HEADER_LOOKAHEAD + 1))
-        if not first:
-            raise DataError("empty file", source)
-        n_columns = row_width(first[0][1], delimiter)
-        lines, numbers, joined = block_lines(first, n_columns, source, delimiter)
-        del first  # the rows are in ``lines`` now; each block's strings are freed early
-        header = take_header(lines, joined, _model_header_test(schema.names, target_columns))
-        if header is not None:
-            lines, numbers = lines[1:], numbers[1:]
-            if not lines:  # the look-ahead read everything there is
-                raise DataError("no data rows (only a header)", source)
-        table = Table(source=source, kind="csv", n_columns=n_columns, header=header,
-                      delimiter=joined, separator=delimiter)
-        table.set_rows(*packed_rows(lines, numbers))
-        del lines, numbers
+    with csv_chunks(path, stdin) as (source, chunks):
+        reader = CsvReader(chunks, source, delimiter)
+        table = reader.first_block(_model_header_test(schema.names, target_columns),
+                                   1 + HEADER_LOOKAHEAD)
         cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
-        step = block_rows or max(1, cells.CELLS_PER_CHUNK // n_columns)
+        step = block_rows or max(1, cells.CELLS_PER_CHUNK // table.n_columns)
         while True:
-            X, _ = encode_table(table, cols, schema, "mean", encoded, hint="")
+            X, _ = encode_table(table, cols, schema, MODEL_FILL, encoded)
             schema.fill_missing(X, source)
             yield X
-            if not next_block(table, rows, step, source):
+            if not reader.next_block(table, step):
                 break
-    finally:
-        if owned is not None:
-            owned.close()
 
 
 def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,

@@ -1,11 +1,6 @@
 """Feature columns to a float32 matrix: learning the schema at training (``fit_table``),
-applying a stored one (``encode_table``), and the missing-value policy, in one place.
-
-Policies (``--missing``): ``mean`` (default) leaves a numeric column's missing cells NaN for
-``train.prepare`` to fill with the training mean (or fills them at once with a stored schema's
-value), and gives a categorical column's missing cells a category of their own; ``error``
-makes the first missing cell a located error; ``drop`` leaves out every row with a missing or
-infinite feature. An infinite value (or one beyond float32) is an error otherwise.
+applying a stored one (``encode_table``), and the missing-value policy (see
+``nncli.data.missing``) applied to them, in one place.
 
 The all-numeric table takes the fast path (np.loadtxt over every column at once); any other
 cell sends the table column by column through ``cells.column_cells``.
@@ -18,13 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nncli.data.cells import ColumnCells, column_cells, non_finite_message, numeric_columns
+from nncli.data.missing import MissingPolicy
 from nncli.data.schema import (MIN_IDENTIFIER_ROWS, MISSING_NAME, Column, Encoded, Schema,
                                category_order, one_hot)
 from nncli.data.table import Table, column_label, shown
 from nncli.errors import DataError
-
-MISSING_POLICIES = ("mean", "error", "drop")
-
 
 @dataclass
 class Features:
@@ -41,7 +34,7 @@ class Features:
             cells.inverse = cells.inverse[rows]
 
 
-def fit_table(table: Table, cols: list[int], categorical: set[int], policy: str,
+def fit_table(table: Table, cols: list[int], categorical: set[int], policy: MissingPolicy,
               encoded: Encoded) -> tuple[np.ndarray, Schema, list[int]]:
     """Training: learn each feature column's kind and categories and encode the table.
 
@@ -53,7 +46,7 @@ def fit_table(table: Table, cols: list[int], categorical: set[int], policy: str,
     feats = _read_columns(table, cols, force=categorical, schema=None)
     for k, j in enumerate(cols):
         _refuse_empty_column(table, feats, k, j)
-    dropped = _apply_policy(table, feats, policy, hint=_HINTS[policy])
+    dropped = _apply_policy(table, feats, policy)
     columns, ignored, positions = [], [], []
     for k, j in enumerate(cols):
         name = table.column_names[j]
@@ -77,20 +70,19 @@ def fit_table(table: Table, cols: list[int], categorical: set[int], policy: str,
     return _assemble(feats, schema, positions, encoded), schema, dropped
 
 
-def encode_table(table: Table, cols: list[int], schema: Schema, policy: str,
-                 encoded: Encoded, hint: str | None = None) -> tuple[np.ndarray, list[int]]:
+def encode_table(table: Table, cols: list[int], schema: Schema, policy: MissingPolicy,
+                 encoded: Encoded) -> tuple[np.ndarray, list[int]]:
     """Encode ``cols`` (the file's columns of ``schema.columns``, in order) as the schema says.
 
     Missing numeric cells get the column's fill value (NaN when the schema has none yet);
     unseen categories encode as zeros. Returns X and the dropped rows' line numbers.
     """
     feats = _read_columns(table, cols, force=set(), schema=schema)
-    dropped = _apply_policy(table, feats, policy,
-                            hint=_HINTS.get(policy, "") if hint is None else hint)
+    dropped = _apply_policy(table, feats, policy)
     return _assemble(feats, schema, list(range(len(cols))), encoded), dropped
 
 
-def fit_array(X: np.ndarray, source: str, policy: str,
+def fit_array(X: np.ndarray, source: str, policy: MissingPolicy,
               encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
     """An NPZ's features (NaN: missing): the policy applied; returns X and the rows kept."""
     gaps = _Gaps(X)
@@ -99,22 +91,15 @@ def fit_array(X: np.ndarray, source: str, policy: str,
     return _array_policy(X, gaps, source, policy, encoded)
 
 
-def encode_array(X: np.ndarray, schema: Schema, source: str, policy: str,
-                 encoded: Encoded, row_offset: int = 0,
-                 hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def encode_array(X: np.ndarray, schema: Schema, source: str, policy: MissingPolicy,
+                 encoded: Encoded, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """An NPZ's or NPY's features for a model (NaN: missing, as the policy says; counted with
     the schema's names); ``row_offset`` counts rows from the start of a larger array."""
     return _array_policy(X, _Gaps(X), source, policy, encoded, schema.feature_names(),
-                         row_offset, hint)
+                         row_offset)
 
 
 # ------------------------------------------------------------------------------ internals
-
-_HINTS = {"error": "; --missing mean fills it with the column's training mean, --missing drop "
-                   "leaves such rows out",
-          "mean": "; --missing drop leaves such rows out",
-          "drop": ""}
-
 
 def _read_columns(table: Table, cols: list[int], force: set[int],
                   schema: Schema | None) -> Features:
@@ -163,19 +148,16 @@ def _refuse_empty_column(table: Table, feats: Features, k: int, j: int) -> None:
                         table.source)
 
 
-def _apply_policy(table: Table, feats: Features, policy: str, hint: str) -> list[int]:
+def _apply_policy(table: Table, feats: Features, policy: MissingPolicy) -> list[int]:
     """Refuse or drop rows with missing or infinite features as the policy says; return the
     line numbers of the dropped rows."""
-    if policy not in MISSING_POLICIES:
-        raise DataError(f"unknown missing-value policy '{policy}'; expected one of "
-                        f"{', '.join(MISSING_POLICIES)}", table.source)
     numeric = [k for k in range(len(feats.cols)) if k not in feats.cells]
     nan_rows, inf_rows = _row_flags(feats.numbers, numeric)
     cat_missing = {k: cells.row_missing() for k, cells in feats.cells.items()}
     missing_rows = nan_rows.copy()
     for rows in cat_missing.values():
         missing_rows |= rows
-    if policy == "drop":
+    if policy.drops_rows:
         bad = missing_rows | inf_rows
         if not bad.any():
             return []
@@ -191,14 +173,14 @@ def _apply_policy(table: Table, feats: Features, policy: str, hint: str) -> list
         k = next(k for k in numeric if np.isinf(feats.numbers[i, k]))
         _raise_at(table, feats, i, k, non_finite_message(
             feats.numbers[i, k], _cell(table, i, feats.cols[k]),
-            f"feature column {column_label(table, feats.cols[k])}") + hint)
-    if policy == "error" and missing_rows.any():
+            f"feature column {column_label(table, feats.cols[k])}") + policy.hint)
+    if policy.refuses_missing and missing_rows.any():
         i = int(np.argmax(missing_rows))
         k = next(k for k in range(len(feats.cols))
                  if (cat_missing[k][i] if k in cat_missing else np.isnan(feats.numbers[i, k])))
         j = feats.cols[k]
         _raise_at(table, feats, i, k, f"missing value ({shown(_cell(table, i, j))}) in feature "
-                                      f"column {column_label(table, j)}" + hint)
+                                      f"column {column_label(table, j)}" + policy.hint)
     return []
 
 
@@ -296,23 +278,23 @@ class _Gaps:
         return r, int(np.argmax(test(X[r])))
 
 
-def _array_policy(X: np.ndarray, gaps: _Gaps, source: str, policy: str, encoded: Encoded,
-                  names: list[str] | None = None, row_offset: int = 0,
-                  hint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _array_policy(X: np.ndarray, gaps: _Gaps, source: str, policy: MissingPolicy,
+                  encoded: Encoded, names: list[str] | None = None,
+                  row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     keep = np.ones(len(X), dtype=bool)
-    if policy == "drop":
+    if policy.drops_rows:
         keep = ~(gaps.row_nan | gaps.row_inf)
         if len(X) and not keep.any():
             raise DataError(f"every one of the {len(X)} rows has a NaN or infinite feature; "
                             f"nothing is left to train on", source)
         return (np.ascontiguousarray(X[keep]) if not keep.all() else X), keep
     for rows, test, what in ((gaps.row_inf, np.isinf, "infinite value"),
-                             (gaps.row_nan if policy == "error" else None, np.isnan,
+                             (gaps.row_nan if policy.refuses_missing else None, np.isnan,
                               "NaN (a missing value)")):
         if rows is not None and rows.any():
             r, c = gaps.first(X, rows, test)
             raise DataError(f"{what} in array 'X' at row {r + row_offset}, column {c} "
-                            f"(0-based)" + (_HINTS[policy] if hint is None else hint), source)
+                            f"(0-based)" + policy.hint, source)
     for k in np.flatnonzero(gaps.column_nans).tolist():
         name = names[k] if names is not None else f"x{k}"
         encoded.filled[name] = encoded.filled.get(name, 0) + int(gaps.column_nans[k])

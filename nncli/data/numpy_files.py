@@ -15,7 +15,7 @@ from nncli.data.text import open_binary
 from nncli.errors import DataError
 
 
-def read_npz(path: str, want_y: bool, finite: bool = True, hint: str = "") -> Table:
+def read_npz(path: str, want_y: bool, finite: bool = True) -> Table:
     """Arrays X (checked, float32) and y (as stored, if present and wanted) of an NPZ file."""
     with open_binary(path) as f:
         _check_npz_sizes(f, path)
@@ -32,7 +32,7 @@ def read_npz(path: str, want_y: bool, finite: bool = True, hint: str = "") -> Ta
                                 path)
             X = _load_member(archive, "X", path)
             y = _load_member(archive, "y", path) if want_y and "y" in names else None
-    X = _checked_features(X, "array 'X'", path, finite, hint)
+    X = _checked_features(X, "array 'X'", path, finite)
     return Table(source=path, kind="npz", n_columns=X.shape[1], X=X, y=y, array_names=names)
 
 
@@ -168,17 +168,16 @@ def _load_error(path: str, what: str, exc: Exception) -> DataError:
     return DataError(f"cannot read the {what} file: {reason}", path)
 
 
-def _checked_features(X: np.ndarray, what: str, path: str, finite: bool = True,
-                      hint: str = "") -> np.ndarray:
+def _checked_features(X: np.ndarray, what: str, path: str, finite: bool = True) -> np.ndarray:
     """A 2-D numeric array as C-contiguous float32 with every value finite (unless not
     ``finite``: then NaN and infinity are kept, for the caller to drop)."""
     if X.ndim != 2:
         raise DataError(f"{what} must be 2-D (rows x features), found shape {X.shape}", path)
-    return finite_float32(X, what, path, finite=finite, hint=hint)
+    return finite_float32(X, what, path, finite=finite)
 
 
 def finite_float32(A: np.ndarray, what: str, path: str, row_offset: int = 0,
-                    finite: bool = True, hint: str = "") -> np.ndarray:
+                    finite: bool = True) -> np.ndarray:
     """``A`` (numeric) as C-contiguous float32, refusing NaN/inf with their 0-based position
     (rows counted from ``row_offset``, for a block of a larger array)."""
     if A.dtype.kind not in "biuf":
@@ -196,7 +195,7 @@ def finite_float32(A: np.ndarray, what: str, path: str, row_offset: int = 0,
             message = f"value {original} is too large for float32 in {what} at {at} (0-based)"
         else:
             message = f"infinite value in {what} at {at} (0-based)"
-        raise DataError(message + hint, path)
+        raise DataError(message, path)
     return out
 
 

@@ -1,23 +1,29 @@
 """Reading text tables: bytes (a file, a .gz file, standard input, or a stream read a block at
-a time) into the rows of a :class:`~nncli.data.table.Table`, with encoding checks, quoting,
-blank lines, ragged rows and header detection."""
+a time) into the rows of a :class:`~nncli.data.table.Table`, with the delimiter and the header
+detected.
+
+One reader serves both ways of reading: :func:`parse_csv` hands :class:`CsvReader` the whole
+file as its one chunk and takes all its rows as one block (the rows then stay the file's own
+bytes); ``iter_features`` streams, a chunk of about a megabyte at a time, in blocks of rows.
+The bytes become rows in ``tokeniser``.
+"""
 
 from __future__ import annotations
 
 import codecs
+import collections
+import contextlib
 import csv
 import gzip
 import io
-import itertools
 import os
 import sys
 import typing
 import zlib
 
-import numpy as np
-
 from nncli.data.cells import parse_float
-from nncli.data.table import STDIN_NAME, Offsets, Table, no_offsets
+from nncli.data.table import STDIN_NAME, Table
+from nncli.data.tokeniser import Rows, check_text, joined, tokenise
 from nncli.errors import DataError
 
 # How far below the first row header detection looks for a repeat of a text cell.
@@ -28,41 +34,36 @@ HEADER_LOOKAHEAD = 1000
 _READ_BYTES = 1 << 20
 
 
-# Delimiters for rows re-joined after the csv module unquoted them: ',' unless a quoted cell
-# holds a comma, else the first control character that occurs nowhere in the text.
-_JOIN_DELIMITERS = ("\x01", "\x02", "\x03", "\x04")
 # The delimiters detected, in order of preference when several read the first lines alike.
 DELIMITERS = (",", ";", "\t", "|")
-# Non-blank lines (the header and a few rows) that must agree on the delimiter.
+# Non-blank lines (the header and a few rows) that must agree on the delimiter, and the bytes
+# at the start of the file they are looked for in.
 _SNIFF_LINES = 10
-
-
-# Bytes examined per vectorised step when scanning a CSV for line ends and validating UTF-8:
-# bounds the temporaries (a byte or two per byte of the window) to well under a megabyte.
-_SCAN_BYTES = 1 << 18
-
-
-# Bytes per step when counting commas and blanks per line: below 2**16 so that a uint16 count
-# cannot overflow (see _per_line_sums).
-_COUNT_BYTES = (1 << 16) - 1
-
-
-_LF, _CR = ord("\n"), ord("\r")
+_SNIFF_BYTES = 1 << 16
 
 
 HeaderTest = typing.Callable[[list[str]], bool]
 
 
-def read_stdin(stdin: typing.BinaryIO | None) -> bytes:
-    """All of standard input; CSV cannot be parsed in one pass while detecting the header."""
+def _cannot_read(exc: Exception, source: str) -> DataError:
+    return DataError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source)
+
+
+def _stdin_stream(stdin: typing.BinaryIO | None) -> typing.BinaryIO:
+    """``stdin``, else the process's standard input as bytes."""
     stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
     if stream is None:  # e.g. pythonw, or a daemon with stdin closed
         raise DataError("there is no standard input to read", STDIN_NAME)
+    return stream
+
+
+def read_stdin(stdin: typing.BinaryIO | None) -> bytes:
+    """All of standard input; CSV cannot be parsed in one pass while detecting the header."""
+    stream = _stdin_stream(stdin)
     try:
         data = stream.read()
     except (OSError, ValueError) as exc:  # ValueError: the stream is closed
-        raise DataError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                        STDIN_NAME) from exc
+        raise _cannot_read(exc, STDIN_NAME) from exc
     # A text stream slipped in by a caller still works.
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
@@ -87,7 +88,7 @@ def read_bytes(path: str) -> bytes:
         try:
             raw = f.read()
         except OSError as exc:
-            raise DataError(f"cannot read: {exc.strerror or exc}", path) from exc
+            raise _cannot_read(exc, path) from exc
     if not path.lower().endswith(".gz"):
         return raw
     try:
@@ -96,75 +97,179 @@ def read_bytes(path: str) -> bytes:
         raise DataError(f"not a valid gzip file ({exc})", path) from exc
 
 
-def _check_text(raw: bytes, source: str) -> int:
-    """Refuse a file that is not UTF-8 text, giving the offset of the first bad byte; return
-    the length of the byte order mark to skip (0 or 3).
+@contextlib.contextmanager
+def csv_chunks(path: str,
+               stdin: typing.BinaryIO | None) -> typing.Iterator[tuple[str, typing.Iterator[bytes]]]:
+    """(source name, chunks of bytes) of ``path`` (``-``: standard input) for CsvReader; the
+    file is closed on leaving. A .gz file is decompressed whole (in memory), not streamed."""
+    if path == "-":
+        yield STDIN_NAME, _chunks(_stdin_stream(stdin), STDIN_NAME)
+        return
+    with (io.BytesIO(read_bytes(path)) if path.lower().endswith(".gz")
+          else open_binary(path)) as stream:
+        yield path, _chunks(stream, path)
 
-    Pure ASCII, the usual case, is recognised by one C call. Other text is decoded a window at
-    a time (cut just after a '\n', which never occurs inside a UTF-8 sequence) and thrown
-    away: the rows are decoded again, a chunk at a time, when they are parsed, so no decoded
-    copy of the whole file ever exists.
-    """
-    nul = raw.find(b"\0")
-    if nul >= 0:
-        raise DataError(f"not a text CSV file (binary data at byte {nul})", source)
-    base = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    if raw.isascii():
-        return base
-    view = memoryview(raw)
-    lo = base
-    while lo < len(raw):
-        hi = _window_end(raw, lo)
+
+def _chunks(stream: typing.BinaryIO, source: str) -> typing.Iterator[bytes]:
+    """The bytes of ``stream``, _READ_BYTES at most at a time."""
+    # read1: what a pipe has now (at most a block) rather than waiting for a whole block
+    read = getattr(stream, "read1", stream.read)
+    while True:
         try:
-            str(view[lo:hi], "utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not a text CSV file (binary data at byte {lo + exc.start})",
-                            source) from exc
-        lo = hi
-    return base
-
-
-def _window_end(raw: bytes, lo: int) -> int:
-    """The end of a window of about _SCAN_BYTES from ``lo``: just after a '\n' (or further,
-    for a longer line), or the end of the data."""
-    if len(raw) - lo <= _SCAN_BYTES:
-        return len(raw)
-    cut = raw.rfind(b"\n", lo, lo + _SCAN_BYTES) + 1
-    if cut > lo:
-        return cut
-    cut = raw.find(b"\n", lo + _SCAN_BYTES) + 1
-    return cut if cut > 0 else len(raw)
+            chunk = read(_READ_BYTES)
+        except (OSError, ValueError) as exc:  # ValueError: the stream is closed
+            raise _cannot_read(exc, source) from exc
+        if not chunk:
+            return
+        yield chunk.encode("utf-8") if isinstance(chunk, str) else chunk  # a text stream
 
 
 def parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None,
               separator: str | None = None) -> Table:
-    """Split CSV bytes into checked rows and detect the header.
+    """Split CSV bytes into checked rows and detect the header: the reader given the whole
+    file, and all its rows as one block.
 
     ``separator``: the file's delimiter, or None to detect it (see detect_delimiter).
     A file without quotes keeps ``raw`` as its rows' text (see Table); only the first rows
     become strings here, for header detection.
     """
-    base = _check_text(raw, source)
-    if separator is None:
-        separator = detect_delimiter(_first_lines(raw, base), source)
-    if b'"' in raw:
-        text, starts, ends, numbers, delimiter, n_columns = _split_quoted(
-            str(memoryview(raw)[base:], "utf-8"), source, separator)
-    else:
-        text, delimiter = raw, separator
-        starts, ends, numbers, n_columns = _split_plain(raw, base, source, separator)
-    table = Table(source=source, kind="csv", n_columns=n_columns, delimiter=delimiter,
-                  separator=separator)
-    table.set_rows(text, starts, ends, numbers)
-    if not table.n_rows:
-        raise DataError("empty file", source)
-    table.header = take_header(table.rows(0, 1 + HEADER_LOOKAHEAD), delimiter,
-                                is_model_header)
-    if table.header is not None:
-        table.set_rows(text, starts[1:], ends[1:], numbers[1:])
-        if not table.n_rows:
-            raise DataError("no data rows (only a header)", source)
-    return table
+    return CsvReader.of_bytes(raw, source, separator).first_block(is_model_header, None)
+
+
+class CsvReader:
+    """CSV bytes, given whole or as a stream of chunks, into blocks of checked rows.
+
+    A byte order mark is skipped, the delimiter detected and the header recognised once, at
+    the start; each chunk is cut after its last '\n' (a '\n' never occurs inside a UTF-8
+    sequence), checked and tokenised (see ``tokeniser``), the rest waiting for the next chunk.
+    """
+
+    def __init__(self, chunks: typing.Iterator[bytes], source: str,
+                 separator: str | None) -> None:
+        self.source = source
+        self.separator = separator   # None until detected
+        self.n_columns = -1          # until the first row
+        self._chunks = chunks
+        self._data = b""             # bytes read; those from _lo on are not tokenised yet
+        self._lo = 0
+        self._offset = 0             # the file offset of _data[0], for error messages
+        self._checked = 0            # the file offset up to which the text is checked
+        self._line = 0               # file lines before _data[_lo]
+        self._done = False           # every chunk is in _data
+        self._started = False
+        self._rows: collections.deque[Rows] = collections.deque()  # not yet handed out
+        self._buffered = 0           # rows in _rows
+
+    @classmethod
+    def of_bytes(cls, raw: bytes, source: str, separator: str | None) -> "CsvReader":
+        """A reader of a whole file already in memory: its one, final chunk."""
+        reader = cls(iter(()), source, separator)
+        reader._data, reader._done = raw, True
+        return reader
+
+    def first_block(self, is_model_header: HeaderTest | None, n_rows: int | None) -> Table:
+        """A Table of the first ``n_rows`` rows (None: all of them), less the header if the
+        first row is one (``is_model_header`` recognises one too); it has at least
+        1 + HEADER_LOOKAHEAD rows to detect the header in, or the whole file."""
+        rows = self.take(n_rows)
+        if not len(rows):
+            raise DataError("empty file", self.source)
+        assert self.separator is not None
+        table = Table(source=self.source, kind="csv", n_columns=self.n_columns,
+                      separator=self.separator)
+        _set_rows(table, rows)
+        table.header = take_header(table.rows(0, 1 + HEADER_LOOKAHEAD), rows.delimiter,
+                                   is_model_header)
+        if table.header is not None:
+            _set_rows(table, rows.split(1)[1])
+            if not table.n_rows:
+                raise DataError("no data rows (only a header)", self.source)
+        return table
+
+    def next_block(self, table: Table, n_rows: int) -> bool:
+        """Put the next ``n_rows`` rows into ``table`` (False at the end of the file)."""
+        table.set_rows(b"", table.starts[:0], table.ends[:0], table.line_numbers[:0])
+        rows = self.take(n_rows)
+        _set_rows(table, rows)
+        return bool(len(rows))
+
+    def take(self, n_rows: int | None) -> Rows:
+        """The next ``n_rows`` rows (None: all the rest); fewer only at the end of the file."""
+        while (n_rows is None or self._buffered < n_rows) and self._more():
+            pass
+        parts: list[Rows] = []
+        got = 0
+        while self._rows and (n_rows is None or got < n_rows):
+            rows = self._rows.popleft()
+            if n_rows is not None and got + len(rows) > n_rows:
+                rows, rest = rows.split(n_rows - got)
+                self._rows.appendleft(rest)
+            parts.append(rows)
+            got += len(rows)
+        self._buffered -= got
+        return joined(parts, self.separator or ",", self.source)
+
+    def _start(self) -> None:
+        """Skip a byte order mark and detect the delimiter."""
+        self._started = True
+        self._fill(len(codecs.BOM_UTF8))
+        if self._data.startswith(codecs.BOM_UTF8):
+            self._lo = len(codecs.BOM_UTF8)
+        if self.separator is None:
+            self._fill(_SNIFF_BYTES + 1)
+            self.separator = detect_delimiter(_first_lines(self._data, self._lo), self.source)
+
+    def _more(self) -> bool:
+        """Tokenise the next whole lines read into _rows; False when nothing is left."""
+        if not self._started:
+            self._start()
+        need = 1
+        while True:
+            self._fill(need)
+            data, lo = self._data, self._lo
+            if lo == len(data) and self._done:
+                return False
+            cut = len(data) if self._done else data.rfind(b"\n", lo) + 1
+            if cut > lo and self._tokenise(data if cut == len(data) else data[:cut]):
+                return True
+            # no whole line, or a quoted cell runs on: read as much again before trying again
+            need = 2 * (len(data) - lo) + 1
+
+    def _tokenise(self, block: bytes) -> bool:
+        """Tokenise ``block`` (whole lines: _data from its start to a line end); False when
+        it holds no whole row."""
+        lo = self._lo
+        check_text(block, max(lo, self._checked - self._offset), self._offset, self.source)
+        self._checked = self._offset + len(block)
+        assert self.separator is not None
+        final = self._done and len(block) == len(self._data)
+        rows, used, self.n_columns = tokenise(block, lo, self._line, self.n_columns,
+                                              self.separator, self.source, final)
+        if used == lo:
+            return False
+        if not final:  # (a count of the whole file's lines would be a pass for nothing)
+            self._line += block.count(b"\n", lo, used)
+        self._lo = used
+        if len(rows):
+            self._rows.append(rows)
+            self._buffered += len(rows)
+        return True
+
+    def _fill(self, n: int) -> None:
+        """Read chunks until ``n`` bytes wait from _lo on, or the input ends."""
+        while not self._done and len(self._data) - self._lo < n:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                self._done = True
+                return
+            self._offset += self._lo
+            self._data = self._data[self._lo:] + chunk
+            self._lo = 0
+
+
+def _set_rows(table: Table, rows: Rows) -> None:
+    table.set_rows(rows.text, rows.starts, rows.ends, rows.numbers)
+    table.delimiter = rows.delimiter
 
 
 def detect_delimiter(lines: list[str], source: str) -> str:
@@ -188,13 +293,13 @@ def detect_delimiter(lines: list[str], source: str) -> str:
 
 def _first_lines(raw: bytes, base: int) -> list[str]:
     """The first _SNIFF_LINES non-blank lines of a file's bytes (a short prefix decoded)."""
-    head = raw[base:base + (1 << 16)]
+    head = raw[base:base + _SNIFF_BYTES]
     cut = head.rfind(b"\n") if len(raw) - base > len(head) else len(head)
     text = head[:cut if cut > 0 else len(head)].decode("utf-8", errors="replace")
-    return sniff_sample(text.split("\n"))
+    return _sniff_sample(text.split("\n"))
 
 
-def sniff_sample(lines: typing.Iterable[str]) -> list[str]:
+def _sniff_sample(lines: typing.Iterable[str]) -> list[str]:
     """The first _SNIFF_LINES non-blank lines (line ends stripped) for detect_delimiter."""
     out = []
     for line in lines:
@@ -217,173 +322,6 @@ def take_header(lines: list[str], delimiter: str,
     return None
 
 
-def _split_plain(raw: bytes, base: int, source: str,
-                 separator: str = ",") -> tuple[Offsets, Offsets, np.ndarray, int]:
-    """Rows of a CSV without quotes (from byte ``base`` on, after a BOM): the start and end
-    offset in ``raw`` of each non-blank line (without its '\n' and a '\r' before it), its
-    1-based line number, and the number of columns (-1 when there is no row).
-
-    Line ends, blank lines and commas are found by NumPy on the bytes rather than by a Python
-    loop over lines: faster, and no string per line is made. Counting commas is the cheap way
-    to catch ragged rows before the C parser sees them and reports a position that is not a
-    line of the file.
-    """
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    starts, ends = _line_offsets(buf, base)
-    code = ord(separator)
-    commas = _per_line_sums(buf, starts, lambda window: window == code)
-    # a separator other than tab is not whitespace: only a file with a line without one can
-    # have blank lines
-    keep = (~_blank_lines(raw, buf, starts, ends) if (commas == 0).any() or separator == "\t"
-            else np.ones(len(starts), dtype=bool))
-    numbers = np.flatnonzero(keep) + 1
-    starts, ends, found = starts[keep], ends[keep], commas[keep] + 1
-    if not len(found):
-        return starts, ends, numbers, -1
-    ragged = np.flatnonzero(found != found[0])
-    if ragged.size:
-        i = int(ragged[0])
-        raise DataError(f"expected {found[0]} columns, found {found[i]}", source,
-                        int(numbers[i]))
-    return starts, ends, numbers, int(found[0])
-
-
-def _line_offsets(buf: np.ndarray, base: int) -> tuple[Offsets, Offsets]:
-    """Start and end offsets of the lines of ``buf[base:]`` as str.split('\n') cuts them, less
-    the empty piece after a final '\n'; an end excludes one '\r' before the '\n'."""
-    breaks = _newlines(buf, base)
-    starts = np.concatenate((np.array([base], dtype=np.int64), breaks + 1))
-    ends = np.append(breaks, np.int64(len(buf)))
-    if starts[-1] == len(buf):
-        starts, ends = starts[:-1], ends[:-1]
-    carriage = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR)
-    return starts, ends - carriage
-
-
-def _newlines(buf: np.ndarray, lo: int = 0) -> Offsets:
-    """Offsets of every '\n' in ``buf`` from ``lo`` on, a window at a time (the comparison's
-    temporary is a byte per byte of the window)."""
-    parts = [np.flatnonzero(buf[a:a + _SCAN_BYTES] == _LF) + a
-             for a in range(lo, len(buf), _SCAN_BYTES)]
-    return np.concatenate(parts).astype(np.int64, copy=False) if parts else no_offsets()
-
-
-def _per_line_sums(buf: np.ndarray, starts: Offsets,
-                   test: typing.Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """For each line, how many of its bytes pass ``test`` (a vectorised predicate on a window
-    of bytes). Line ``k`` is counted from ``starts[k]`` to ``starts[k + 1]`` (its line end
-    included), the last one to the end of ``buf``.
-
-    np.add.reduceat sums the segments of a window, in uint16: it casts its whole input to the
-    counting type first, and windows shorter than 2**16 bytes keep that cast small and the
-    counts from overflowing. A line that runs over several windows gets a sum from each.
-    """
-    out = np.zeros(len(starts), dtype=np.int64)
-    if not len(starts):
-        return out
-    k = 0  # the first line that starts in this window or later
-    for lo in range(int(starts[0]), len(buf), _COUNT_BYTES):
-        hi = min(lo + _COUNT_BYTES, len(buf))
-        k_end = int(np.searchsorted(starts, hi))
-        cuts, first = starts[k:k_end] - lo, k
-        if not len(cuts) or cuts[0] != 0:  # the window opens inside line k - 1
-            cuts, first = np.concatenate((np.zeros(1, np.int64), cuts)), k - 1
-        out[first:k_end] += np.add.reduceat(test(buf[lo:hi]), cuts, dtype=np.uint16)
-        k = k_end
-    return out
-
-
-def _solid(window: np.ndarray) -> np.ndarray:
-    """Bytes that make a line not blank: all but ASCII whitespace in the sense of str.isspace
-    (9-13 and 28-32); bytes from 0x80 on may be parts of whitespace: see _blank_lines."""
-    return (window > 32) | (window < 9) | ((window > 13) & (window < 28))
-
-
-def _blank_lines(raw: bytes, buf: np.ndarray, starts: Offsets, ends: Offsets) -> np.ndarray:
-    """Which lines are empty or whitespace only, in the sense of str.isspace.
-
-    ASCII bytes are classified by NumPy; the rare line whose only other bytes are non-ASCII
-    (a no-break space, say) is decoded and asked.
-    """
-    solid = _per_line_sums(buf, starts, _solid)
-    blank = solid == 0
-    if not raw.isascii():
-        high = _per_line_sums(buf, starts, lambda window: window >= 0x80)
-        for k in np.flatnonzero((solid > 0) & (solid == high)).tolist():
-            blank[k] = raw[starts[k]:ends[k]].decode("utf-8").isspace()
-    return blank
-
-
-def packed_rows(lines: typing.Iterable[str],
-                 numbers: typing.Sequence[int]) -> tuple[bytes, Offsets, Offsets, np.ndarray]:
-    """Rows given as strings (none holding a '\n') in the compact form of a Table: the rows
-    joined by '\n' as UTF-8, each row's start and end offset in it, and the line numbers."""
-    line_numbers = np.asarray(numbers, dtype=np.int64)
-    if not len(line_numbers):
-        return b"", no_offsets(), no_offsets(), line_numbers
-    text = "\n".join(lines).encode("utf-8")
-    breaks = _newlines(np.frombuffer(text, dtype=np.uint8))
-    starts = np.concatenate((np.zeros(1, dtype=np.int64), breaks + 1))
-    ends = np.append(breaks, np.int64(len(text)))
-    return text, starts, ends, line_numbers
-
-
-def _split_quoted(text: str, source: str,
-                  separator: str = ",") -> tuple[bytes, Offsets, Offsets, np.ndarray, str, int]:
-    """Rows of a CSV with quotes, parsed by the csv module and re-joined without quotes, in
-    the compact form of a Table (see packed_rows), with the delimiter and the column count.
-
-    This is the rare path, so it goes row by row through the csv module and holds every row's
-    cells while it reads; only its result is compact. Re-joining lets the fast numeric path
-    treat both kinds of file alike. A cell that itself holds a comma makes us join with a
-    control character that occurs nowhere in the text; line breaks inside a quoted cell become
-    spaces, since the numeric parser takes one line per row (such a cell can only be a text
-    label, which is stripped anyway).
-    """
-    rows: list[list[str]] = []
-    numbers: list[int] = []
-    # rows end at '\n' only (a '\r' before it is fine), as in every other path of this module
-    # and in the streaming reader: a bare '\r' outside quotes is a CSV error, not a line break
-    reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=separator)
-    end = 0  # last file line consumed so far; a row starts on the line after it
-    expected = -1
-    try:
-        for row in reader:
-            start, end = end + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if expected < 0:
-                expected = len(row)
-            elif len(row) != expected:
-                raise DataError(f"expected {expected} columns, found {len(row)}", source, start)
-            rows.append([_one_line(cell) for cell in row])
-            numbers.append(start)
-    except csv.Error as exc:
-        raise DataError(f"cannot parse CSV: {exc}", source, end + 1) from exc
-    delimiter = _join_delimiter(text, rows, source, separator)
-    packed = packed_rows((delimiter.join(row) for row in rows), numbers)
-    return (*packed, delimiter, expected)
-
-
-def _join_delimiter(text: str, rows: list[list[str]], source: str, separator: str = ",") -> str:
-    """The file's separator unless some cell holds it; then a control character that occurs
-    nowhere."""
-    if not any(separator in cell for row in rows for cell in row):
-        return separator
-    for delimiter in _JOIN_DELIMITERS:
-        if delimiter not in text:
-            return delimiter
-    raise DataError("cannot split rows: quoted cells hold the delimiter and the file uses every spare "
-                    "separator character", source)
-
-
-def _one_line(cell: str) -> str:
-    """A cell with its line breaks turned into spaces (see _split_quoted)."""
-    if "\n" in cell or "\r" in cell:
-        return cell.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    return cell
-
-
 def _is_header(first: list[str], following: list[str], delimiter: str) -> bool:
     """The header rule of the module docstring; ``following`` are the next rows as lines.
 
@@ -402,142 +340,3 @@ def _is_header(first: list[str], following: list[str], delimiter: str) -> bool:
     return False
 
 
-def text_lines(stream: typing.BinaryIO, source: str) -> typing.Iterator[str]:
-    """The lines of a UTF-8 byte stream (without '\n'; a '\r' before it is kept), decoded a
-    block at a time. Blocks end at a '\n', which never occurs inside a UTF-8 sequence; NUL bytes
-    and invalid UTF-8 are DataErrors giving their byte offset in the file."""
-    pending = b""
-    offset = 0  # bytes of the stream before ``pending``
-    start = True
-    # read1: what a pipe has now (at most a block) rather than waiting for a whole block
-    read = getattr(stream, "read1", stream.read)
-    while True:
-        try:
-            chunk = read(_READ_BYTES)
-        except (OSError, ValueError) as exc:  # ValueError: the stream is closed
-            raise DataError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                            source) from exc
-        if isinstance(chunk, str):  # a text stream slipped in by a caller
-            chunk = chunk.encode("utf-8")
-        data = pending + chunk
-        if start and (len(data) >= len(codecs.BOM_UTF8) or not chunk):
-            if data.startswith(codecs.BOM_UTF8):
-                data = data[len(codecs.BOM_UTF8):]
-                offset = len(codecs.BOM_UTF8)
-            start = False
-        cut = len(data) if not chunk else data.rfind(b"\n") + 1
-        if start:
-            cut = 0
-        complete, pending = data[:cut], data[cut:]
-        if complete:
-            nul = complete.find(b"\0")
-            if nul >= 0:
-                raise DataError(f"not a text CSV file (binary data at byte {offset + nul})",
-                                source)
-            try:
-                text = complete.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"not a text CSV file (binary data at byte "
-                                f"{offset + exc.start})", source) from exc
-            offset += cut
-            lines = text.split("\n")
-            if text.endswith("\n"):
-                lines.pop()
-            yield from lines
-        if not chunk:
-            return
-
-
-class _CountedLines:
-    """An iterator over lines (given without '\n', returned with it, as the csv module wants
-    them) that counts how many it has handed out."""
-
-    def __init__(self, lines: typing.Iterator[str]) -> None:
-        self._lines = lines
-        self.number = 0
-
-    def __iter__(self) -> "_CountedLines":
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.number += 1
-        return line + "\n"
-
-
-CsvRow = typing.Union[str, list[str]]
-
-
-def csv_rows(lines: typing.Iterator[str], source: str,
-             separator: str = ",") -> typing.Iterator[tuple[int, CsvRow]]:
-    """(line number, row) for each non-blank row: the line itself when it has no quote (the
-    fast path), else the cells the csv module reads from it and, for a quoted cell with line
-    breaks, the lines after it (line breaks in cells become spaces, as in _split_quoted)."""
-    counted = _CountedLines(lines)
-    for line in counted:
-        number = counted.number
-        text = line[:-1]
-        if text.endswith("\r"):
-            text = text[:-1]
-        if '"' not in text:
-            if text and not text.isspace():
-                yield number, text
-            continue
-        reader = csv.reader(itertools.chain([line], counted), delimiter=separator)
-        try:
-            row = next(reader)
-        except csv.Error as exc:
-            raise DataError(f"cannot parse CSV: {exc}", source, counted.number) from exc
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        yield number, [_one_line(cell) for cell in row]
-
-
-def row_width(row: CsvRow, separator: str = ",") -> int:
-    return row.count(separator) + 1 if isinstance(row, str) else len(row)
-
-
-def block_lines(rows: list[tuple[int, CsvRow]], n_columns: int, source: str,
-                separator: str = ",") -> tuple[list[str], list[int], str]:
-    """Rows of one block as lines joined by one delimiter, their line numbers, the delimiter.
-
-    The file's separator unless a quoted cell holds one; then a control character found
-    nowhere in the block. A row of another width than the first row of the file is an error
-    at its line.
-    """
-    quoted = False
-    for number, row in rows:
-        width = row_width(row, separator)
-        if width != n_columns:
-            raise DataError(f"expected {n_columns} columns, found {width}", source, number)
-        quoted = quoted or not isinstance(row, str)
-    numbers = [number for number, _ in rows]
-    if not quoted:
-        return [typing.cast(str, row) for _, row in rows], numbers, separator
-    cells = [row if isinstance(row, list) else row.split(separator) for _, row in rows]
-    delimiter = separator
-    if any(separator in cell for row in cells for cell in row):
-        text = "".join("".join(row) for row in cells)
-        delimiter = next((d for d in _JOIN_DELIMITERS if d not in text), "")
-        if not delimiter:
-            raise DataError("cannot split rows: quoted cells hold the delimiter and the file uses "
-                            "every spare separator character", source)
-    return [delimiter.join(row) for row in cells], numbers, delimiter
-
-
-def next_block(table: Table, rows: typing.Iterator[tuple[int, CsvRow]], step: int,
-                source: str) -> bool:
-    """Put the next ``step`` rows of the stream into ``table`` (False at the end).
-
-    A function of its own so that the block's row strings are gone before it is parsed: only
-    the packed rows stay, and the parser makes strings again a chunk at a time.
-    """
-    table.set_rows(b"", no_offsets(), no_offsets(), no_offsets())
-    block = list(itertools.islice(rows, step))
-    if not block:
-        return False
-    lines, numbers, table.delimiter = block_lines(block, table.n_columns, source,
-                                                  table.separator)
-    del block
-    table.set_rows(*packed_rows(lines, numbers))
-    return True
