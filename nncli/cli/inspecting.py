@@ -10,12 +10,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nncli.cli.app import _model_targets, _prepare_numba, app, err
-from nncli.errors import EXIT_CHECK_FAILED, UsageError
+from nncli.cli.app import _model_targets, _prepare_numba, command, err
+from nncli.errors import CheckFailed, UsageError
 
 
-@app.command(epilog="Examples: nncli gradcheck --arch 25relu-15relu-10linear --loss sparse_cce "
-                    "--logits;  nncli gradcheck digits.safetensors datasets/digits.csv")
+@command(summary="Check every analytic gradient against central differences.",
+         epilog="Examples: nncli gradcheck --arch 25relu-15relu-10linear --loss sparse_cce "
+                "--logits;  nncli gradcheck digits.safetensors datasets/digits.csv")
 def gradcheck(
     model: Optional[Path] = typer.Argument(None, help="Check this model's gradients on DATA "
                                            "(instead of --arch)."),
@@ -77,12 +78,13 @@ def gradcheck(
     err.print(table)
     err.print(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
     if not ok:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        raise CheckFailed("gradcheck failed")
 
 
 # --------------------------------------------------------------------------- info
 
-@app.command(epilog="Example: nncli info digits.safetensors --json | jq .arch")
+@command(summary="Show a model's architecture, layers, columns and training.",
+         epilog="Example: nncli info digits.safetensors --json | jq .arch")
 def info(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),

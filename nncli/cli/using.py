@@ -14,10 +14,11 @@ import typer
 from rich.table import Table
 
 from nncli.cli.app import (Output, _delimiter, _model_targets, _prepare_numba, _say,
-                           _write_atomically, app, err)
+                           _write_atomically, command, err)
 
 
-@app.command("eval", epilog="Example: nncli eval digits.safetensors datasets/digits.csv --json")
+@command("eval", summary="Report loss and metrics of MODEL on labelled DATA.",
+         epilog="Example: nncli eval digits.safetensors datasets/digits.csv --json")
 def eval_(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     data: str = typer.Argument(..., help="CSV, NPZ or '-' for CSV on stdin."),
@@ -80,7 +81,8 @@ def _render_eval(report: dict) -> None:
 
 # --------------------------------------------------------------------------- predict
 
-@app.command(epilog="Example: cat new.csv | nncli predict digits.safetensors - > probs.csv")
+@command(summary="Write predictions of MODEL for DATA as CSV with a header.",
+         epilog="Example: cat new.csv | nncli predict digits.safetensors - > probs.csv")
 def predict(
     model: Path = typer.Argument(..., help="A model file written by nncli train."),
     data: str = typer.Argument(..., help="CSV, NPZ, NPY or '-' for CSV on stdin."),
