@@ -15,15 +15,13 @@ from nncli.data import Dataset
 from nncli.errors import DataError, UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model
+# column_means, feature_stats and their constants moved to the stage; still importable here
+# (nncli.train re-exports them).
+from nncli.preprocess import (MIN_STD, STATS_BLOCK, column_means,  # noqa: F401
+                              feature_stats)
 from nncli.train.checkpoints import _resume
 from nncli.train.options import MONITORS, TrainConfig
 from nncli.train.state import EarlyStopping, Training
-
-# A feature whose spread is below this is left unscaled rather than blown up (Keras divides by
-# max(std, 1e-7), which turns a constant column seen differently at predict time into +-1e7).
-MIN_STD = 1e-7
-# Cells per block when computing feature statistics: bounds the float64 temporaries.
-STATS_BLOCK = 1 << 20
 
 
 def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
@@ -146,25 +144,6 @@ def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
         model.target_mean, model.target_std = feature_stats(Y_train)
 
 
-def column_means(X: np.ndarray) -> np.ndarray:
-    """Each column's mean over its non-NaN values (float64 sums, a block of rows at a time);
-    NaN for a column with no value."""
-    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
-    total = np.zeros(X.shape[1], np.float64)
-    count = np.zeros(X.shape[1], np.int64)
-    for lo in range(0, len(X), step):
-        block = X[lo:lo + step]
-        gaps = np.isnan(block)
-        if gaps.any():
-            total += np.where(gaps, 0.0, block).sum(axis=0, dtype=np.float64)
-            count += (~gaps).sum(axis=0)
-        else:
-            total += block.sum(axis=0, dtype=np.float64)
-            count += len(block)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
-
-
 def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
     if cfg.early_stopping is None:
         if cfg.monitor is not None or cfg.min_delta:
@@ -180,26 +159,6 @@ def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyS
         raise UsageError(f"--monitor {monitor}: a regression model has no accuracy; monitor "
                          f"{monitor.replace('accuracy', 'loss')}")
     return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
-
-
-def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of each column (float64 sums); tiny spreads become 1.
-
-    Two passes over blocks of rows: np.std of the whole array would allocate a float64 copy of
-    it (twice the data), which dominated the peak memory of training on a large set.
-    """
-    n = max(len(X), 1)
-    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
-    total = np.zeros(X.shape[1], np.float64)
-    for lo in range(0, len(X), step):
-        total += X[lo:lo + step].sum(axis=0, dtype=np.float64)
-    mean = total / n
-    squares = np.zeros(X.shape[1], np.float64)
-    for lo in range(0, len(X), step):
-        squares += ((X[lo:lo + step] - mean) ** 2).sum(axis=0)
-    std = np.sqrt(squares / n)
-    std[std < MIN_STD] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _check_config(cfg: TrainConfig) -> None:
