@@ -1,13 +1,19 @@
 """The preprocessing stage (nncli.preprocess): fit and transform against plain NumPy, the
-caller's array left alone, targets scaled and back."""
+caller's array left alone, targets scaled and back, and the stage through the model file."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from safetensors import safe_open
 
+from nncli.arch import parse_arch
 from nncli.data.schema import Column, Schema
 from nncli.errors import DataError
+from nncli.model import Model
+from nncli.modelfile import load_model, save_model
 from nncli.preprocess import Preprocessing, column_means, feature_stats
 
 
@@ -126,3 +132,36 @@ def test_feature_stats_in_blocks_match_numpy(monkeypatch):
     np.testing.assert_allclose(column_means(X), np.nanmean(X.astype(np.float64), axis=0),
                                rtol=1e-6)
 
+
+def test_the_stage_round_trips_through_the_model_file(tmp_path):
+    schema, X = gappy_table()
+    Y = np.random.default_rng(2).normal(size=(40, 1)).astype(np.float32)
+    stage = Preprocessing.fit(schema, X, Y, normalize=True, normalize_target=True)
+    model = Model.create(parse_arch("3tanh-1linear"), 5, "mse", False, preprocessing=stage)
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    loaded = load_model(path).preprocessing
+    for name in ("mean", "std", "target_mean", "target_std"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(stage, name))
+    assert loaded.schema == stage.schema
+    np.testing.assert_array_equal(loaded.transform(X), stage.transform(X))
+    with safe_open(str(path), "np") as f:
+        assert set(f.keys()) >= {"normalization.mean", "normalization.std",
+                                 "normalization.target_mean", "normalization.target_std"}
+        meta = json.loads(f.metadata()["nncli"])
+    assert [c.get("fill") for c in meta["schema"]["columns"]] == \
+        [c.fill if c.kind == "numeric" else None for c in schema.columns]
+
+
+def test_a_file_without_schema_or_target_scaling_loads_an_identity_filling_nothing(tmp_path):
+    model = Model.create(parse_arch("2relu-1linear"), 3, "mse", False)
+    path = tmp_path / "old.safetensors"
+    save_model(model, path)
+    with safe_open(str(path), "np") as f:
+        assert json.loads(f.metadata()["nncli"])["schema"] is None
+        assert "normalization.target_mean" not in f.keys()
+    stage = load_model(path).preprocessing
+    assert stage.schema is None and not stage.scales_targets
+    assert np.isnan(stage.fill_values()).all()
+    X = np.array([[1.0, np.nan, 3.0]], np.float32)
+    np.testing.assert_array_equal(stage.transform(X), X)  # nothing to fill it with: NaN stays

@@ -5,20 +5,20 @@ the fill values, the standardisation and the model (``prepare``), fresh, from a 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from nncli import optim
 from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
-from nncli.errors import DataError, UsageError
+from nncli.errors import UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model
 # column_means, feature_stats and their constants moved to the stage; still importable here
 # (nncli.train re-exports them).
-from nncli.preprocess import (MIN_STD, STATS_BLOCK, column_means,  # noqa: F401
-                              feature_stats)
+from nncli.preprocess import (MIN_STD, STATS_BLOCK, Preprocessing,  # noqa: F401
+                              column_means, feature_stats)
 from nncli.train.checkpoints import _resume
 from nncli.train.options import MONITORS, TrainConfig
 from nncli.train.state import EarlyStopping, Training
@@ -57,19 +57,20 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
                          channels=config.channels, info=info, classes=data.classes,
                          feature_names=data.feature_names, target_names=data.target_names,
-                         target_columns=data.target_columns, schema=schema)
+                         target_columns=data.target_columns,
+                         preprocessing=Preprocessing.identity(X.shape[1], schema))
     if resume is not None:
         _take_weights(model, resume.model, "--resume checkpoint")
     elif init_from is not None:
         _take_weights(model, init_from, "--init-from model")
     else:
         _fit_scaling(model, config, X_train, Y_train)
-    info["normalize_target"] = model.target_mean is not None
+    stage = model.preprocessing
+    info["normalize_target"] = stage.scales_targets
     for part in (X, X_val) if val is not None else (X,):
-        model.input_schema().fill_missing(part, data.source)
-        model.normalize(part)
-    Y_train = model.scale_targets(Y_train)
-    Y_val = model.scale_targets(Y_val) if Y_val is not None else None
+        stage.transform_in_place(part, data.source)  # ours: a copy, or handed over (own_data)
+    Y_train = stage.scale_targets(Y_train)
+    Y_val = stage.scale_targets(Y_val) if Y_val is not None else None
     run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
     if resume is not None:
         _resume(run, resume)
@@ -121,27 +122,11 @@ def validation_rows(config: TrainConfig, n: int) -> int:
 
 def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
                  Y_train: np.ndarray) -> None:
-    """What a new model learns from its training rows besides the weights: each numeric
-    column's fill value for missing cells (its mean), the features' standardisation (numeric
-    features only: one-hot ones stay 0/1) and, for mse, the targets'."""
-    if model.schema is None:
-        model.schema = model.input_schema()
-    schema = model.schema
-    numeric = schema.numeric_features()
-    means = column_means(X_train)
-    for column, at in zip(schema.columns, schema.offsets()):
-        if column.kind == "numeric":
-            if not np.isfinite(means[at]):
-                raise DataError(f"column '{column.name}' has no value in the training rows "
-                                f"(every one is missing); leave it out")
-            column.fill = float(means[at])
-    schema.fill_missing(X_train, "")  # the statistics see the filled values
-    if config.normalize:
-        mean, std = feature_stats(X_train)
-        model.mean, model.std = np.where(numeric, mean, 0.0).astype(np.float32), \
-            np.where(numeric, std, 1.0).astype(np.float32)
-    if config.normalize_target and model.loss == "mse":
-        model.target_mean, model.target_std = feature_stats(Y_train)
+    """What a new model learns from its training rows besides the weights: its preprocessing
+    stage (fill values, the features' standardisation and, for mse, the targets')."""
+    model.preprocessing = Preprocessing.fit(
+        model.input_schema(), X_train, Y_train, normalize=config.normalize,
+        normalize_target=config.normalize_target and model.loss == "mse")
 
 
 def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
@@ -159,6 +144,7 @@ def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyS
         raise UsageError(f"--monitor {monitor}: a regression model has no accuracy; monitor "
                          f"{monitor.replace('accuracy', 'loss')}")
     return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
+
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -202,12 +188,10 @@ def _take_weights(model: Model, source: Model, what: str) -> None:
             f"{what} is '{source.arch}' on {_inputs(source)}, but this run is "
             f"'{format_arch(model.layers)}' on {_inputs(model)}; they must match")
     model.params[...] = source.params
-    # Continuing from a model keeps the input and target scaling its weights were trained for,
-    # and its columns (the data was read with them).
-    model.mean, model.std = source.mean.copy(), source.std.copy()
-    model.schema = copy.deepcopy(source.input_schema())
-    model.target_mean = None if source.target_mean is None else source.target_mean.copy()
-    model.target_std = None if source.target_std is None else source.target_std.copy()
+    # Continuing from a model keeps the preprocessing its weights were trained for, and its
+    # columns (the data was read with them).
+    model.preprocessing = copy.deepcopy(replace(source.preprocessing,
+                                                schema=source.input_schema()))
 
 
 def _inputs(model: Model) -> str:
