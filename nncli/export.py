@@ -316,7 +316,7 @@ def _tensor_info(name: str, width: int) -> onnx.ValueInfoProto:
 
 def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
     """The graph's metadata properties (strings; lists and flags as JSON)."""
-    from nncli.predict import _value_columns  # the column names predict prints
+    from nncli.predict import output_columns  # the column names predict prints
 
     layout = model.input_schema().feature_layout()
     return {
@@ -328,7 +328,7 @@ def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
         "channels": str(model.channels),
         "input": INPUT_NAME,
         "outputs": json.dumps(outputs),
-        "output_columns": json.dumps(_value_columns(model)),
+        "output_columns": json.dumps(output_columns(model)),
         "classes": json.dumps(model.classes),
         "feature_names": json.dumps([f["feature"] for f in layout]),
         "input_layout": json.dumps(layout),
