@@ -18,18 +18,21 @@ from nncli.model import Model
 
 
 def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
-             lines: Sequence[int] | None = None) -> dict:
-    """Metrics of ``model`` on raw features X (normalised here, in place) and raw targets Y."""
+             lines: Sequence[int] | None = None, own_data: bool = False) -> dict:
+    """Metrics of ``model`` on raw features X and raw targets Y. X is left as it is, unless
+    ``own_data``: then it is preprocessed in place, so a large data set is not copied (the
+    command line hands its freshly loaded data over)."""
     spec = model.loss_spec
+    stage = model.preprocessing
     Y = prepare_targets(spec, Y, model.n_outputs, source, lines)
-    model.normalize(X)
-    loss, accuracy = model.evaluate(X, model.scale_targets(Y))
+    X = stage.transform_in_place(X, source) if own_data else stage.transform(X, source)
+    loss, accuracy = model.evaluate(X, stage.scale_targets(Y))
     report: dict = {"rows": int(len(X)), "loss": loss}
     out = model.outputs(X)
     if not spec.classifier:
-        if model.target_mean is not None:
+        if stage.scales_targets:
             report["loss_units"] = "standardized targets"
-        report.update(regression_metrics(model.unscale_outputs(out), Y))
+        report.update(regression_metrics(stage.unscale_outputs(out), Y))
         return report
     report["accuracy"] = accuracy
     if spec.targets in ("index", "onehot"):

@@ -12,11 +12,12 @@ The graph takes what ``nncli predict`` reads and returns what it prints:
                                                   last layer's output (``--output logits``)
           values         float32 (N, n_outputs)  regression (mse): the values predict prints
 
-Inside: missing numbers filled and the features standardised ``(x - mean) / std``
-for numeric features (``_input_nodes``), one small converter per layer kind
-(``CONVERTERS``, as skl2onnx registers one converter per estimator) followed by one builder per
-activation (``ACTIVATIONS``), then the outputs (``_output_nodes``): the link for --logits
-classifiers, the target's de-standardisation for regression models that carry one.
+Inside: the model's preprocessing stage (``nncli.preprocess``, read from its arrays): missing
+numbers filled and the features standardised ``(x - mean) / std`` for numeric features
+(``_input_nodes``); one small converter per layer kind (``CONVERTERS``, as skl2onnx registers
+one converter per estimator) followed by one builder per activation (``ACTIVATIONS``); then
+the outputs (``_output_nodes``): the link for --logits classifiers, the stage's
+de-standardisation of the targets for regression models that carry one.
 
 Layer layouts (nncli.kernels_conv): a row is a signal of L positions x C channels, flat and
 channels last; a conv or local layer outputs P positions x F filters the same way, and the
@@ -264,22 +265,23 @@ def _input_nodes(g: _Graph, model: Model) -> str:
     zeros for a category never seen in training, the NAME=<missing> slot for a missing cell
     when the column has one); ``input_layout`` in the metadata lists them.
 
-    In order, as predict: a missing number (NaN) in a numeric feature becomes its column's fill
-    value (the schema's ``fill``, at the column's feature offset; a column without one keeps
-    NaN, where predict stops with an error), then the standardisation ``(x - mean) / std``
-    (one-hot features have mean 0 and std 1). Steps that change nothing are left out.
+    Then the model's preprocessing stage, as ``Preprocessing.transform``: a missing number
+    (NaN) becomes its feature's fill value (``fill_values()``; a feature without one keeps NaN,
+    where predict stops with an error), then ``(x - mean) / std`` (one-hot features have mean 0
+    and std 1). Steps that change nothing are left out.
     """
+    schema = model.input_schema()
+    if schema.n_features != model.n_inputs:
+        raise ExportError(f"the model's schema makes {schema.n_features} features for "
+                          f"{model.n_inputs} inputs; cannot export it")
+    stage = model.preprocessing
     x = INPUT_NAME
-    fill = np.full(model.n_inputs, np.nan, np.float32)
-    for (column, kind, width), at in zip(*_layout(model)):
-        if kind == "numeric":
-            value = _field(column, "fill")
-            fill[at] = np.nan if value is None else value
+    fill = stage.fill_values()
     if not np.isnan(fill).all():
         gaps = g.node("IsNaN", [x], "missing")
         x = g.node("Where", [gaps, g.const("fill_value", fill), x], "filled")
-    mean = np.asarray(model.mean, np.float32)
-    std = np.asarray(model.std, np.float32)
+    mean = np.asarray(stage.mean, np.float32)
+    std = np.asarray(stage.std, np.float32)
     if mean.any():
         x = g.node("Sub", [x, g.const("feature_mean", mean)], "centred")
     if (std != 1).any():
@@ -287,82 +289,16 @@ def _input_nodes(g: _Graph, model: Model) -> str:
     return x
 
 
-def _schema_columns(model: Model) -> list:
-    """The records of the model's input columns (``model.schema.columns``), or [] without a
-    schema."""
-    schema = getattr(model, "schema", None)
-    if schema is None:
-        return []
-    columns = getattr(schema, "columns", schema)
-    return list(columns.values()) if isinstance(columns, dict) else list(columns)
-
-
-def _layout(model: Model) -> tuple[list[tuple[object, str, int]], list[int]]:
-    """The input columns as (record, kind, width), and each column's first feature; checked
-    against the model's inputs. ExportError for a kind nncli does not know, or a schema
-    whose features do not add up to the model's inputs."""
-    columns = []
-    for c in _schema_columns(model):
-        kind = _field(c, "kind") or "numeric"
-        if kind == "numeric":
-            width = 1
-        elif kind == "categorical":
-            width = len(_field(c, "categories") or []) + int(bool(_field(c, "missing_category")))
-        else:
-            raise ExportError(f"cannot export column '{_field(c, 'name')}': unknown column kind "
-                              f"'{kind}'")
-        columns.append((c, kind, width))
-    offsets, at = [], 0
-    for _, _, width in columns:
-        offsets.append(at)
-        at += width
-    if columns and at != model.n_inputs:
-        raise ExportError(f"the model's schema makes {at} features for {model.n_inputs} "
-                          f"inputs; cannot export it")
-    return columns, offsets
-
-
-def input_layout(model: Model) -> list[dict]:
-    """One record per feature of the graph input, in order: the feature's name (NAME or
-    NAME=CATEGORY, as ``schema.feature_names()``), its column and its category (None for a
-    numeric feature; "<missing>" for a categorical column's missing slot)."""
-    from nncli.data.schema import MISSING_NAME
-
-    columns, _ = _layout(model)
-    if not columns:
-        names = model.feature_names if model.feature_names and \
-            len(model.feature_names) == model.n_inputs else [f"x{i}" for i in
-                                                             range(model.n_inputs)]
-        return [{"feature": n, "column": n, "category": None} for n in names]
-    out = []
-    for c, kind, _ in columns:
-        name = str(_field(c, "name"))
-        if kind == "numeric":
-            out.append({"feature": name, "column": name, "category": None})
-            continue
-        categories = [str(v) for v in _field(c, "categories") or []]
-        if _field(c, "missing_category"):
-            categories.append(MISSING_NAME)
-        out += [{"feature": f"{name}={v}", "column": name, "category": v} for v in categories]
-    return out
-
-
-def _field(record, name: str):
-    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-
-
 def _output_nodes(g: _Graph, model: Model, z: str) -> list[str]:
     """The graph's outputs from the last layer's output ``z``; their names (output_names)."""
     names = output_names(model)
     if names == ["values"]:
-        target_std = getattr(model, "target_std", None)
-        target_mean = getattr(model, "target_mean", None)
-        if target_std is not None:
-            z = g.node("Mul", [z, g.const("target_std", np.asarray(target_std, np.float32))],
-                       "scaled")
-        if target_mean is not None:
-            z = g.node("Add", [z, g.const("target_mean", np.asarray(target_mean, np.float32))],
-                       "shifted")
+        stage = model.preprocessing  # its unscale_outputs: out * target_std + target_mean
+        if stage.scales_targets:
+            z = g.node("Mul", [z, g.const("target_std", np.asarray(stage.target_std,
+                                                                   np.float32))], "scaled")
+            z = g.node("Add", [z, g.const("target_mean", np.asarray(stage.target_mean,
+                                                                    np.float32))], "shifted")
         g.node("Identity", [z], output="values")
     elif names == ["probabilities"]:
         g.node("Identity", [z], output="probabilities")
@@ -380,9 +316,9 @@ def _tensor_info(name: str, width: int) -> onnx.ValueInfoProto:
 
 def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
     """The graph's metadata properties (strings; lists and flags as JSON)."""
-    from nncli.predict import _value_columns  # the column names predict prints
+    from nncli.predict import output_columns  # the column names predict prints
 
-    layout = input_layout(model)
+    layout = model.input_schema().feature_layout()
     return {
         "nncli_version": __version__,
         "arch": model.arch,
@@ -392,7 +328,7 @@ def metadata(model: Model, outputs: list[str]) -> dict[str, str]:
         "channels": str(model.channels),
         "input": INPUT_NAME,
         "outputs": json.dumps(outputs),
-        "output_columns": json.dumps(_value_columns(model)),
+        "output_columns": json.dumps(output_columns(model)),
         "classes": json.dumps(model.classes),
         "feature_names": json.dumps([f["feature"] for f in layout]),
         "input_layout": json.dumps(layout),

@@ -84,9 +84,18 @@ def tensor_slices(model: Model) -> dict[str, slice]:
 
 
 def gradcheck_model(model: Model, X: np.ndarray, Y: np.ndarray) -> list[TensorCheck]:
-    """Check the gradients of ``model`` on normalised rows X and prepared targets Y."""
+    """Check the gradients of ``model`` on preprocessed rows X and prepared, scaled targets Y."""
     params = model.params.astype(np.float64)
     return check_gradients(model_gradient_fn(model, X, Y), params, tensor_slices(model))
+
+
+def gradcheck_on_data(model: Model, X: np.ndarray, Y: np.ndarray,
+                      source: str) -> list[TensorCheck]:
+    """Check the gradients of a trained ``model`` on raw rows X and raw targets Y (read from
+    ``source``), preprocessed as training and eval preprocess them; X is left as it is."""
+    stage = model.preprocessing
+    Y = stage.scale_targets(prepare_targets(model.loss_spec, Y, model.n_outputs, source))
+    return gradcheck_model(model, stage.transform(X, source), Y)
 
 
 def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool, n_inputs: int = 5,

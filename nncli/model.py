@@ -1,5 +1,5 @@
-"""The model: layer specs, one flat parameter buffer with per-layer views, normalisation, and
-what it takes to run it (forward, predict, loss on a data set).
+"""The model: layer specs, one flat parameter buffer with per-layer views, its preprocessing
+stage, and what it takes to run it (forward, predict, loss on a data set).
 
 Parameters live in one flat float32 array, layer by layer, kernel then bias, in the shapes
 Keras stores them (``arch.param_shapes``): dense ``(in, out)`` and ``(out,)``, conv
@@ -20,6 +20,7 @@ from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
 from nncli.data.schema import Schema
 from nncli.kernel_cache import prepare_numba
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
+from nncli.preprocess import Preprocessing
 
 # Numba's settings (the per-user cache folder, the vector width) must be in place before the
 # kernels load, whoever imports them first: the command line has done it already (and said so
@@ -41,18 +42,13 @@ class Model:
     loss: str
     logits: bool
     params: np.ndarray                       # flat float32, see layer_table()
-    mean: np.ndarray                         # (n_inputs,) feature means (0 without normalisation)
-    std: np.ndarray                          # (n_inputs,) feature scales (1 without)
+    preprocessing: Preprocessing             # fill values, standardisation, target scaling
     classes: list[str] | None = None         # names of class codes when labels were strings
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
     target_columns: list[int] | None = None
     info: dict = field(default_factory=dict)  # optimizer, seed, normalize, history, ...
     channels: int = 1                        # a row is n_inputs / channels positions x channels
-    schema: Schema | None = None             # the input columns; None: n_inputs numeric ones
-    # mse: the targets' mean and std per output; the network learns (Y - mean) / std
-    target_mean: np.ndarray | None = None
-    target_std: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -60,11 +56,11 @@ class Model:
                seed: int = 0, channels: int = 1, **kw) -> "Model":
         """A freshly initialised model: glorot_uniform kernels and zero biases, as Keras.
 
-        ArchError when the layers do not fit ``n_inputs`` features of ``channels`` channels."""
+        Its preprocessing changes nothing unless ``preprocessing`` is given. ArchError when the
+        layers do not fit ``n_inputs`` features of ``channels`` channels."""
         params = np.zeros(param_count(layers, n_inputs, channels), dtype=np.float32)
-        model = cls(layers, n_inputs, loss, logits, params,
-                    np.zeros(n_inputs, np.float32), np.ones(n_inputs, np.float32),
-                    channels=channels, **kw)
+        kw.setdefault("preprocessing", Preprocessing.identity(n_inputs))
+        model = cls(layers, n_inputs, loss, logits, params, channels=channels, **kw)
         model.init_glorot(np.random.default_rng(seed))
         return model
 
@@ -125,11 +121,33 @@ class Model:
         start = int(self.layer_table()[i, K.B_OFF])
         return self.params[start:start + _size(shape)].reshape(shape)
 
+    # Read-only views of the stage's arrays: the model file's readers, `info`, the training
+    # summary and many tests read them; only the stage (fitted in training) writes them.
+    @property
+    def mean(self) -> np.ndarray:
+        """(n_inputs,) the features' means (0 without normalisation)."""
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> np.ndarray:
+        """(n_inputs,) the features' scales (1 without normalisation)."""
+        return self.preprocessing.std
+
+    @property
+    def target_mean(self) -> np.ndarray | None:
+        """(n_outputs,) mse: the targets' means; None when they are used as they are."""
+        return self.preprocessing.target_mean
+
+    @property
+    def target_std(self) -> np.ndarray | None:
+        """(n_outputs,) mse: the targets' scales; None when they are used as they are."""
+        return self.preprocessing.target_std
+
     def input_schema(self) -> Schema:
         """The input columns: the stored schema, or (older files, NPZ-trained models) one
         numeric column per input named as the features were."""
-        if self.schema is not None:
-            return self.schema
+        if self.preprocessing.schema is not None:
+            return self.preprocessing.schema
         names = self.feature_names if self.feature_names and \
             len(self.feature_names) == self.n_inputs else [f"x{i}" for i in range(self.n_inputs)]
         return Schema.numeric(list(names))
@@ -141,27 +159,18 @@ class Model:
                 for i, (spec, shape) in enumerate(zip(self.layers, self.shapes()))]
 
     # ------------------------------------------------------------------ running it
+    # The training loop holds only the model: these two hand over to the stage.
     def scale_targets(self, Y: np.ndarray) -> np.ndarray:
-        """Targets in the units the network learns: standardised when the model standardises
-        them (mse), else as they are. Returns a new array."""
-        if self.target_mean is None:
-            return Y
-        return ((Y - self.target_mean) / self.target_std).astype(np.float32)
+        """Targets in the units the network learns (Preprocessing.scale_targets)."""
+        return self.preprocessing.scale_targets(Y)
 
     def unscale_outputs(self, out: np.ndarray) -> np.ndarray:
-        """The network's outputs in the targets' own units (inverse of scale_targets)."""
-        if self.target_mean is None:
-            return out
-        return (out * self.target_std + self.target_mean).astype(out.dtype)
-
-    def normalize(self, X: np.ndarray) -> np.ndarray:
-        """Standardise X in place with the stored mean and std, and return it."""
-        X -= self.mean
-        X /= self.std
-        return X
+        """The network's outputs in the targets' own units (Preprocessing.unscale_outputs)."""
+        return self.preprocessing.unscale_outputs(out)
 
     def outputs(self, X: np.ndarray) -> np.ndarray:
-        """What the last layer outputs for already-normalised rows X (logits with --logits)."""
+        """What the last layer outputs for preprocessed rows X (``preprocessing.transform``;
+        logits with --logits)."""
         X = as_kernel_array(X)
         table = self.layer_table()
         cap = min(CHUNK_ROWS, max(len(X), 1))
@@ -184,7 +193,7 @@ class Model:
         return probs
 
     def evaluate(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, float | None]:
-        """(mean loss, accuracy or None) on normalised X and prepared targets Y."""
+        """(mean loss, accuracy or None) on preprocessed X and prepared, scaled targets Y."""
         X, Y = as_kernel_array(X), as_kernel_array(Y)
         ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
         loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,

@@ -3,7 +3,10 @@
 Tensors, all float32, shaped as Keras stores them (``arch.param_shapes``): ``layers.{i}.kernel``
 (in, out) for a dense layer, (kernel, in_channels, filters) for conv, (positions, kernel,
 in_channels, filters) for local; ``layers.{i}.bias`` (out,), (filters,) or (positions, filters);
-``normalization.mean`` and ``normalization.std`` (n_inputs,). The safetensors metadata holds one
+``normalization.mean`` and ``normalization.std`` (n_inputs,), and for an mse model that
+standardises its targets ``normalization.target_mean`` and ``normalization.target_std``
+(n_outputs,): the preprocessing stage, whose fill values are in the metadata's column
+``schema`` (``nncli.preprocess``). The safetensors metadata holds one
 key, ``nncli``, whose value is a JSON document (see ``_metadata``): among others the
 architecture, ``channels`` (files written before conv layers existed have none: 1) and one
 entry per layer with its kind (and kernel width and stride for conv and local). Loading
@@ -37,13 +40,16 @@ from nncli.errors import ArchError, ModelFileError
 from nncli.files import check_writable, write_atomically
 from nncli.losses import LOSSES
 from nncli.model import Model, param_count
+from nncli.preprocess import Preprocessing
 
 FORMAT_VERSION = 1
 METADATA_KEY = "nncli"
 STATE_KEY = "training_state"
 # Names of the extra tensors a checkpoint may hold, all flat and as long as the parameters.
 STATE_TENSOR_PREFIXES = ("optimizer.", "early_stopping.")
-# The targets' standardisation of an mse model (absent when the targets are used as they are).
+# The preprocessing stage's tensors: the features' standardisation, and the targets' of an mse
+# model (absent when the targets are used as they are). Its fill values are in the schema.
+MEAN, STD = "normalization.mean", "normalization.std"
 TARGET_MEAN, TARGET_STD = "normalization.target_mean", "normalization.target_std"
 # A model of this tool has a header of a few kB; a larger claim is a foreign or corrupt file.
 MAX_HEADER_BYTES = 64 << 20
@@ -128,12 +134,15 @@ def _tensors(model: Model) -> dict[str, np.ndarray]:
     for record in model.layer_records():
         out[f"layers.{record.index}.kernel"] = np.ascontiguousarray(record.kernel)
         out[f"layers.{record.index}.bias"] = np.ascontiguousarray(record.bias)
-    out["normalization.mean"] = np.ascontiguousarray(model.mean, dtype=np.float32)
-    out["normalization.std"] = np.ascontiguousarray(model.std, dtype=np.float32)
-    if model.target_mean is not None:
-        out[TARGET_MEAN] = np.ascontiguousarray(model.target_mean, dtype=np.float32)
-        out[TARGET_STD] = np.ascontiguousarray(model.target_std, dtype=np.float32)
+    out.update(_preprocessing_tensors(model.preprocessing))
     return out
+
+
+def _preprocessing_tensors(stage: Preprocessing) -> dict[str, np.ndarray]:
+    names = {MEAN: stage.mean, STD: stage.std}
+    if stage.scales_targets:
+        names.update({TARGET_MEAN: stage.target_mean, TARGET_STD: stage.target_std})
+    return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in names.items()}
 
 
 def _metadata(model: Model) -> dict:
@@ -152,7 +161,8 @@ def _metadata(model: Model) -> dict:
         "feature_names": model.feature_names,
         "target_names": model.target_names,
         "target_columns": model.target_columns,
-        "schema": model.schema.to_json() if model.schema is not None else None,
+        "schema": (model.preprocessing.schema.to_json()
+                   if model.preprocessing.schema is not None else None),
     }
 
 
@@ -245,20 +255,26 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
     params = np.empty(param_count(layers, n_inputs, channels), dtype=np.float32)
     known = {"format_version", "arch", "layers", "n_inputs", "channels", "loss", "logits",
              "classes", "feature_names", "target_names", "target_columns", "schema"}
-    schema = _schema_from(meta.get("schema"), n_inputs, name)
     n_out = layer_shapes(layers, n_inputs, channels)[-1].n_out
-    target_mean, target_std = _target_scaling(tensors, n_out, name)
-    model = Model(layers, n_inputs, loss, logits, params,
-                  tensors["normalization.mean"].copy(), tensors["normalization.std"].copy(),
+    stage = _preprocessing_from(meta, tensors, n_inputs, n_out, name)
+    model = Model(layers, n_inputs, loss, logits, params, stage,
                   classes=meta.get("classes"), feature_names=meta.get("feature_names"),
                   target_names=meta.get("target_names"),
                   target_columns=meta.get("target_columns"),
-                  info={k: v for k, v in meta.items() if k not in known}, channels=channels,
-                  schema=schema, target_mean=target_mean, target_std=target_std)
+                  info={k: v for k, v in meta.items() if k not in known}, channels=channels)
     for i in range(len(layers)):
         model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
         model.bias(i)[...] = tensors[f"layers.{i}.bias"]
     return model
+
+
+def _preprocessing_from(meta: dict, tensors: dict[str, np.ndarray], n_inputs: int, n_out: int,
+                        name: str) -> Preprocessing:
+    """The stored preprocessing stage (the shapes of mean and std are already checked)."""
+    schema = _schema_from(meta.get("schema"), n_inputs, name)
+    target_mean, target_std = _target_scaling(tensors, n_out, name)
+    return Preprocessing(tensors[MEAN].copy(), tensors[STD].copy(), schema, target_mean,
+                         target_std)
 
 
 def _schema_from(doc, n_inputs: int, name: str) -> Schema | None:
@@ -295,5 +311,5 @@ def _expected_shapes(pshapes: list[tuple[tuple[int, ...], tuple[int, ...]]],
     for i, (kernel, bias) in enumerate(pshapes):
         shapes[f"layers.{i}.kernel"] = tuple(kernel)
         shapes[f"layers.{i}.bias"] = tuple(bias)
-    shapes["normalization.mean"] = shapes["normalization.std"] = (n_inputs,)
+    shapes[MEAN] = shapes[STD] = (n_inputs,)
     return shapes

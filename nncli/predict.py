@@ -23,24 +23,22 @@ OUTPUTS = ("proba", "class", "logits")
 
 
 def predict(model: Model, X: np.ndarray, output: str = "proba") -> tuple[list[str], np.ndarray]:
-    """(column names, values) for raw features X (normalised here, in place when X is
-    writable; a read-only block, such as a memory-mapped NPY file, is copied)."""
+    """(column names, values) for raw features X (preprocessed into a new array: X is left as
+    it is)."""
     if output not in OUTPUTS:
         raise UsageError(f"unknown --output '{output}'; expected one of {', '.join(OUTPUTS)}")
     spec = model.loss_spec
-    if not X.flags.writeable:
-        X = np.array(X, dtype=np.float32)
-    raw = model.outputs(model.normalize(X))
+    raw = model.outputs(model.preprocessing.transform(X))
     if output == "logits":
-        return _value_columns(model), raw
+        return output_columns(model), raw
     if not spec.classifier:
         if output == "class":
             raise UsageError(f"--output class needs a classifier; this model is a regression "
                              f"model (--loss {model.loss}); use --output proba for its values")
-        return _value_columns(model), model.unscale_outputs(raw)
+        return output_columns(model), model.preprocessing.unscale_outputs(raw)
     probs = model.probabilities(raw)
     if output == "proba":
-        return _value_columns(model), probs
+        return output_columns(model), probs
     if spec.targets in ("index", "onehot"):
         names = np.array(class_names(model), dtype=object)
         return [_target_name(model)], names[probs.argmax(axis=1)][:, None]
@@ -60,7 +58,10 @@ def write_csv(stream: TextIO, columns: list[str], values: np.ndarray) -> None:
             stream.write(",".join(_csv_cell(str(v)) for v in row) + "\n")
 
 
-def _value_columns(model: Model) -> list[str]:
+def output_columns(model: Model) -> list[str]:
+    """The column names of ``--output proba`` and ``logits`` (and of the exported graph's
+    first output): one per class, the positive class of a single binary output, else one per
+    output unit."""
     spec = model.loss_spec
     if spec.targets in ("index", "onehot"):
         return class_names(model)

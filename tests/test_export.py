@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ ort = pytest.importorskip("onnxruntime")
 from nncli import arch
 from nncli.arch import parse_arch
 from nncli.cli import main
+from nncli.data.schema import Column, Schema
 from nncli.errors import UsageError
 from nncli.export import (ACTIVATIONS, CONVERTERS, DEFAULT_OPSET, MIN_OPSET, ExportError,
                           check_opset, export_onnx, max_opset, write_onnx)
@@ -166,11 +166,11 @@ def test_without_normalisation_the_graph_has_no_standardisation_nodes():
 
 def test_target_standardisation_is_undone_inside_the_graph():
     m = make_model("6tanh-3linear", 5, "mse")
-    m.target_mean = np.array([10.0, -2.0, 0.5], np.float32)
-    m.target_std = np.array([3.0, 0.25, 7.0], np.float32)
+    m.preprocessing.target_mean = np.array([10.0, -2.0, 0.5], np.float32)
+    m.preprocessing.target_std = np.array([3.0, 0.25, 7.0], np.float32)
     X = raw_rows(m, 23)
     got = session(export_onnx(m)).run(["values"], {"features": X})[0]
-    expected = m.outputs(m.normalize(X.copy())) * m.target_std + m.target_mean
+    expected = m.outputs(m.preprocessing.transform(X)) * m.target_std + m.target_mean
     MAX_DIFF["target standardisation"] = float(np.abs(got - expected).max())
     assert np.abs(got - expected).max() < TOL * 10   # values of size ~10
     assert np.abs(got - expected).max() / np.abs(expected).max() < TOL
@@ -205,17 +205,16 @@ def test_metadata_names_the_inputs_outputs_classes_and_features():
 # ---------------------------------------------------------------- what cannot be exported
 
 
-def column(name: str, kind: str = "numeric", **kw) -> SimpleNamespace:
+def column(name: str, kind: str = "numeric", **kw) -> Column:
     """A column record as the model's schema holds them (name, kind, fill, categories)."""
-    return SimpleNamespace(name=name, kind=kind, fill=kw.get("fill"),
-                           categories=kw.get("categories", []),
-                           missing_category=kw.get("missing_category", False))
+    return Column(name, kind, fill=kw.get("fill"), categories=kw.get("categories", []),
+                  missing_category=kw.get("missing_category", False))
 
 
 def test_categorical_columns_take_the_encoded_layout_and_only_numbers_are_filled():
     # features: height | colour=blue colour=red colour=<missing> | weight
     m = make_model("4tanh-3linear", 5, "sparse_cce", True)
-    m.schema = SimpleNamespace(columns=[
+    m.preprocessing.schema = Schema([
         column("height", fill=1.5),
         column("colour", "categorical", categories=["blue", "red"], missing_category=True),
         column("weight", fill=-2.0)])
@@ -244,9 +243,9 @@ def test_categorical_columns_take_the_encoded_layout_and_only_numbers_are_filled
 
 def test_a_schema_that_does_not_match_the_inputs_is_refused_in_one_line():
     m = make_model("3relu-1linear", 2, "mse")
-    m.schema = SimpleNamespace(columns=[column("height"),
-                                        column("colour", "categorical",
-                                               categories=["blue", "red"])])
+    m.preprocessing.schema = Schema([column("height"),
+                                     column("colour", "categorical",
+                                            categories=["blue", "red"])])
     with pytest.raises(ExportError, match="the model's schema makes 3 features for 2 "
                                           "inputs; cannot export it") as e:
         export_onnx(m)
@@ -255,8 +254,8 @@ def test_a_schema_that_does_not_match_the_inputs_is_refused_in_one_line():
 
 def test_missing_numbers_are_filled_inside_the_graph_as_predict_fills_them():
     m = make_model("4tanh-3linear", 3, "sparse_cce", True)
-    m.schema = SimpleNamespace(columns=[column("a", fill=1.25), column("b"),
-                                        column("c", fill=-7.5)])
+    m.preprocessing.schema = Schema([column("a", fill=1.25), column("b"),
+                                     column("c", fill=-7.5)])
     X = raw_rows(m, 9)
     X[[0, 3, 4], 0] = np.nan
     X[[3, 8], 2] = np.nan
@@ -272,9 +271,9 @@ def test_missing_numbers_are_filled_inside_the_graph_as_predict_fills_them():
     assert np.isnan(probs[5]).all() and not np.isnan(np.delete(probs, 5, axis=0)).any()
 
 
-def test_a_schema_as_plain_records_without_fill_values_exports_unchanged():
+def test_a_numeric_schema_without_fill_values_exports_unchanged():
     m = make_model("3relu-1linear", 2, "mse")
-    m.schema = [{"name": "height", "kind": "numeric"}, {"name": "width", "kind": "numeric"}]
+    m.preprocessing.schema = Schema.numeric(["height", "width"])
     proto = export_onnx(m)
     assert "IsNaN" not in [n.op_type for n in proto.graph.node]
     compare(m, proto, 3, "numeric schema")

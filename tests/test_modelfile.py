@@ -41,8 +41,8 @@ def make_model(arch: str = "5relu-4tanh-3linear", n_inputs: int = 6, seed: int =
                          target_names=["animal"], target_columns=[n_inputs], info=info)
     for i in range(len(model.layers)):
         model.bias(i)[...] = rng.normal(size=model.bias(i).shape)
-    model.mean = rng.normal(size=n_inputs).astype(np.float32)
-    model.std = rng.uniform(0.5, 2.0, size=n_inputs).astype(np.float32)
+    model.preprocessing.mean = rng.normal(size=n_inputs).astype(np.float32)
+    model.preprocessing.std = rng.uniform(0.5, 2.0, size=n_inputs).astype(np.float32)
     return model
 
 

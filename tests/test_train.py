@@ -11,7 +11,7 @@ from nncli.arch import parse_arch
 from nncli.data import Dataset, load_training_data
 from nncli.errors import UsageError
 from nncli.model import Model
-from nncli.train import TrainConfig, feature_stats, fit, prepare
+from nncli.train import TrainConfig, fit, prepare
 
 DIGITS = str(Path(__file__).parent.parent / "datasets" / "digits.csv")
 
@@ -146,12 +146,6 @@ def test_init_from_starts_from_the_saved_weights():
     assert np.array_equal(run.model.mean, base.mean)
 
 
-def test_feature_stats_are_population_statistics():
-    X = np.array([[1.0, 2.0], [3.0, 2.0]], np.float32)
-    mean, std = feature_stats(X)
-    assert mean.tolist() == [2.0, 2.0] and std.tolist() == [1.0, 1.0]
-
-
 def test_kernels_cached_looks_at_numba_s_cache_index(monkeypatch, tmp_path):
     from nncli import kernels as K
     from nncli.train import kernels_cached
@@ -162,14 +156,3 @@ def test_kernels_cached_looks_at_numba_s_cache_index(monkeypatch, tmp_path):
     (tmp_path / "present.nbi").write_bytes(b"")
     monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "present.nbi"))
     assert kernels_cached() is True
-
-
-def test_feature_stats_in_blocks_match_numpy(monkeypatch):
-    import nncli.train.preparing as P
-
-    rng = np.random.default_rng(4)
-    X = (rng.normal(3.0, 2.0, size=(101, 7))).astype(np.float32)
-    monkeypatch.setattr(P, "STATS_BLOCK", 7 * 10)  # 10 rows a block, the last one short
-    mean, std = feature_stats(X)
-    assert np.allclose(mean, X.astype(np.float64).mean(axis=0), rtol=1e-6)
-    assert np.allclose(std, X.astype(np.float64).std(axis=0), rtol=1e-6)

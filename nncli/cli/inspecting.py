@@ -46,15 +46,14 @@ def gradcheck(
         if channels != 1:
             raise UsageError("--channels applies to --arch; a model file knows its channels")
         from nncli.data import load_training_data
-        from nncli.losses import prepare_targets
         from nncli.modelfile import load_model
 
         m = load_model(model)
         ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
                                 model_targets=_model_targets(m))
-        X, Y = m.normalize(ds.X[:batch].copy()), ds.Y[:batch]
-        Y = m.scale_targets(prepare_targets(m.loss_spec, Y, m.n_outputs, ds.source))
-        results, what = gc.gradcheck_model(m, X, Y), f"{model} on {len(X)} rows of {data}"
+        X, Y = ds.X[:batch], ds.Y[:batch]
+        results = gc.gradcheck_on_data(m, X, Y, ds.source)
+        what = f"{model} on {len(X)} rows of {data}"
     else:
         if not arch or not loss:
             raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")

@@ -47,7 +47,7 @@ def eval_(
                             schema=m.input_schema(), model_targets=_model_targets(m))
     for message in ds.messages():
         _say(message)
-    report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers)
+    report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers, own_data=True)
     report["missing"] = ds.encoded.as_dict()
     if json_out:
         typer.echo(json.dumps(report, indent=2))

@@ -92,6 +92,18 @@ class Schema:
     def feature_names(self) -> list[str]:
         return [name for c in self.columns for name in c.feature_names()]
 
+    def feature_layout(self) -> list[dict]:
+        """One record per feature, in order: its name (as ``feature_names()``), its column and
+        its category (None for a numeric feature; MISSING_NAME for a categorical column's
+        missing slot)."""
+        out = []
+        for c in self.columns:
+            categories = [None] if c.kind == "numeric" else \
+                c.categories + ([MISSING_NAME] if c.missing_category else [])
+            out += [{"feature": name, "column": c.name, "category": category}
+                    for name, category in zip(c.feature_names(), categories)]
+        return out
+
     def numeric_features(self) -> np.ndarray:
         """Per feature: does it come from a numeric column (and so gets standardised)?"""
         return np.array([c.kind == "numeric" for c in self.columns for _ in range(c.width)],

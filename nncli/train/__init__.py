@@ -28,16 +28,14 @@ from nncli.options import OPTIONS, TrainConfig
 from nncli.train.state import EarlyStopping, EpochReport, Training, TrainState, new_state
 from nncli.train.inputs import Inputs, load_inputs
 from nncli.train.checkpoints import checkpoint_parts
-from nncli.train.preparing import (column_means, feature_stats, prepare, validate,
-                                   validation_rows)
+from nncli.train.preparing import prepare, validate, validation_rows
 from nncli.train.loop import fit, kernels_cached, set_threads, warm_up
 from nncli.train.running import Result, Sink, Sinks, run, run_prepared
 from nncli.train.signals import interruptible
 from nncli.train.saving import FileSink, HistoryLog, RunFiles, default_checkpoint, history_columns
 
 __all__ = ["OPTIONS", "TrainConfig", "EarlyStopping", "EpochReport", "Training", "TrainState",
-           "new_state", "Inputs", "load_inputs", "checkpoint_parts", "column_means",
-           "feature_stats", "prepare", "validate", "validation_rows", "fit", "kernels_cached",
+           "new_state", "Inputs", "load_inputs", "checkpoint_parts", "prepare", "validate", "validation_rows", "fit", "kernels_cached",
            "set_threads", "warm_up", "Result", "Sink", "Sinks", "run", "run_prepared",
            "interruptible", "FileSink", "HistoryLog", "RunFiles", "default_checkpoint",
            "history_columns"]

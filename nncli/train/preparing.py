@@ -5,26 +5,21 @@ the fill values, the standardisation and the model (``prepare``), fresh, from a 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from nncli import optim
 from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
-from nncli.errors import DataError, UsageError
+from nncli.errors import UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
 from nncli.model import Model
-from nncli.train.checkpoints import take_over
 from nncli.metrics import check_metric
 from nncli.options import TrainConfig
+from nncli.preprocess import Preprocessing
+from nncli.train.checkpoints import take_over
 from nncli.train.state import EarlyStopping, Training
-
-# A feature whose spread is below this is left unscaled rather than blown up (Keras divides by
-# max(std, 1e-7), which turns a constant column seen differently at predict time into +-1e7).
-MIN_STD = 1e-7
-# Cells per block when computing feature statistics: bounds the float64 temporaries.
-STATS_BLOCK = 1 << 20
 
 
 def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
@@ -61,19 +56,20 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     model = Model.create(layers, X.shape[1], config.loss, config.logits, seed=config.seed,
                          channels=config.channels, info=info, classes=data.classes,
                          feature_names=data.feature_names, target_names=data.target_names,
-                         target_columns=data.target_columns, schema=schema)
+                         target_columns=data.target_columns,
+                         preprocessing=Preprocessing.identity(X.shape[1], schema))
     if resume is not None:
         _take_weights(model, resume.model, "--resume checkpoint")
     elif init_from is not None:
         _take_weights(model, init_from, "--init-from model")
     else:
         _fit_scaling(model, config, X_train, Y_train)
-    info["normalize_target"] = model.target_mean is not None
+    stage = model.preprocessing
+    info["normalize_target"] = stage.scales_targets
     for part in (X, X_val) if val is not None else (X,):
-        model.input_schema().fill_missing(part, data.source)
-        model.normalize(part)
-    Y_train = model.scale_targets(Y_train)
-    Y_val = model.scale_targets(Y_val) if Y_val is not None else None
+        stage.transform_in_place(part, data.source)  # ours: a copy, or handed over (own_data)
+    Y_train = stage.scale_targets(Y_train)
+    Y_val = stage.scale_targets(Y_val) if Y_val is not None else None
     run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
     if resume is not None:
         take_over(run, resume)
@@ -125,46 +121,11 @@ def validation_rows(config: TrainConfig, n: int) -> int:
 
 def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
                  Y_train: np.ndarray) -> None:
-    """What a new model learns from its training rows besides the weights: each numeric
-    column's fill value for missing cells (its mean), the features' standardisation (numeric
-    features only: one-hot ones stay 0/1) and, for mse, the targets'."""
-    if model.schema is None:
-        model.schema = model.input_schema()
-    schema = model.schema
-    numeric = schema.numeric_features()
-    means = column_means(X_train)
-    for column, at in zip(schema.columns, schema.offsets()):
-        if column.kind == "numeric":
-            if not np.isfinite(means[at]):
-                raise DataError(f"column '{column.name}' has no value in the training rows "
-                                f"(every one is missing); leave it out")
-            column.fill = float(means[at])
-    schema.fill_missing(X_train, "")  # the statistics see the filled values
-    if config.normalize:
-        mean, std = feature_stats(X_train)
-        model.mean, model.std = np.where(numeric, mean, 0.0).astype(np.float32), \
-            np.where(numeric, std, 1.0).astype(np.float32)
-    if config.normalize_target and model.loss == "mse":
-        model.target_mean, model.target_std = feature_stats(Y_train)
-
-
-def column_means(X: np.ndarray) -> np.ndarray:
-    """Each column's mean over its non-NaN values (float64 sums, a block of rows at a time);
-    NaN for a column with no value."""
-    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
-    total = np.zeros(X.shape[1], np.float64)
-    count = np.zeros(X.shape[1], np.int64)
-    for lo in range(0, len(X), step):
-        block = X[lo:lo + step]
-        gaps = np.isnan(block)
-        if gaps.any():
-            total += np.where(gaps, 0.0, block).sum(axis=0, dtype=np.float64)
-            count += (~gaps).sum(axis=0)
-        else:
-            total += block.sum(axis=0, dtype=np.float64)
-            count += len(block)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+    """What a new model learns from its training rows besides the weights: its preprocessing
+    stage (fill values, the features' standardisation and, for mse, the targets')."""
+    model.preprocessing = Preprocessing.fit(
+        model.input_schema(), X_train, Y_train, normalize=config.normalize,
+        normalize_target=config.normalize_target and model.loss == "mse")
 
 
 def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
@@ -176,25 +137,6 @@ def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyS
     check_metric(monitor, "--monitor", classifier, has_val)
     return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
 
-
-def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of each column (float64 sums); tiny spreads become 1.
-
-    Two passes over blocks of rows: np.std of the whole array would allocate a float64 copy of
-    it (twice the data), which dominated the peak memory of training on a large set.
-    """
-    n = max(len(X), 1)
-    step = max(1, STATS_BLOCK // max(1, X.shape[1]))
-    total = np.zeros(X.shape[1], np.float64)
-    for lo in range(0, len(X), step):
-        total += X[lo:lo + step].sum(axis=0, dtype=np.float64)
-    mean = total / n
-    squares = np.zeros(X.shape[1], np.float64)
-    for lo in range(0, len(X), step):
-        squares += ((X[lo:lo + step] - mean) ** 2).sum(axis=0)
-    std = np.sqrt(squares / n)
-    std[std < MIN_STD] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -238,12 +180,10 @@ def _take_weights(model: Model, source: Model, what: str) -> None:
             f"{what} is '{source.arch}' on {_inputs(source)}, but this run is "
             f"'{format_arch(model.layers)}' on {_inputs(model)}; they must match")
     model.params[...] = source.params
-    # Continuing from a model keeps the input and target scaling its weights were trained for,
-    # and its columns (the data was read with them).
-    model.mean, model.std = source.mean.copy(), source.std.copy()
-    model.schema = copy.deepcopy(source.input_schema())
-    model.target_mean = None if source.target_mean is None else source.target_mean.copy()
-    model.target_std = None if source.target_std is None else source.target_std.copy()
+    # Continuing from a model keeps the preprocessing its weights were trained for, and its
+    # columns (the data was read with them).
+    model.preprocessing = copy.deepcopy(replace(source.preprocessing,
+                                                schema=source.input_schema()))
 
 
 def _inputs(model: Model) -> str:
