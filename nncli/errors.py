@@ -54,6 +54,10 @@ class ModelFileError(NncliError):
     """A model file that is missing, truncated, foreign or inconsistent."""
 
 
+class ExportError(UsageError):
+    """A model that cannot be exported, an opset out of range, or onnx missing."""
+
+
 class JoinTimeout(UsageError):
     """No Ray cluster answered in time: Ray's connecting thread is still stuck, so the process
     ends at once."""

@@ -47,11 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli import __version__
-from nncli.errors import UsageError
-
-
-class ExportError(UsageError):
-    """A model that cannot be exported, an opset out of range, or onnx missing."""
+from nncli.errors import ExportError
 
 
 try:

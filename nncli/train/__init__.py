@@ -35,7 +35,7 @@ from nncli.train.signals import interruptible
 from nncli.train.saving import FileSink, HistoryLog, RunFiles, default_checkpoint, history_columns
 
 __all__ = ["OPTIONS", "TrainConfig", "EarlyStopping", "EpochReport", "Training", "TrainState",
-           "new_state", "Inputs", "load_inputs", "checkpoint_parts", "prepare", "validate", "validation_rows", "fit", "kernels_cached",
-           "set_threads", "warm_up", "Result", "Sink", "Sinks", "run", "run_prepared",
-           "interruptible", "FileSink", "HistoryLog", "RunFiles", "default_checkpoint",
-           "history_columns"]
+           "new_state", "Inputs", "load_inputs", "checkpoint_parts", "prepare", "validate",
+           "validation_rows", "fit", "kernels_cached", "set_threads", "warm_up", "Result",
+           "Sink", "Sinks", "run", "run_prepared", "interruptible", "FileSink", "HistoryLog",
+           "RunFiles", "default_checkpoint", "history_columns"]
