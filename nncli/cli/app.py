@@ -101,17 +101,7 @@ def status(text: str, shown: bool) -> ContextManager:
     return err.status(text, spinner="dots") if shown else nullcontext()
 
 
-_say = say   # the name the other command modules import
-
-
 # --------------------------------------------------------------------------- helpers
-
-def _delimiter(text: Optional[str]) -> Optional[str]:
-    """--delimiter as a character: 'tab' (or a typed \\t) means a tab."""
-    from nncli.options import delimiter_char
-
-    return delimiter_char(text)
-
 
 def prepare_numba(threads: Optional[int] = None) -> None:
     """Get Numba ready before nncli's kernels are first imported (see
@@ -121,22 +111,20 @@ def prepare_numba(threads: Optional[int] = None) -> None:
     kernel_cache.prepare_numba(threads, say)
 
 
-_prepare_numba = prepare_numba
-
-
 def show_bar(quiet: bool) -> bool:
     """Whether progress is drawn live (a terminal, not --quiet)."""
     return not quiet and err.is_terminal
 
 
-def _model_targets(m) -> tuple[list[str], list[int]] | None:
+def model_targets(m) -> tuple[list[str], list[int]] | None:
     """The model's target names and columns, to find its targets in a file."""
     if m.target_columns:
         return list(m.target_names or []), list(m.target_columns)
     return None
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_output(path: Path, write) -> None:
+    """Write a command's output file whole or not at all; its folder must exist."""
     from nncli.files import write_atomically
 
     folder = path.parent if str(path.parent) else Path(".")

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nncli.cli.app import _model_targets, _prepare_numba, command, err
+from nncli.cli.app import command, err, model_targets, prepare_numba, tell
 from nncli.errors import CheckFailed, UsageError
 
 
@@ -35,7 +35,7 @@ def gradcheck(
     json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
 ) -> None:
     """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
-    _prepare_numba()
+    prepare_numba()
     from nncli import gradcheck as gc
 
     if batch < 1 or inputs < 1:
@@ -50,7 +50,7 @@ def gradcheck(
 
         m = load_model(model)
         ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
-                                model_targets=_model_targets(m))
+                                model_targets=model_targets(m))
         X, Y = ds.X[:batch], ds.Y[:batch]
         results = gc.gradcheck_on_data(m, X, Y, ds.source)
         what = f"{model} on {len(X)} rows of {data}"
@@ -75,7 +75,7 @@ def gradcheck(
         table.add_row(r.name, str(r.size), f"{r.max_error:.2e}",
                       "ok" if r.ok(tol) else "[red]FAIL[/red]")
     err.print(table)
-    err.print(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
+    tell(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
     if not ok:
         raise CheckFailed("gradcheck failed")
 
@@ -90,7 +90,7 @@ def info(
 ) -> None:
     """Show a model's architecture, layers (kind, output shape, parameters), loss, classes and
     training summary."""
-    _prepare_numba()
+    prepare_numba()
     from nncli.modelfile import read_model_file
 
     saved = read_model_file(model)
@@ -146,7 +146,7 @@ def info(
         columns.add_row(c.name, kind, str(c.width), gap)
     err.print(columns)
     if summary["ignored_columns"]:
-        err.print(f"left out (identifiers): {', '.join(summary['ignored_columns'])}")
+        tell(f"left out (identifiers): {', '.join(summary['ignored_columns'])}")
 
 
 def _layer_summaries(m) -> list[dict]:

@@ -26,7 +26,7 @@ def typer_parameter(option: Option) -> inspect.Parameter:
 
 def with_options(options: tuple[Option, ...]) -> Callable[[Callable], Callable]:
     """Give a command function the parameters of ``options`` after its own: Typer reads the
-    signature, the function takes them as ``**options``."""
+    signature, the function takes them as keyword arguments (``**o``), by option name."""
 
     def decorate(func: Callable) -> Callable:
         own = [p for p in inspect.signature(func, eval_str=True).parameters.values()

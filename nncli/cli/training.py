@@ -1,6 +1,6 @@
 """``nncli train``: its options come from the library's table (``nncli.options``); the
-command reads the inputs, runs ``train.run`` with a ``FileSink`` that also shows progress, and
-prints the result."""
+command reads the inputs, runs ``train.run`` with a ``FileSink`` (the run's files) beside its
+display (progress on stderr), and prints the result."""
 
 from __future__ import annotations
 
@@ -28,17 +28,16 @@ if TYPE_CHECKING:
 @with_options(OPTIONS)
 def train(ctx: typer.Context,
           data: str = typer.Argument(..., help="CSV, NPZ (X, y) or '-' for CSV on stdin."),
-          **options) -> None:
+          **o) -> None:
     """Train a network on DATA and write it to a .safetensors model file.
 
     Ctrl-C (or SIGTERM) stops after the current chunk of mini-batches and writes the model with
     its optimizer state, ready for --resume; a second Ctrl-C stops at once.
     """
-    prepare_numba(options["threads"])  # first: the train package imports the kernels
+    prepare_numba(o["threads"])  # first: the train package imports the kernels
     from nncli.train import FileSink, RunFiles, Sinks, load_inputs, run, set_threads
 
-    config = TrainConfig.from_options(**options)
-    o = options
+    config = TrainConfig.from_options(**o)
     files = RunFiles.for_output(o["output"], o["checkpoint"], o["checkpoint_every"],
                                 o["history"])
     files.check()

@@ -13,8 +13,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nncli.cli.app import (Output, _delimiter, _model_targets, _prepare_numba, _say,
-                           _write_atomically, command, err)
+from nncli.cli.app import (Output, command, err, model_targets, prepare_numba, say,
+                           write_output)
+from nncli.metrics import METRICS
+from nncli.options import delimiter_char
 
 
 @command("eval", summary="Report loss and metrics of MODEL on labelled DATA.",
@@ -34,7 +36,7 @@ def eval_(
     The model's input columns are found by name (or position), missing numbers are filled with
     the training means and categories never seen in training encode as zeros (with a warning).
     """
-    _prepare_numba(threads)
+    prepare_numba(threads)
     from nncli.data import ReadOptions, load_training_data
     from nncli.evaluate import evaluate
     from nncli.modelfile import load_model
@@ -43,10 +45,10 @@ def eval_(
     set_threads(threads)
     m = load_model(model)
     ds = load_training_data(data, target, classes=m.classes,
-                            options=ReadOptions(_delimiter(delimiter)),
-                            schema=m.input_schema(), model_targets=_model_targets(m))
+                            options=ReadOptions(delimiter_char(delimiter)),
+                            schema=m.input_schema(), model_targets=model_targets(m))
     for message in ds.messages():
-        _say(message)
+        say(message)
     report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers, own_data=True)
     report["missing"] = ds.encoded.as_dict()
     if json_out:
@@ -57,7 +59,7 @@ def eval_(
 
 def _render_eval(report: dict) -> None:
     table = Table(title="metrics", show_header=False)
-    for key in ("rows", "loss", "accuracy", "mse", "mae", "r2"):
+    for key in ("rows", *METRICS):
         if key in report:
             value = report[key]
             table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
@@ -101,7 +103,7 @@ def predict(
     numbers are filled with the training means and categories never seen in training encode
     as zeros (counted in one warning line).
     """
-    _prepare_numba(threads)
+    prepare_numba(threads)
     from nncli.data import Encoded, iter_features
     from nncli.modelfile import load_model
     from nncli.train import set_threads
@@ -110,7 +112,7 @@ def predict(
     m = load_model(model)
     encoded = Encoded()
     blocks = iter_features(data, m.input_schema(), m.target_columns,
-                           delimiter=_delimiter(delimiter), encoded=encoded)
+                           delimiter=delimiter_char(delimiter), encoded=encoded)
     if out_file is None:
         try:
             _write_predictions(sys.stdout, m, blocks, output.value)
@@ -119,9 +121,9 @@ def predict(
             # The reader went away (| head): not an error; keep Python quiet at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
-        _write_atomically(out_file, lambda f: _write_predictions(f, m, blocks, output.value))
+        write_output(out_file, lambda f: _write_predictions(f, m, blocks, output.value))
     for message in encoded.messages("<stdin>" if data == "-" else data):
-        _say(message)
+        say(message)
 
 
 def _write_predictions(stream, m, blocks, output: str) -> None:
