@@ -8,9 +8,9 @@ gradients carry a ``d`` prefix. Each function compiles for float32 (training) an
 Determinism: every parallel loop gives each output element to exactly one thread and sums in a
 fixed order, so results are bit-identical whatever the thread count.
 
-This module imports only numpy, numba and nncli.kernels_conv (which imports only those two)
-and reads no module globals other than the decorator settings below (Numba's cache would not
-notice a change to another global).
+This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
+and the kernels of nncli.kernels_conv and nncli.kernels_gemm (which import nothing else of
+nncli), and reads no module globals other than those flags.
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
@@ -28,32 +28,18 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
 
 Windowed layers (conv, local) run through nncli.kernels_conv and wide products through
 nncli.kernels_gemm, imported below. Numba keys a cached function on its own source file only;
-nncli's cache folder is keyed by a digest of all three modules (nncli.kernel_cache), so an edit
-to either recompiles the network functions here too.
+nncli's cache folder is keyed by a digest of all three modules and the flags
+(nncli.kernel_cache), so an edit to any of them recompiles the network functions here too.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numba import njit, prange
-from numba.core.errors import NumbaPerformanceWarning
 
+from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
-
-# One place for compiler settings. error_model="numpy" drops the division-by-zero check that
-# stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
-# dot products vectorise, and never 'nnan'/'ninf', which would let NaN checks be optimised away.
-_SERIAL = dict(cache=True, error_model="numpy", nogil=True)
-_PARALLEL = dict(_SERIAL, parallel=True)
-_FAST = {"nsz", "arcp", "contract", "reassoc"}
-# Functions that call parallel kernels are compiled parallel too, although they have no loop of
-# their own to split: a serial caller of a parallel callee crashes when loaded from Numba's cache
-# (numba/numba#8578, #4807). Numba warns that they have nothing to parallelise; we know.
-warnings.filterwarnings("ignore", message="(?s).*no transformation for parallel execution",
-                        category=NumbaPerformanceWarning)
 
 # Layer-table columns (mirrored as literals in the kernels; see the module docstring).
 KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS = \
@@ -79,7 +65,7 @@ N_COLS = 12
 
 
 # C[i:i+4, j:j+4] = A[i:i+4] @ B[j:j+4]^T, sixteen dot products in one pass over the rows
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _dot_tile(C, A, B, i, j):
     a0 = A[i]
     a1 = A[i + 1]
@@ -124,7 +110,7 @@ def _dot_tile(C, A, B, i, j):
 
 
 # c_r[j] = a_r . B[j] for r = 0..3: four rows of C, each row of B loaded once for all four
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _dot4(c0, c1, c2, c3, a0, a1, a2, a3, B):
     zero = c0.dtype.type(0)
     for j in range(B.shape[0]):
@@ -145,7 +131,7 @@ def _dot4(c0, c1, c2, c3, a0, a1, a2, a3, B):
         c3[j] = s3
 
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _dot1(c0, a0, B):
     zero = c0.dtype.type(0)
     for j in range(B.shape[0]):
@@ -157,7 +143,7 @@ def _dot1(c0, a0, B):
 
 
 # C = A @ B^T for a group of rows: 4 x 4 tiles (4 x 1 for short reductions), then the edges
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _dot_group(C, A, B):
     g = C.shape[0]
     g4 = g - g % 4
@@ -174,7 +160,7 @@ def _dot_group(C, A, B):
 
 # C = A @ B^T
 # A (m, k), B (p, k) -> C (m, p)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def matmul_nt(C, A, B):
     m = C.shape[0]
     if m * B.shape[0] * B.shape[1] < 65536:
@@ -189,7 +175,7 @@ def matmul_nt(C, A, B):
 # out[j:j+4, i:i+4] = A[i:i+4, j:j+4]^T: sixteen loads of four short rows, then four short rows
 # stored (the compiler turns them into vector shuffles: 0.35 ns an element here, against 0.7 for
 # an element-by-element loop)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _transpose4(out, A, i, j):
     r0 = A[i]
     r1 = A[i + 1]
@@ -206,7 +192,7 @@ def _transpose4(out, A, i, j):
 
 
 # Columns j0..j1 of A into rows j0..j1 of out: 4 x 4 blocks, then the ragged edges
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _transpose_stripe(out, A, j0, j1):
     m = A.shape[0]
     m4 = m - m % 4
@@ -225,7 +211,7 @@ def _transpose_stripe(out, A, j0, j1):
 # out = A^T in stripes of 32 columns of A (a stripe's rows of out stay in L1); threads own stripes
 # from 2^14 elements (a 32 x 784 batch already gains from a second thread)
 # A (m, p) -> out (p, m)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def transpose(out, A):
     m, p = A.shape
     stripes = (p + 31) // 32
@@ -242,7 +228,7 @@ def transpose(out, A):
 # Helpers with array loops written out: inside a parallel=True function Numba turns an array
 # expression such as `db += dZ[r]` into a parallel loop of its own, waking the threads per row.
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _add_row(Z, b):
     for r in range(Z.shape[0]):
         z = Z[r]
@@ -250,7 +236,7 @@ def _add_row(Z, b):
             z[j] += b[j]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _column_sums(out, Z):
     for j in range(out.shape[0]):
         out[j] = 0.0
@@ -260,7 +246,7 @@ def _column_sums(out, Z):
             out[j] += z[j]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _copy_rows(out, A, idx):
     for r in range(idx.shape[0]):
         src = A[idx[r]]
@@ -274,7 +260,7 @@ def _copy_rows(out, A, idx):
 # applied as the tiles are stored; else dot products of rows as X @ (W^T)^T with W^T written
 # into the scratch WT, then the bias and the activation
 # X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z, A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def dense_forward(Z, A, X, W, b, WT, code):
     if fills_a_tile(Z, W.shape[1]):
         fused = code == 0 or code == 1
@@ -293,7 +279,7 @@ def dense_forward(Z, A, X, W, b, WT, code):
 # activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
 # dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
 #   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
     if fills_a_tile(dW, dW.shape[1]):
         matmul_tn(dW, X, dZ)
@@ -314,7 +300,7 @@ def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
 
 # --------------------------------------------------------------------------- activations
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def sigmoid(z):
     """1 / (1 + e^-z), evaluated on the side of zero where exp cannot overflow."""
     if z >= 0:
@@ -323,7 +309,7 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_forward_row(a, z, code):
     width = z.shape[0]
     if code == 0:
@@ -355,7 +341,7 @@ def _act_forward_row(a, z, code):
 # or 25 cost more to dispatch than to compute); softmax runs row by row. Units q0..q1. (Callers
 # pass `q + 0` for a prange index: an int64 like range's, where prange's own unsigned index
 # would compile these helpers a second time.)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_forward_units(A, Z, code, q0, q1):
     n, width = Z.shape
     a = A.reshape(n * width)
@@ -368,14 +354,14 @@ def _act_forward_units(A, Z, code, q0, q1):
 
 
 # The number of units (above) of an (n, width) array
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_units(n, width, code):
     return n if code == 4 else (n * width + 4095) // 4096
 
 
 # A = act(Z) elementwise; softmax row-wise with the row max subtracted
 # Z, A (n, width) C-contiguous; code as in the module docstring; units over threads when many
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def act_forward(A, Z, code):
     n, width = Z.shape
     units = _act_units(n, width, code)
@@ -387,7 +373,7 @@ def act_forward(A, Z, code):
         _act_forward_units(A, Z, code, q + 0, q + 1)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_backward_row(dz, da, a, z, code):
     width = z.shape[0]
     if code == 0:
@@ -410,7 +396,7 @@ def _act_backward_row(dz, da, a, z, code):
             dz[j] = a[j] * (da[j] - s)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_backward_units(dZ, dA, A, Z, code, q0, q1):
     size = Z.shape[0] * Z.shape[1]
     dz = dZ.reshape(size)
@@ -427,7 +413,7 @@ def _act_backward_units(dZ, dA, A, Z, code, q0, q1):
 
 # dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
 # dA, A, Z, dZ (n, width) C-contiguous; split as in act_forward
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def act_backward(dZ, dA, A, Z, code):
     n, width = Z.shape
     units = _act_units(n, width, code)
@@ -443,7 +429,7 @@ def act_backward(dZ, dA, A, Z, code):
 
 # Fused loss and gradient. Reduction (Keras): mean over rows; bce and mse also mean over outputs.
 # Out, Y (n, k) -> dOut = d(mean loss)/dOut; returns (sum over rows of row losses, n correct)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def loss_forward_backward(dOut, Out, Y, code, eps):
     n, k = Out.shape
     total = 0.0
@@ -527,7 +513,7 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
 
 # --------------------------------------------------------------------------- optimizers
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
     for i in range(W.shape[0]):
         g = dW[i]
@@ -538,7 +524,7 @@ def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
 
 # Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps),
 # alpha = lr sqrt(1 - b2^t) / (1 - b1^t); all arrays flat and of one length
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
     f = W.dtype.type
     alpha = f(lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
@@ -552,7 +538,7 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
         _adam_chunk(W[s:e], dW[s:e], m[s:e], v[s:e], alpha, b1c, b2c, eps_)
 
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _sgd_chunk(W, dW, velocity, lr, mu):
     for i in range(W.shape[0]):
         velocity[i] = mu * velocity[i] - lr * dW[i]
@@ -561,7 +547,7 @@ def _sgd_chunk(W, dW, velocity, lr, mu):
 
 # Keras SGD: velocity = momentum * velocity - lr g; w += velocity (plain w -= lr g at momentum 0)
 # all arrays flat and of one length
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def sgd_update(W, dW, velocity, lr, momentum):
     f = W.dtype.type
     size = W.shape[0]
@@ -575,28 +561,28 @@ def sgd_update(W, dW, velocity, lr, momentum):
 
 # --------------------------------------------------------------------------- whole network
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _view(buf, cap, row_offset, n, width):
     start = cap * row_offset
     return buf[start:start + n * width].reshape((n, width))
 
 
 # A dense layer's kernel (n_in, n_out) and bias (n_out,) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _weights(params, layer):
     n_in, n_out, w_off, b_off = layer[1], layer[2], layer[4], layer[5]
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
 # A conv layer's kernel (k, C, F) and bias (F,) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _conv_weights(params, layer):
     k, C, F, w_off, b_off = layer[7], layer[9], layer[11], layer[4], layer[5]
     return params[w_off:w_off + k * C * F].reshape((k, C, F)), params[b_off:b_off + F]
 
 
 # A local layer's kernel (P, k, C, F) and bias (P, F) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _local_weights(params, layer):
     k, C, P, F, w_off, b_off = layer[7], layer[9], layer[10], layer[11], layer[4], layer[5]
     return (params[w_off:w_off + P * k * C * F].reshape((P, k, C, F)),
@@ -605,7 +591,7 @@ def _local_weights(params, layer):
 
 # (largest n_in * n_out, largest n_in, largest n_out) over the dense layers: only they use the
 # scratch (conv and local layers read their weights and inputs in place)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _dense_widths(layers):
     w_max = 0
     in_max = 0
@@ -618,7 +604,7 @@ def _dense_widths(layers):
     return w_max, in_max, out_max
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _scratch(T, layers, cap, n):
     """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest dense layer (see
     scratch_size)."""
@@ -627,7 +613,7 @@ def _scratch(T, layers, cap, n):
 
 
 # Scratch elements network_forward_backward needs for `cap` rows (0 without dense layers)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def scratch_size(layers, cap):
     w_max, in_max, out_max = _dense_widths(layers)
     return w_max + cap * (in_max + out_max)
@@ -635,7 +621,7 @@ def scratch_size(layers, cap):
 
 # (P, T) elements network_predict needs for `cap` rows: two halves as wide as the widest layer,
 # and the W^T scratch of the dense layers
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def predict_sizes(layers, cap):
     widest = 0
     for l in range(layers.shape[0]):
@@ -660,7 +646,7 @@ def predict_sizes(layers, cap):
 # through nncli.kernels_gemm or the transposed scratch WTbuf, conv and local through
 # nncli.kernels_conv. A may be Z itself (every activation can run in place).
 # X (n, n_in), layer a row of the layer table -> Z, A (n, n_out)
-@njit(inline="always", **_PARALLEL)
+@njit(inline="always", **PARALLEL)
 def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
     kind = layer[0]
     if kind == 0:
@@ -682,7 +668,7 @@ def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
 # dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array)
 # dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
-@njit(inline="always", **_PARALLEL)
+@njit(inline="always", **PARALLEL)
 def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
     kind = layer[0]
     n = X.shape[0]
@@ -706,7 +692,7 @@ def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, wind
 
 # A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X
 # X (n, n_in); Zbuf, Abuf flat, cap rows per layer; T scratch -> returns the last A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
@@ -723,7 +709,7 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
 # The last layer's outputs alone, for prediction: each layer writes its activations in place of
 # its sums into one of two ping-pong halves of P (the input of layer l is in the other half)
 # X (n, n_in); P flat, 2 x cap x (widest layer); T scratch -> returns the last A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_predict(P, T, params, layers, X, cap, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
@@ -740,7 +726,7 @@ def network_predict(P, T, params, layers, X, cap, windowed):
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
 # grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
                              loss_code, eps, windowed):
     n = X.shape[0]
@@ -772,7 +758,7 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
 
 # Xb[r] = X[idx[r]]: gathers a shuffled mini-batch into a contiguous buffer; rows scattered in
 # memory wait on its latency, which two threads overlap from 8192 elements
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def gather_rows(Xb, X, idx):
     n = idx.shape[0]
     if n * X.shape[1] < 8192:
@@ -791,7 +777,7 @@ def gather_rows(Xb, X, idx):
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
                   layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step,
                   windowed):
@@ -820,7 +806,7 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
 
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
                   windowed):
     n_layers = layers.shape[0]
