@@ -10,17 +10,20 @@ fixed order, so results are bit-identical whatever the thread count.
 
 This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
 and the kernels of nncli.kernels_conv and nncli.kernels_gemm (which import nothing else of
-nncli), and reads no module globals other than those flags.
+nncli), and reads no module globals other than those flags and the layer table's column names
+and kind codes (below). Numba freezes such globals into the machine code as constants; an edit
+to them is an edit to this file, which changes nncli's cache key (nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
-  layer kind: 0 dense, 1 conv, 2 local (nncli.arch.LAYER_KINDS)
-  layer table columns: 0 kind, 1 n_in, 2 n_out (flattened row widths), 3 activation,
-                       4 weight offset, 5 bias offset, 6 activation-buffer offset (in units of
-                       rows), 7 kernel width k, 8 stride, 9 input channels C, 10 output
-                       positions P, 11 filters F. A dense layer has k = 0, stride 1,
+  layer kind: 0 DENSE, 1 CONV, 2 LOCAL (nncli.arch.LAYER_KINDS)
+  layer table columns, named by the constants below: 0 KIND, 1 N_IN, 2 N_OUT (flattened row
+                       widths), 3 ACT (activation), 4 W_OFF (weight offset), 5 B_OFF (bias
+                       offset), 6 A_OFF (activation-buffer offset, in units of rows), 7 KERNEL
+                       (width k), 8 STRIDE, 9 CHANNELS (input channels C), 10 POSITIONS (output
+                       positions P), 11 FILTERS (F). A dense layer has k = 0, stride 1,
                        C = its input's channels, P = n_out and F = 1 (arch.layer_shapes); a
                        conv or local layer reads n_in = L*C and writes n_out = P*F, its
                        weights (k, C, F) or (P, k, C, F) and biases (F,) or (P, F) flat at the
@@ -41,10 +44,11 @@ from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
 
-# Layer-table columns (mirrored as literals in the kernels; see the module docstring).
+# Layer-table columns and the kind column's codes (see the module docstring).
 KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS = \
     range(12)
 N_COLS = 12
+DENSE, CONV, LOCAL = 0, 1, 2  # nncli.arch.LAYER_KINDS[kind].code
 
 
 # --------------------------------------------------------------------------- matrix products
@@ -60,8 +64,7 @@ N_COLS = 12
 # the end of a tile cost more than its loop.
 # Threads own groups of 16 rows of C and each element is summed in one fixed order, so results do
 # not depend on the thread count. Work below 2^16 multiply-adds stays on one thread: waking the
-# others costs more than they save. (Numbers are literals: Numba's cache would not notice a
-# change to a global.)
+# others costs more than they save.
 
 
 # C[i:i+4, j:j+4] = A[i:i+4] @ B[j:j+4]^T, sixteen dot products in one pass over the rows
@@ -570,21 +573,23 @@ def _view(buf, cap, row_offset, n, width):
 # A dense layer's kernel (n_in, n_out) and bias (n_out,) in the flat params
 @njit(**SERIAL)
 def _weights(params, layer):
-    n_in, n_out, w_off, b_off = layer[1], layer[2], layer[4], layer[5]
+    n_in, n_out, w_off, b_off = layer[N_IN], layer[N_OUT], layer[W_OFF], layer[B_OFF]
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
 # A conv layer's kernel (k, C, F) and bias (F,) in the flat params
 @njit(**SERIAL)
 def _conv_weights(params, layer):
-    k, C, F, w_off, b_off = layer[7], layer[9], layer[11], layer[4], layer[5]
+    k, C, F = layer[KERNEL], layer[CHANNELS], layer[FILTERS]
+    w_off, b_off = layer[W_OFF], layer[B_OFF]
     return params[w_off:w_off + k * C * F].reshape((k, C, F)), params[b_off:b_off + F]
 
 
 # A local layer's kernel (P, k, C, F) and bias (P, F) in the flat params
 @njit(**SERIAL)
 def _local_weights(params, layer):
-    k, C, P, F, w_off, b_off = layer[7], layer[9], layer[10], layer[11], layer[4], layer[5]
+    k, C, P, F = layer[KERNEL], layer[CHANNELS], layer[POSITIONS], layer[FILTERS]
+    w_off, b_off = layer[W_OFF], layer[B_OFF]
     return (params[w_off:w_off + P * k * C * F].reshape((P, k, C, F)),
             params[b_off:b_off + P * F].reshape((P, F)))
 
@@ -597,10 +602,10 @@ def _dense_widths(layers):
     in_max = 0
     out_max = 0
     for l in range(layers.shape[0]):
-        if layers[l, 0] == 0:
-            w_max = max(w_max, layers[l, 1] * layers[l, 2])
-            in_max = max(in_max, layers[l, 1])
-            out_max = max(out_max, layers[l, 2])
+        if layers[l, KIND] == DENSE:
+            w_max = max(w_max, layers[l, N_IN] * layers[l, N_OUT])
+            in_max = max(in_max, layers[l, N_IN])
+            out_max = max(out_max, layers[l, N_OUT])
     return w_max, in_max, out_max
 
 
@@ -625,7 +630,7 @@ def scratch_size(layers, cap):
 def predict_sizes(layers, cap):
     widest = 0
     for l in range(layers.shape[0]):
-        widest = max(widest, layers[l, 2])
+        widest = max(widest, layers[l, N_OUT])
     return 2 * cap * widest, _dense_widths(layers)[0]
 
 
@@ -642,27 +647,27 @@ def predict_sizes(layers, cap):
 # more compiled variant of every network function.)
 
 
-# Z = X W + b and A = act(Z) for one layer of any kind (columns 0 and 3 of its table row): dense
+# Z = X W + b and A = act(Z) for one layer of any kind (its KIND and ACT columns): dense
 # through nncli.kernels_gemm or the transposed scratch WTbuf, conv and local through
 # nncli.kernels_conv. A may be Z itself (every activation can run in place).
 # X (n, n_in), layer a row of the layer table -> Z, A (n, n_out)
 @njit(inline="always", **PARALLEL)
 def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
-    kind = layer[0]
-    if kind == 0:
+    kind = layer[KIND]
+    if kind == DENSE:
         W, b = _weights(params, layer)
-        dense_forward(Z, A, X, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])),
-                      layer[3])
+        n_in, n_out = layer[N_IN], layer[N_OUT]
+        dense_forward(Z, A, X, W, b, WTbuf[:n_in * n_out].reshape((n_out, n_in)), layer[ACT])
         return
     if windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
-    if kind == 1:
+    if kind == CONV:
         Wc, bc = _conv_weights(params, layer)
-        conv1d_forward(Z, X, Wc, bc, layer[8])
+        conv1d_forward(Z, X, Wc, bc, layer[STRIDE])
     else:
         Wl, bl = _local_weights(params, layer)
-        local1d_forward(Z, X, Wl, bl, layer[8])
-    act_forward(A, Z, layer[3])
+        local1d_forward(Z, X, Wl, bl, layer[STRIDE])
+    act_forward(A, Z, layer[ACT])
 
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
@@ -670,24 +675,24 @@ def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
 # dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
 @njit(inline="always", **PARALLEL)
 def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
-    kind = layer[0]
+    kind = layer[KIND]
     n = X.shape[0]
-    if kind == 0:
+    if kind == DENSE:
         W, _ = _weights(params, layer)
         dW, db = _weights(grads, layer)
-        XT = XTbuf[:layer[1] * n].reshape((layer[1], n))
-        dZT = dZTbuf[:layer[2] * n].reshape((layer[2], n))
+        XT = XTbuf[:layer[N_IN] * n].reshape((layer[N_IN], n))
+        dZT = dZTbuf[:layer[N_OUT] * n].reshape((layer[N_OUT], n))
         dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT)
     elif windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
-    elif kind == 1:
+    elif kind == CONV:
         Wc, _ = _conv_weights(params, layer)
         dWc, dbc = _conv_weights(grads, layer)
-        conv1d_backward(dX, dWc, dbc, dZ, X, Wc, layer[8], with_dX)
+        conv1d_backward(dX, dWc, dbc, dZ, X, Wc, layer[STRIDE], with_dX)
     else:
         Wl, _ = _local_weights(params, layer)
         dWl, dbl = _local_weights(grads, layer)
-        local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[8], with_dX)
+        local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[STRIDE], with_dX)
 
 
 # A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X
@@ -699,8 +704,8 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
     inp = X
     for l in range(layers.shape[0]):
         layer = layers[l]
-        Z = _view(Zbuf, cap, layer[6], n, layer[2])
-        A = _view(Abuf, cap, layer[6], n, layer[2])
+        Z = _view(Zbuf, cap, layer[A_OFF], n, layer[N_OUT])
+        A = _view(Abuf, cap, layer[A_OFF], n, layer[N_OUT])
         layer_forward(Z, A, inp, params, layer, WTbuf, windowed)
         inp = A
     return inp
@@ -718,7 +723,7 @@ def network_predict(P, T, params, layers, X, cap, windowed):
     for l in range(layers.shape[0]):
         layer = layers[l]
         start = (l % 2) * half
-        out = P[start:start + n * layer[2]].reshape((n, layer[2]))
+        out = P[start:start + n * layer[N_OUT]].reshape((n, layer[N_OUT]))
         layer_forward(out, out, inp, params, layer, WTbuf, windowed)
         inp = out
     return inp
@@ -734,24 +739,24 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
     out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed)
     _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
-    dA = _view(dAbuf, cap, last[6], n, last[2])
+    dA = _view(dAbuf, cap, last[A_OFF], n, last[N_OUT])
     loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
     for l in range(n_layers - 1, -1, -1):
         layer = layers[l]
-        n_out = layer[2]
-        Z = _view(Zbuf, cap, layer[6], n, n_out)
-        A = _view(Abuf, cap, layer[6], n, n_out)
-        dZ = _view(dZbuf, cap, layer[6], n, n_out)
-        dA = _view(dAbuf, cap, layer[6], n, n_out)
-        act_backward(dZ, dA, A, Z, layer[3])
+        n_out = layer[N_OUT]
+        Z = _view(Zbuf, cap, layer[A_OFF], n, n_out)
+        A = _view(Abuf, cap, layer[A_OFF], n, n_out)
+        dZ = _view(dZbuf, cap, layer[A_OFF], n, n_out)
+        dA = _view(dAbuf, cap, layer[A_OFF], n, n_out)
+        act_backward(dZ, dA, A, Z, layer[ACT])
         # one call site (see layer_backward); the first layer's input is X and it passes no dX:
         # any (n, *) array will do, here dZ
         inp = X
         dinp = dZ
         if l > 0:
             prev = layers[l - 1]
-            inp = _view(Abuf, cap, prev[6], n, prev[2])
-            dinp = _view(dAbuf, cap, prev[6], n, prev[2])
+            inp = _view(Abuf, cap, prev[A_OFF], n, prev[N_OUT])
+            dinp = _view(dAbuf, cap, prev[A_OFF], n, prev[N_OUT])
         layer_backward(dinp, grads, dZ, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
     return loss_sum, correct
 
@@ -816,7 +821,7 @@ def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, ep
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
         out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, windowed)
-        dA = _view(dAbuf, cap, last[6], e - s, last[2])
+        dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
         loss_sum += chunk_loss
         correct += chunk_correct
