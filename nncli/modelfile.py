@@ -32,7 +32,7 @@ from safetensors.numpy import save as st_save
 
 from nncli import __version__
 from nncli.data.schema import Schema
-from nncli.arch import WINDOWED, LayerSpec, layer_shapes, param_shapes, parse_arch
+from nncli.arch import LAYER_KINDS, LayerSpec, layer_shapes, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError
 from nncli.files import check_writable, write_atomically
 from nncli.losses import LOSSES
@@ -157,10 +157,9 @@ def _metadata(model: Model) -> dict:
 
 
 def _layer_entry(layer: LayerSpec) -> dict:
-    entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
-    if layer.kind in WINDOWED:
-        entry.update(kernel=layer.kernel, stride=layer.effective_stride)
-    return entry
+    """What the model file records of a layer; ``nncli info`` shows the same and more
+    (model.LayerRecord.summary)."""
+    return LAYER_KINDS[layer.kind].entry(layer)
 
 
 def _read_header(data: bytes, name: str) -> dict:
