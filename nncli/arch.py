@@ -331,6 +331,12 @@ def param_shapes(layers: list[LayerSpec], n_inputs: int,
             for layer, s in zip(layers, layer_shapes(layers, n_inputs, channels))]
 
 
+def param_names(index: int) -> tuple[str, str]:
+    """The names of layer ``index``'s kernel and bias (counted from 0) in the model file and
+    wherever else a tensor is named (gradcheck): ``layers.{index}.kernel``, ``.bias``."""
+    return f"layers.{index}.kernel", f"layers.{index}.bias"
+
+
 def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> int:
     """Number of trainable parameters (kernels and biases) of every kind of layer."""
     total = 0

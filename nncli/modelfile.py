@@ -32,7 +32,7 @@ from safetensors.numpy import save as st_save
 
 from nncli import __version__
 from nncli.data.schema import Schema
-from nncli.arch import LAYER_KINDS, LayerSpec, layer_shapes, param_shapes, parse_arch
+from nncli.arch import LAYER_KINDS, LayerSpec, layer_shapes, param_names, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError
 from nncli.files import check_writable, write_atomically
 from nncli.losses import LOSSES
@@ -126,8 +126,9 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
 def _tensors(model: Model) -> dict[str, np.ndarray]:
     out = {}
     for record in model.layer_records():
-        out[f"layers.{record.index}.kernel"] = np.ascontiguousarray(record.kernel)
-        out[f"layers.{record.index}.bias"] = np.ascontiguousarray(record.bias)
+        kernel, bias = param_names(record.index)
+        out[kernel] = np.ascontiguousarray(record.kernel)
+        out[bias] = np.ascontiguousarray(record.bias)
     out["normalization.mean"] = np.ascontiguousarray(model.mean, dtype=np.float32)
     out["normalization.std"] = np.ascontiguousarray(model.std, dtype=np.float32)
     if model.target_mean is not None:
@@ -255,8 +256,9 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
                   info={k: v for k, v in meta.items() if k not in known}, channels=channels,
                   schema=schema, target_mean=target_mean, target_std=target_std)
     for i in range(len(layers)):
-        model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
-        model.bias(i)[...] = tensors[f"layers.{i}.bias"]
+        kernel, bias = param_names(i)
+        model.kernel(i)[...] = tensors[kernel]
+        model.bias(i)[...] = tensors[bias]
     return model
 
 
@@ -292,7 +294,6 @@ def _expected_shapes(pshapes: list[tuple[tuple[int, ...], tuple[int, ...]]],
                      n_inputs: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for i, (kernel, bias) in enumerate(pshapes):
-        shapes[f"layers.{i}.kernel"] = tuple(kernel)
-        shapes[f"layers.{i}.bias"] = tuple(bias)
+        shapes.update(zip(param_names(i), (tuple(kernel), tuple(bias))))
     shapes["normalization.mean"] = shapes["normalization.std"] = (n_inputs,)
     return shapes
