@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -46,15 +47,6 @@ ACTIVATIONS: dict[str, int] = {
 
 # Activations that only make sense on the output layer.
 OUTPUT_ONLY = frozenset({"softmax"})
-
-# The layer kinds, with the code a kernel layer table can switch on (dense is 0, as the
-# existing table's kind column).
-LAYER_KINDS: dict[str, int] = {
-    "dense": 0,
-    "conv": 1,
-    "local": 2,
-}
-WINDOWED = ("conv", "local")
 
 GRAMMAR = ("<units><activation>, <filters>conv<kernel>[s<stride>]<activation> or "
            "<filters>local<kernel>[s<stride>]<activation>")
@@ -230,6 +222,77 @@ class LayerShape(NamedTuple):
         return self.positions * self.filters
 
 
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """A row of the layer-kind table (``LAYER_KINDS``): everything that differs between dense,
+    conv and local layers, so that no caller asks for a kind by name.
+
+    ``code`` is the kind column of the kernels' layer table (nncli.kernels.DENSE, CONV, LOCAL).
+    ``windowed``: the layer reads windows of ``kernel`` positions moved by ``stride``, and the
+    model file and ``nncli info`` record both. ``outputs(layer, length)`` gives the (positions,
+    filters) of the layer's output for an input of ``length`` positions. ``param_shapes(layer,
+    shape)`` gives its (kernel shape, bias shape) as Keras stores them. ``fan_shape`` folds the
+    kernel's shape into the one Keras's initializers count fans on (``fans``).
+    """
+
+    code: int
+    windowed: bool
+    outputs: Callable[[LayerSpec, int], tuple[int, int]]
+    param_shapes: Callable[[LayerSpec, LayerShape], tuple[Shape, Shape]]
+    fan_shape: Callable[[Shape], Shape]
+
+    def fans(self, kernel_shape: Shape) -> tuple[int, int]:
+        """(fan_in, fan_out) of a kernel of this kind, as Keras's initializers compute them: the
+        last axis is the output channels, the one before it the input channels, and any leading
+        axes a receptive field that multiplies both."""
+        shape = self.fan_shape(tuple(kernel_shape))
+        receptive = 1
+        for d in shape[:-2]:
+            receptive *= int(d)
+        return shape[-2] * receptive, shape[-1] * receptive
+
+    def entry(self, layer: LayerSpec) -> dict:
+        """What the model file records of ``layer`` (and ``nncli info`` shows first): kind,
+        units, activation, and for a windowed layer its kernel width and stride."""
+        entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
+        if self.windowed:
+            entry.update(kernel=layer.kernel, stride=layer.effective_stride)
+        return entry
+
+    def output_shape(self, shape: LayerShape) -> list[int]:
+        """The output as ``nncli info`` shows it: [units], or [positions, filters]."""
+        return [shape.positions, shape.filters] if self.windowed else [shape.positions]
+
+
+def _window_positions(layer: LayerSpec, length: int) -> tuple[int, int]:
+    return (length - layer.kernel) // layer.effective_stride + 1, layer.units
+
+
+# The layer kinds, keyed by the word of the architecture string; ``code`` is what the kernels'
+# layer table switches on (dense is 0). Parameter shapes as ``param_shapes`` lists them; a local
+# kernel's fans count as tf.keras's LocallyConnected1D kernel (positions, kernel * in_channels,
+# filters).
+LAYER_KINDS: dict[str, LayerKind] = {
+    "dense": LayerKind(
+        0, False, outputs=lambda layer, length: (layer.units, 1),
+        param_shapes=lambda layer, s: ((s.n_in, layer.units), (layer.units,)),
+        fan_shape=lambda w: w),
+    "conv": LayerKind(
+        1, True, outputs=_window_positions,
+        param_shapes=lambda layer, s: ((layer.kernel, s.channels, s.filters), (s.filters,)),
+        fan_shape=lambda w: w),
+    "local": LayerKind(
+        2, True, outputs=_window_positions,
+        param_shapes=lambda layer, s: ((s.positions, layer.kernel, s.channels, s.filters),
+                                       (s.positions, s.filters)),
+        fan_shape=lambda w: (w[0], w[1] * w[2], w[3])),
+}
+WINDOWED = tuple(name for name, kind in LAYER_KINDS.items() if kind.windowed)
+
+
 def layer_shapes(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> list[LayerShape]:
     """The input and output shape of every layer fed rows of ``n_inputs`` features read as
     ``n_inputs / channels`` positions of ``channels`` values; ArchError names the layer that
@@ -246,17 +309,13 @@ def layer_shapes(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> l
     length, chans = n_inputs // channels, channels
     source = "the data"
     for i, layer in enumerate(layers):
-        if layer.kind == "dense":
-            shape = LayerShape(length, chans, layer.units, 1)
-        else:
-            if layer.kernel > length:
-                raise ArchError(
-                    f"layer {i + 1} '{layer}' in '{arch}' does not fit: its window of "
-                    f"{layer.kernel} is wider than its input of length {length} ({source}: "
-                    f"{length} positions x {_count(chans, 'channel')}); use a kernel width of "
-                    f"at most {length}")
-            positions = (length - layer.kernel) // layer.effective_stride + 1
-            shape = LayerShape(length, chans, positions, layer.units)
+        if layer.kernel > length:  # a window wider than the input (a dense layer's kernel is 0)
+            raise ArchError(
+                f"layer {i + 1} '{layer}' in '{arch}' does not fit: its window of "
+                f"{layer.kernel} is wider than its input of length {length} ({source}: "
+                f"{length} positions x {_count(chans, 'channel')}); use a kernel width of "
+                f"at most {length}")
+        shape = LayerShape(length, chans, *LAYER_KINDS[layer.kind].outputs(layer, length))
         shapes.append(shape)
         length, chans = shape.positions, shape.filters
         source = f"the output of layer {i + 1} '{layer}'"
@@ -268,16 +327,14 @@ def param_shapes(layers: list[LayerSpec], n_inputs: int,
     """(kernel shape, bias shape) of every layer, as Keras stores them:
     dense (n_in, units) and (units,); conv (kernel, in_channels, filters) and (filters,);
     local (positions, kernel, in_channels, filters) and (positions, filters)."""
-    out = []
-    for layer, s in zip(layers, layer_shapes(layers, n_inputs, channels)):
-        if layer.kind == "dense":
-            out.append(((s.n_in, layer.units), (layer.units,)))
-        elif layer.kind == "conv":
-            out.append(((layer.kernel, s.channels, s.filters), (s.filters,)))
-        else:
-            out.append(((s.positions, layer.kernel, s.channels, s.filters),
-                        (s.positions, s.filters)))
-    return out
+    return [LAYER_KINDS[layer.kind].param_shapes(layer, s)
+            for layer, s in zip(layers, layer_shapes(layers, n_inputs, channels))]
+
+
+def param_names(index: int) -> tuple[str, str]:
+    """The names of layer ``index``'s kernel and bias (counted from 0) in the model file and
+    wherever else a tensor is named (gradcheck): ``layers.{index}.kernel``, ``.bias``."""
+    return f"layers.{index}.kernel", f"layers.{index}.bias"
 
 
 def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> int:

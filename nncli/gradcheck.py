@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from nncli.arch import LayerSpec, layer_shapes
+from nncli.arch import LayerSpec, layer_shapes, param_names
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import K, Model, Workspace
 
@@ -78,8 +78,9 @@ def tensor_slices(model: Model) -> dict[str, slice]:
     out = {}
     for i, row in enumerate(model.layer_table()):
         w, b = int(row[K.W_OFF]), int(row[K.B_OFF])
-        out[f"layers.{i}.kernel"] = slice(w, b)
-        out[f"layers.{i}.bias"] = slice(b, b + model.bias(i).size)
+        kernel, bias = param_names(i)
+        out[kernel] = slice(w, b)
+        out[bias] = slice(b, b + model.bias(i).size)
     return out
 
 

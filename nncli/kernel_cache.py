@@ -13,10 +13,10 @@ later editable install: every command then fails with "cannot import name '__ver
 3. ``<user cache>/nncli/<key>``, the platform's per-user cache folder: ``$XDG_CACHE_HOME``
    or ``~/.cache`` (Linux, BSD), ``~/Library/Caches`` (macOS), ``%LOCALAPPDATA%`` (Windows).
 
-The key is the version and a digest of the kernel modules' source (``cache_key``): Numba
-notices a change to a compiled function's own file only, so after an edit to a module it calls
-(or a ``git pull`` into an editable install that keeps the version number) it would load stale
-machine code for the functions of the others.
+The key is the version and a digest of the kernel modules' source and of their compile flags
+(``cache_key``, ``KERNEL_SOURCES``): Numba notices a change to a compiled function's own file
+only, so after an edit to a module it calls or to the flags it reads (or a ``git pull`` into an
+editable install that keeps the version number) it would load stale machine code.
 
 Numba adds one subfolder per source folder (``nncli_<hash of its path>``), so a site-packages
 install and an editable checkout of the same version do not share files. The folder is tried
@@ -41,7 +41,8 @@ from pathlib import Path
 from nncli import __version__
 
 ENV_VAR = "NNCLI_CACHE_DIR"
-KERNEL_SOURCES = ("kernels.py", "kernels_conv.py", "kernels_gemm.py")
+KERNEL_SOURCES = ("kernels.py", "kernels_conv.py", "kernels_dot.py", "kernels_gemm.py",
+                  "kernel_flags.py")
 PACKAGE = Path(__file__).resolve().parent
 
 

@@ -1,4 +1,5 @@
-"""Every compiled function of nncli, and nothing else.
+"""Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot and
+nncli.kernels_gemm, whose kernels it imports), and nothing else.
 
 Conventions (as in llm.c): arrays are row-major ``(batch, features)``; dense kernels are
 ``(in, out)`` like Keras kernels; outputs come first in a signature and are preallocated;
@@ -8,233 +9,50 @@ gradients carry a ``d`` prefix. Each function compiles for float32 (training) an
 Determinism: every parallel loop gives each output element to exactly one thread and sums in a
 fixed order, so results are bit-identical whatever the thread count.
 
-This module imports only numpy, numba and nncli.kernels_conv (which imports only those two)
-and reads no module globals other than the decorator settings below (Numba's cache would not
-notice a change to another global).
+This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
+and the kernels of nncli.kernels_conv, nncli.kernels_dot and nncli.kernels_gemm (which import
+nothing else of nncli), and reads no module globals other than those flags and the layer
+table's column names and kind codes (below). Numba freezes such globals into the machine code
+as constants; an edit to them is an edit to this file, which changes nncli's cache key
+(nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
-  layer kind: 0 dense, 1 conv, 2 local (nncli.arch.LAYER_KINDS)
-  layer table columns: 0 kind, 1 n_in, 2 n_out (flattened row widths), 3 activation,
-                       4 weight offset, 5 bias offset, 6 activation-buffer offset (in units of
-                       rows), 7 kernel width k, 8 stride, 9 input channels C, 10 output
-                       positions P, 11 filters F. A dense layer has k = 0, stride 1,
+  layer kind: 0 DENSE, 1 CONV, 2 LOCAL (nncli.arch.LAYER_KINDS)
+  layer table columns, named by the constants below: 0 KIND, 1 N_IN, 2 N_OUT (flattened row
+                       widths), 3 ACT (activation), 4 W_OFF (weight offset), 5 B_OFF (bias
+                       offset), 6 A_OFF (activation-buffer offset, in units of rows), 7 KERNEL
+                       (width k), 8 STRIDE, 9 CHANNELS (input channels C), 10 POSITIONS (output
+                       positions P), 11 FILTERS (F). A dense layer has k = 0, stride 1,
                        C = its input's channels, P = n_out and F = 1 (arch.layer_shapes); a
                        conv or local layer reads n_in = L*C and writes n_out = P*F, its
                        weights (k, C, F) or (P, k, C, F) and biases (F,) or (P, F) flat at the
                        offsets (nncli.kernels_conv has the layout).
 
-Windowed layers (conv, local) run through nncli.kernels_conv and wide products through
-nncli.kernels_gemm, imported below. Numba keys a cached function on its own source file only;
-nncli's cache folder is keyed by a digest of all three modules (nncli.kernel_cache), so an edit
-to either recompiles the network functions here too.
+Windowed layers (conv, local) run through nncli.kernels_conv, wide products through
+nncli.kernels_gemm and narrow ones through nncli.kernels_dot, imported below (and reachable as
+this module's names, e.g. ``kernels.matmul_nt``). Numba keys a cached function on its own source
+file only; nncli's cache folder is keyed by a digest of all four modules and the flags
+(nncli.kernel_cache), so an edit to any of them recompiles the network functions here too.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numba import njit, prange
-from numba.core.errors import NumbaPerformanceWarning
 
+from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
+from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
 
-# One place for compiler settings. error_model="numpy" drops the division-by-zero check that
-# stops loops from vectorising. fastmath only where no exp/log is near: reassociation lets the
-# dot products vectorise, and never 'nnan'/'ninf', which would let NaN checks be optimised away.
-_SERIAL = dict(cache=True, error_model="numpy", nogil=True)
-_PARALLEL = dict(_SERIAL, parallel=True)
-_FAST = {"nsz", "arcp", "contract", "reassoc"}
-# Functions that call parallel kernels are compiled parallel too, although they have no loop of
-# their own to split: a serial caller of a parallel callee crashes when loaded from Numba's cache
-# (numba/numba#8578, #4807). Numba warns that they have nothing to parallelise; we know.
-warnings.filterwarnings("ignore", message="(?s).*no transformation for parallel execution",
-                        category=NumbaPerformanceWarning)
-
-# Layer-table columns (mirrored as literals in the kernels; see the module docstring).
+# Layer-table columns and the kind column's codes (see the module docstring).
 KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS = \
     range(12)
 N_COLS = 12
-
-
-# --------------------------------------------------------------------------- matrix products
-#
-# A dense layer's products run through nncli.kernels_gemm's register tiles (the processor's peak)
-# whenever the output is at least half a tile wide (16 columns with AVX-512). The dot-product
-# kernels here serve the narrower ones (the last layer's 10 outputs): C = A @ B^T with A and B
-# row-major, so each output element is a dot product of two contiguous rows and the reduction
-# vectorises; the operand in the wrong orientation is transposed into scratch first
-# (O(rows x cols) against the product's O(rows x cols x n)). Outputs come in 4 x 4 tiles: each
-# step of the reduction loads 4 vectors of A and 4 of B for 16 multiply-adds into 16 vector
-# accumulators. Reductions shorter than 64 keep 4 x 1 tiles: there the 16 horizontal sums at
-# the end of a tile cost more than its loop.
-# Threads own groups of 16 rows of C and each element is summed in one fixed order, so results do
-# not depend on the thread count. Work below 2^16 multiply-adds stays on one thread: waking the
-# others costs more than they save. (Numbers are literals: Numba's cache would not notice a
-# change to a global.)
-
-
-# C[i:i+4, j:j+4] = A[i:i+4] @ B[j:j+4]^T, sixteen dot products in one pass over the rows
-@njit(fastmath=_FAST, **_SERIAL)
-def _dot_tile(C, A, B, i, j):
-    a0 = A[i]
-    a1 = A[i + 1]
-    a2 = A[i + 2]
-    a3 = A[i + 3]
-    b0 = B[j]
-    b1 = B[j + 1]
-    b2 = B[j + 2]
-    b3 = B[j + 3]
-    z = C.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    for t in range(a0.shape[0]):
-        x0 = a0[t]
-        x1 = a1[t]
-        x2 = a2[t]
-        x3 = a3[t]
-        y0 = b0[t]
-        y1 = b1[t]
-        y2 = b2[t]
-        y3 = b3[t]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    C[i, j], C[i, j + 1], C[i, j + 2], C[i, j + 3] = s00, s01, s02, s03
-    C[i + 1, j], C[i + 1, j + 1], C[i + 1, j + 2], C[i + 1, j + 3] = s10, s11, s12, s13
-    C[i + 2, j], C[i + 2, j + 1], C[i + 2, j + 2], C[i + 2, j + 3] = s20, s21, s22, s23
-    C[i + 3, j], C[i + 3, j + 1], C[i + 3, j + 2], C[i + 3, j + 3] = s30, s31, s32, s33
-
-
-# c_r[j] = a_r . B[j] for r = 0..3: four rows of C, each row of B loaded once for all four
-@njit(fastmath=_FAST, **_SERIAL)
-def _dot4(c0, c1, c2, c3, a0, a1, a2, a3, B):
-    zero = c0.dtype.type(0)
-    for j in range(B.shape[0]):
-        b = B[j]
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        for t in range(b.shape[0]):
-            bt = b[t]
-            s0 += a0[t] * bt
-            s1 += a1[t] * bt
-            s2 += a2[t] * bt
-            s3 += a3[t] * bt
-        c0[j] = s0
-        c1[j] = s1
-        c2[j] = s2
-        c3[j] = s3
-
-
-@njit(fastmath=_FAST, **_SERIAL)
-def _dot1(c0, a0, B):
-    zero = c0.dtype.type(0)
-    for j in range(B.shape[0]):
-        b = B[j]
-        s0 = zero
-        for t in range(b.shape[0]):
-            s0 += a0[t] * b[t]
-        c0[j] = s0
-
-
-# C = A @ B^T for a group of rows: 4 x 4 tiles (4 x 1 for short reductions), then the edges
-@njit(**_SERIAL)
-def _dot_group(C, A, B):
-    g = C.shape[0]
-    g4 = g - g % 4
-    p4 = B.shape[0] - B.shape[0] % 4 if B.shape[1] >= 64 else 0
-    for j in range(0, p4, 4):
-        for r in range(0, g4, 4):
-            _dot_tile(C, A, B, r, j)
-    for r in range(0, g4, 4):
-        _dot4(C[r, p4:], C[r + 1, p4:], C[r + 2, p4:], C[r + 3, p4:],
-              A[r], A[r + 1], A[r + 2], A[r + 3], B[p4:])
-    for r in range(g4, g):
-        _dot1(C[r], A[r], B)
-
-
-# C = A @ B^T
-# A (m, k), B (p, k) -> C (m, p)
-@njit(**_PARALLEL)
-def matmul_nt(C, A, B):
-    m = C.shape[0]
-    if m * B.shape[0] * B.shape[1] < 65536:
-        _dot_group(C, A, B)
-        return
-    for q in prange((m + 15) // 16):
-        r0 = q * 16
-        r1 = min(r0 + 16, m)
-        _dot_group(C[r0:r1], A[r0:r1], B)
-
-
-# out[j:j+4, i:i+4] = A[i:i+4, j:j+4]^T: sixteen loads of four short rows, then four short rows
-# stored (the compiler turns them into vector shuffles: 0.35 ns an element here, against 0.7 for
-# an element-by-element loop)
-@njit(**_SERIAL)
-def _transpose4(out, A, i, j):
-    r0 = A[i]
-    r1 = A[i + 1]
-    r2 = A[i + 2]
-    r3 = A[i + 3]
-    a00, a01, a02, a03 = r0[j], r0[j + 1], r0[j + 2], r0[j + 3]
-    a10, a11, a12, a13 = r1[j], r1[j + 1], r1[j + 2], r1[j + 3]
-    a20, a21, a22, a23 = r2[j], r2[j + 1], r2[j + 2], r2[j + 3]
-    a30, a31, a32, a33 = r3[j], r3[j + 1], r3[j + 2], r3[j + 3]
-    out[j, i], out[j, i + 1], out[j, i + 2], out[j, i + 3] = a00, a10, a20, a30
-    out[j + 1, i], out[j + 1, i + 1], out[j + 1, i + 2], out[j + 1, i + 3] = a01, a11, a21, a31
-    out[j + 2, i], out[j + 2, i + 1], out[j + 2, i + 2], out[j + 2, i + 3] = a02, a12, a22, a32
-    out[j + 3, i], out[j + 3, i + 1], out[j + 3, i + 2], out[j + 3, i + 3] = a03, a13, a23, a33
-
-
-# Columns j0..j1 of A into rows j0..j1 of out: 4 x 4 blocks, then the ragged edges
-@njit(**_SERIAL)
-def _transpose_stripe(out, A, j0, j1):
-    m = A.shape[0]
-    m4 = m - m % 4
-    j4 = j0 + (j1 - j0) - (j1 - j0) % 4
-    for i in range(0, m4, 4):
-        for j in range(j0, j4, 4):
-            _transpose4(out, A, i, j)
-    for i in range(m):
-        for j in range(j4, j1):
-            out[j, i] = A[i, j]
-    for i in range(m4, m):
-        for j in range(j0, j4):
-            out[j, i] = A[i, j]
-
-
-# out = A^T in stripes of 32 columns of A (a stripe's rows of out stay in L1); threads own stripes
-# from 2^14 elements (a 32 x 784 batch already gains from a second thread)
-# A (m, p) -> out (p, m)
-@njit(**_PARALLEL)
-def transpose(out, A):
-    m, p = A.shape
-    stripes = (p + 31) // 32
-    if m * p < 16384:
-        for q in range(stripes):
-            _transpose_stripe(out, A, q * 32, min(q * 32 + 32, p))
-        return
-    for q in prange(stripes):
-        _transpose_stripe(out, A, q * 32, min(q * 32 + 32, p))
+DENSE, CONV, LOCAL = 0, 1, 2  # nncli.arch.LAYER_KINDS[kind].code
 
 
 # --------------------------------------------------------------------------- dense layer
@@ -242,7 +60,7 @@ def transpose(out, A):
 # Helpers with array loops written out: inside a parallel=True function Numba turns an array
 # expression such as `db += dZ[r]` into a parallel loop of its own, waking the threads per row.
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _add_row(Z, b):
     for r in range(Z.shape[0]):
         z = Z[r]
@@ -250,7 +68,7 @@ def _add_row(Z, b):
             z[j] += b[j]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _column_sums(out, Z):
     for j in range(out.shape[0]):
         out[j] = 0.0
@@ -260,7 +78,7 @@ def _column_sums(out, Z):
             out[j] += z[j]
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _copy_rows(out, A, idx):
     for r in range(idx.shape[0]):
         src = A[idx[r]]
@@ -274,7 +92,7 @@ def _copy_rows(out, A, idx):
 # applied as the tiles are stored; else dot products of rows as X @ (W^T)^T with W^T written
 # into the scratch WT, then the bias and the activation
 # X (n, n_in), W (n_in, n_out), b (n_out,), WT (n_out, n_in) scratch -> Z, A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def dense_forward(Z, A, X, W, b, WT, code):
     if fills_a_tile(Z, W.shape[1]):
         fused = code == 0 or code == 1
@@ -293,7 +111,7 @@ def dense_forward(Z, A, X, W, b, WT, code):
 # activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
 # dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
 #   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
     if fills_a_tile(dW, dW.shape[1]):
         matmul_tn(dW, X, dZ)
@@ -314,7 +132,7 @@ def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
 
 # --------------------------------------------------------------------------- activations
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def sigmoid(z):
     """1 / (1 + e^-z), evaluated on the side of zero where exp cannot overflow."""
     if z >= 0:
@@ -323,7 +141,7 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_forward_row(a, z, code):
     width = z.shape[0]
     if code == 0:
@@ -355,7 +173,7 @@ def _act_forward_row(a, z, code):
 # or 25 cost more to dispatch than to compute); softmax runs row by row. Units q0..q1. (Callers
 # pass `q + 0` for a prange index: an int64 like range's, where prange's own unsigned index
 # would compile these helpers a second time.)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_forward_units(A, Z, code, q0, q1):
     n, width = Z.shape
     a = A.reshape(n * width)
@@ -368,14 +186,14 @@ def _act_forward_units(A, Z, code, q0, q1):
 
 
 # The number of units (above) of an (n, width) array
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_units(n, width, code):
     return n if code == 4 else (n * width + 4095) // 4096
 
 
 # A = act(Z) elementwise; softmax row-wise with the row max subtracted
 # Z, A (n, width) C-contiguous; code as in the module docstring; units over threads when many
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def act_forward(A, Z, code):
     n, width = Z.shape
     units = _act_units(n, width, code)
@@ -387,7 +205,7 @@ def act_forward(A, Z, code):
         _act_forward_units(A, Z, code, q + 0, q + 1)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_backward_row(dz, da, a, z, code):
     width = z.shape[0]
     if code == 0:
@@ -410,7 +228,7 @@ def _act_backward_row(dz, da, a, z, code):
             dz[j] = a[j] * (da[j] - s)
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _act_backward_units(dZ, dA, A, Z, code, q0, q1):
     size = Z.shape[0] * Z.shape[1]
     dz = dZ.reshape(size)
@@ -427,7 +245,7 @@ def _act_backward_units(dZ, dA, A, Z, code, q0, q1):
 
 # dZ = dA * act'(Z); softmax: dZ_k = A_k (dA_k - sum_j A_j dA_j)
 # dA, A, Z, dZ (n, width) C-contiguous; split as in act_forward
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def act_backward(dZ, dA, A, Z, code):
     n, width = Z.shape
     units = _act_units(n, width, code)
@@ -443,7 +261,7 @@ def act_backward(dZ, dA, A, Z, code):
 
 # Fused loss and gradient. Reduction (Keras): mean over rows; bce and mse also mean over outputs.
 # Out, Y (n, k) -> dOut = d(mean loss)/dOut; returns (sum over rows of row losses, n correct)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def loss_forward_backward(dOut, Out, Y, code, eps):
     n, k = Out.shape
     total = 0.0
@@ -527,7 +345,7 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
 
 # --------------------------------------------------------------------------- optimizers
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
     for i in range(W.shape[0]):
         g = dW[i]
@@ -538,7 +356,7 @@ def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
 
 # Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps),
 # alpha = lr sqrt(1 - b2^t) / (1 - b1^t); all arrays flat and of one length
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
     f = W.dtype.type
     alpha = f(lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
@@ -552,7 +370,7 @@ def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
         _adam_chunk(W[s:e], dW[s:e], m[s:e], v[s:e], alpha, b1c, b2c, eps_)
 
 
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _sgd_chunk(W, dW, velocity, lr, mu):
     for i in range(W.shape[0]):
         velocity[i] = mu * velocity[i] - lr * dW[i]
@@ -561,7 +379,7 @@ def _sgd_chunk(W, dW, velocity, lr, mu):
 
 # Keras SGD: velocity = momentum * velocity - lr g; w += velocity (plain w -= lr g at momentum 0)
 # all arrays flat and of one length
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def sgd_update(W, dW, velocity, lr, momentum):
     f = W.dtype.type
     size = W.shape[0]
@@ -575,50 +393,52 @@ def sgd_update(W, dW, velocity, lr, momentum):
 
 # --------------------------------------------------------------------------- whole network
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _view(buf, cap, row_offset, n, width):
     start = cap * row_offset
     return buf[start:start + n * width].reshape((n, width))
 
 
 # A dense layer's kernel (n_in, n_out) and bias (n_out,) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _weights(params, layer):
-    n_in, n_out, w_off, b_off = layer[1], layer[2], layer[4], layer[5]
+    n_in, n_out, w_off, b_off = layer[N_IN], layer[N_OUT], layer[W_OFF], layer[B_OFF]
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
 # A conv layer's kernel (k, C, F) and bias (F,) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _conv_weights(params, layer):
-    k, C, F, w_off, b_off = layer[7], layer[9], layer[11], layer[4], layer[5]
+    k, C, F = layer[KERNEL], layer[CHANNELS], layer[FILTERS]
+    w_off, b_off = layer[W_OFF], layer[B_OFF]
     return params[w_off:w_off + k * C * F].reshape((k, C, F)), params[b_off:b_off + F]
 
 
 # A local layer's kernel (P, k, C, F) and bias (P, F) in the flat params
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _local_weights(params, layer):
-    k, C, P, F, w_off, b_off = layer[7], layer[9], layer[10], layer[11], layer[4], layer[5]
+    k, C, P, F = layer[KERNEL], layer[CHANNELS], layer[POSITIONS], layer[FILTERS]
+    w_off, b_off = layer[W_OFF], layer[B_OFF]
     return (params[w_off:w_off + P * k * C * F].reshape((P, k, C, F)),
             params[b_off:b_off + P * F].reshape((P, F)))
 
 
 # (largest n_in * n_out, largest n_in, largest n_out) over the dense layers: only they use the
 # scratch (conv and local layers read their weights and inputs in place)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _dense_widths(layers):
     w_max = 0
     in_max = 0
     out_max = 0
     for l in range(layers.shape[0]):
-        if layers[l, 0] == 0:
-            w_max = max(w_max, layers[l, 1] * layers[l, 2])
-            in_max = max(in_max, layers[l, 1])
-            out_max = max(out_max, layers[l, 2])
+        if layers[l, KIND] == DENSE:
+            w_max = max(w_max, layers[l, N_IN] * layers[l, N_OUT])
+            in_max = max(in_max, layers[l, N_IN])
+            out_max = max(out_max, layers[l, N_OUT])
     return w_max, in_max, out_max
 
 
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _scratch(T, layers, cap, n):
     """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest dense layer (see
     scratch_size)."""
@@ -627,7 +447,7 @@ def _scratch(T, layers, cap, n):
 
 
 # Scratch elements network_forward_backward needs for `cap` rows (0 without dense layers)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def scratch_size(layers, cap):
     w_max, in_max, out_max = _dense_widths(layers)
     return w_max + cap * (in_max + out_max)
@@ -635,11 +455,11 @@ def scratch_size(layers, cap):
 
 # (P, T) elements network_predict needs for `cap` rows: two halves as wide as the widest layer,
 # and the W^T scratch of the dense layers
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def predict_sizes(layers, cap):
     widest = 0
     for l in range(layers.shape[0]):
-        widest = max(widest, layers[l, 2])
+        widest = max(widest, layers[l, N_OUT])
     return 2 * cap * widest, _dense_widths(layers)[0]
 
 
@@ -656,65 +476,65 @@ def predict_sizes(layers, cap):
 # more compiled variant of every network function.)
 
 
-# Z = X W + b and A = act(Z) for one layer of any kind (columns 0 and 3 of its table row): dense
+# Z = X W + b and A = act(Z) for one layer of any kind (its KIND and ACT columns): dense
 # through nncli.kernels_gemm or the transposed scratch WTbuf, conv and local through
 # nncli.kernels_conv. A may be Z itself (every activation can run in place).
 # X (n, n_in), layer a row of the layer table -> Z, A (n, n_out)
-@njit(inline="always", **_PARALLEL)
+@njit(inline="always", **PARALLEL)
 def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
-    kind = layer[0]
-    if kind == 0:
+    kind = layer[KIND]
+    if kind == DENSE:
         W, b = _weights(params, layer)
-        dense_forward(Z, A, X, W, b, WTbuf[:layer[1] * layer[2]].reshape((layer[2], layer[1])),
-                      layer[3])
+        n_in, n_out = layer[N_IN], layer[N_OUT]
+        dense_forward(Z, A, X, W, b, WTbuf[:n_in * n_out].reshape((n_out, n_in)), layer[ACT])
         return
     if windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
-    if kind == 1:
+    if kind == CONV:
         Wc, bc = _conv_weights(params, layer)
-        conv1d_forward(Z, X, Wc, bc, layer[8])
+        conv1d_forward(Z, X, Wc, bc, layer[STRIDE])
     else:
         Wl, bl = _local_weights(params, layer)
-        local1d_forward(Z, X, Wl, bl, layer[8])
-    act_forward(A, Z, layer[3])
+        local1d_forward(Z, X, Wl, bl, layer[STRIDE])
+    act_forward(A, Z, layer[ACT])
 
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
 # dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array)
 # dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
-@njit(inline="always", **_PARALLEL)
+@njit(inline="always", **PARALLEL)
 def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
-    kind = layer[0]
+    kind = layer[KIND]
     n = X.shape[0]
-    if kind == 0:
+    if kind == DENSE:
         W, _ = _weights(params, layer)
         dW, db = _weights(grads, layer)
-        XT = XTbuf[:layer[1] * n].reshape((layer[1], n))
-        dZT = dZTbuf[:layer[2] * n].reshape((layer[2], n))
+        XT = XTbuf[:layer[N_IN] * n].reshape((layer[N_IN], n))
+        dZT = dZTbuf[:layer[N_OUT] * n].reshape((layer[N_OUT], n))
         dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT)
     elif windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
-    elif kind == 1:
+    elif kind == CONV:
         Wc, _ = _conv_weights(params, layer)
         dWc, dbc = _conv_weights(grads, layer)
-        conv1d_backward(dX, dWc, dbc, dZ, X, Wc, layer[8], with_dX)
+        conv1d_backward(dX, dWc, dbc, dZ, X, Wc, layer[STRIDE], with_dX)
     else:
         Wl, _ = _local_weights(params, layer)
         dWl, dbl = _local_weights(grads, layer)
-        local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[8], with_dX)
+        local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[STRIDE], with_dX)
 
 
 # A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X
 # X (n, n_in); Zbuf, Abuf flat, cap rows per layer; T scratch -> returns the last A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
     inp = X
     for l in range(layers.shape[0]):
         layer = layers[l]
-        Z = _view(Zbuf, cap, layer[6], n, layer[2])
-        A = _view(Abuf, cap, layer[6], n, layer[2])
+        Z = _view(Zbuf, cap, layer[A_OFF], n, layer[N_OUT])
+        A = _view(Abuf, cap, layer[A_OFF], n, layer[N_OUT])
         layer_forward(Z, A, inp, params, layer, WTbuf, windowed)
         inp = A
     return inp
@@ -723,7 +543,7 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
 # The last layer's outputs alone, for prediction: each layer writes its activations in place of
 # its sums into one of two ping-pong halves of P (the input of layer l is in the other half)
 # X (n, n_in); P flat, 2 x cap x (widest layer); T scratch -> returns the last A (n, n_out)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_predict(P, T, params, layers, X, cap, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
@@ -732,7 +552,7 @@ def network_predict(P, T, params, layers, X, cap, windowed):
     for l in range(layers.shape[0]):
         layer = layers[l]
         start = (l % 2) * half
-        out = P[start:start + n * layer[2]].reshape((n, layer[2]))
+        out = P[start:start + n * layer[N_OUT]].reshape((n, layer[N_OUT]))
         layer_forward(out, out, inp, params, layer, WTbuf, windowed)
         inp = out
     return inp
@@ -740,7 +560,7 @@ def network_predict(P, T, params, layers, X, cap, windowed):
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
 # grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
                              loss_code, eps, windowed):
     n = X.shape[0]
@@ -748,31 +568,31 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
     out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed)
     _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
-    dA = _view(dAbuf, cap, last[6], n, last[2])
+    dA = _view(dAbuf, cap, last[A_OFF], n, last[N_OUT])
     loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
     for l in range(n_layers - 1, -1, -1):
         layer = layers[l]
-        n_out = layer[2]
-        Z = _view(Zbuf, cap, layer[6], n, n_out)
-        A = _view(Abuf, cap, layer[6], n, n_out)
-        dZ = _view(dZbuf, cap, layer[6], n, n_out)
-        dA = _view(dAbuf, cap, layer[6], n, n_out)
-        act_backward(dZ, dA, A, Z, layer[3])
+        n_out = layer[N_OUT]
+        Z = _view(Zbuf, cap, layer[A_OFF], n, n_out)
+        A = _view(Abuf, cap, layer[A_OFF], n, n_out)
+        dZ = _view(dZbuf, cap, layer[A_OFF], n, n_out)
+        dA = _view(dAbuf, cap, layer[A_OFF], n, n_out)
+        act_backward(dZ, dA, A, Z, layer[ACT])
         # one call site (see layer_backward); the first layer's input is X and it passes no dX:
         # any (n, *) array will do, here dZ
         inp = X
         dinp = dZ
         if l > 0:
             prev = layers[l - 1]
-            inp = _view(Abuf, cap, prev[6], n, prev[2])
-            dinp = _view(dAbuf, cap, prev[6], n, prev[2])
+            inp = _view(Abuf, cap, prev[A_OFF], n, prev[N_OUT])
+            dinp = _view(dAbuf, cap, prev[A_OFF], n, prev[N_OUT])
         layer_backward(dinp, grads, dZ, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
     return loss_sum, correct
 
 
 # Xb[r] = X[idx[r]]: gathers a shuffled mini-batch into a contiguous buffer; rows scattered in
 # memory wait on its latency, which two threads overlap from 8192 elements
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def gather_rows(Xb, X, idx):
     n = idx.shape[0]
     if n * X.shape[1] < 8192:
@@ -791,7 +611,7 @@ def gather_rows(Xb, X, idx):
 # hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
                   layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step,
                   windowed):
@@ -820,7 +640,7 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
 
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
                   windowed):
     n_layers = layers.shape[0]
@@ -830,7 +650,7 @@ def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, ep
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
         out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, windowed)
-        dA = _view(dAbuf, cap, last[6], e - s, last[2])
+        dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
         loss_sum += chunk_loss
         correct += chunk_correct

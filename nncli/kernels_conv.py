@@ -23,34 +23,24 @@ positions in one fixed order; db is summed on one thread. Results are bit-identi
 thread count. Below 2^16 multiply-adds a kernel runs on one thread through the same row
 functions (waking threads costs more than it saves).
 
-This module imports only numpy and numba and reads no module globals other than the decorator
-settings below (Numba's cache would not notice a change to another global).
+This module imports only numba and its compile flags (nncli.kernel_flags), and reads no module
+globals other than those flags. Numba keys a cached function on its own source file only;
+nncli's cache folder is keyed by a digest of every kernel module and the flags
+(nncli.kernel_cache), so an edit to any of them recompiles.
 """
 
 from __future__ import annotations
 
-import warnings
-
 from numba import njit, prange
-from numba.core.errors import NumbaPerformanceWarning
 
-# The settings of nncli.kernels (kept in step by hand: this module imports nothing from nncli).
-# fastmath only where no exp/log is near, and never 'nnan'/'ninf'.
-_SERIAL = dict(cache=True, error_model="numpy", nogil=True)
-_PARALLEL = dict(_SERIAL, parallel=True)
-_FAST = {"nsz", "arcp", "contract", "reassoc"}
-# Every function that calls a parallel kernel is parallel too, although it may have no loop of
-# its own: a serial caller of a parallel callee crashes when loaded from Numba's cache
-# (numba/numba#8578). Numba warns that those have nothing to parallelise; we know.
-warnings.filterwarnings("ignore", message="(?s).*no transformation for parallel execution",
-                        category=NumbaPerformanceWarning)
+from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 
 
 # --------------------------------------------------------------------------- shape checks
 
 # Positions P of a window of width k moved by stride over the rows of X (L*C wide); raises
 # ValueError (instead of reading out of bounds) when Z, W3 or B2 do not fit that
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _positions(Z, X, W3, B2, k, C, stride):
     F = W3.shape[2]
     if stride < 1 or C < 1 or k < 1:
@@ -73,7 +63,7 @@ def _positions(Z, X, W3, B2, k, C, stride):
 # --------------------------------------------------------------------------- row functions
 
 # z (P*F,) = for each position p: B2[q] + x[p*sC : p*sC + kC] @ W3[q], q = 0 or p
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _forward_row(z, x, W3, B2, sC):
     kC = W3.shape[1]
     F = W3.shape[2]
@@ -95,7 +85,7 @@ def _forward_row(z, x, W3, B2, sC):
 
 # dx (L*C,) = sum over positions p of dz[p*F : (p+1)*F] @ W3[q]^T placed at window p
 # (overlapping windows add up; inputs no window reads stay 0)
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _dx_row(dx, dz, W3, sC):
     kC = W3.shape[1]
     F = W3.shape[2]
@@ -117,7 +107,7 @@ def _dx_row(dx, dz, W3, sC):
 
 
 # dw (F,) = sum over rows r, then positions p0 <= p < p1, of X[r, p*sC + t] * dZ[r, p*F : (p+1)*F]
-@njit(fastmath=_FAST, **_SERIAL)
+@njit(fastmath=FAST, **SERIAL)
 def _dw_row(dw, X, dZ, t, p0, p1, sC):
     F = dw.shape[0]
     for f in range(F):
@@ -135,7 +125,7 @@ def _dw_row(dw, X, dZ, t, p0, p1, sC):
 # --------------------------------------------------------------------------- shared drivers
 
 # Z (n, P*F) = windows of X (n, L*C) times W3 (Q, kC, F) plus B2 (Q, F); one row per thread
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def _windows_forward(Z, X, W3, B2, sC):
     n = X.shape[0]
     if n * Z.shape[1] * W3.shape[1] < 65536:
@@ -147,7 +137,7 @@ def _windows_forward(Z, X, W3, B2, sC):
 
 
 # dX (n, L*C) from dZ (n, P*F) and W3 (Q, kC, F); one row per thread
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def _windows_dx(dX, dZ, W3, sC):
     n = dZ.shape[0]
     if n * dZ.shape[1] * W3.shape[1] < 65536:
@@ -162,7 +152,7 @@ def _windows_dx(dX, dZ, W3, sC):
 
 # Z[r, p, f] = b[f] + sum_{j, c} X[r, p*stride + j, c] W[j, c, f]   (windows share W)
 # X (n, L*C), W (k, C, F), b (F,) -> Z (n, P*F), P = (L - k) // stride + 1
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def conv1d_forward(Z, X, W, b, stride):
     k, C, F = W.shape
     W3 = W.reshape((1, k * C, F))
@@ -174,7 +164,7 @@ def conv1d_forward(Z, X, W, b, stride):
 # dW[j, c, f] = sum_{r, p} X[r, p*stride + j, c] dZ[r, p, f]   db[f] = sum_{r, p} dZ[r, p, f]
 # dX[r, p*stride + j, c] += sum_f dZ[r, p, f] W[j, c, f] over every window p (when with_dX)
 # dZ (n, P*F), X (n, L*C), W (k, C, F) -> dX (n, L*C), dW (k, C, F), db (F,)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def conv1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     k, C, F = W.shape
     kC = k * C
@@ -203,7 +193,7 @@ def conv1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
 
 # Z[r, p, f] = b[p, f] + sum_{j, c} X[r, p*stride + j, c] W[p, j, c, f]   (weights per position)
 # X (n, L*C), W (P, k, C, F), b (P, F) -> Z (n, P*F), P = (L - k) // stride + 1
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def local1d_forward(Z, X, W, b, stride):
     P, k, C, F = W.shape
     W3 = W.reshape((P, k * C, F))
@@ -214,7 +204,7 @@ def local1d_forward(Z, X, W, b, stride):
 # dW[p, j, c, f] = sum_r X[r, p*stride + j, c] dZ[r, p, f]   db[p, f] = sum_r dZ[r, p, f]
 # dX[r, p*stride + j, c] += sum_f dZ[r, p, f] W[p, j, c, f] over every window p (when with_dX)
 # dZ (n, P*F), X (n, L*C), W (P, k, C, F) -> dX (n, L*C), dW (P, k, C, F), db (P, F)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def local1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     P, k, C, F = W.shape
     kC = k * C

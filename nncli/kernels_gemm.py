@@ -22,10 +22,10 @@ linear or relu into a second array: a dense layer's Z and A in one pass (dense_n
 Determinism: each element of C belongs to one tile, which sums it in the order of the reduction
 index with one fused multiply-add per step, whatever the thread count.
 
-This module imports only numpy, numba and llvmlite and reads no module globals other than the
-decorator settings (Numba's cache would not notice a change to another global). Numba keys a
-cached function on its own source file only; nncli's cache folder is keyed by a digest of the
-kernel modules (nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
+This module imports only numpy, numba, llvmlite and its compile flags (nncli.kernel_flags), and
+reads no module globals other than those flags. Numba keys a cached function on its own source
+file only; nncli's cache folder is keyed by a digest of the kernel modules and the flags
+(nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_SERIAL = dict(cache=True, error_model="numpy", nogil=True)
-_PARALLEL = dict(_SERIAL, parallel=True)
+from nncli.kernel_flags import PARALLEL, SERIAL
 
 
 def _wide_vectors(context) -> bool:
@@ -248,7 +247,7 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
 # the first block starts from `first` (0 zeros, 2 the bias), the others from C; the last one
 # also writes D through the epilogue `act` (see micro_kernel)
 # C, D (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs); bias (N,)
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
@@ -272,7 +271,7 @@ def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
 # element stays in one tile); on one thread under 2^16 multiply-adds. (The thread count itself
 # is not consulted: numba.get_num_threads in a kernel keeps Numba from caching it.)
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
@@ -295,21 +294,21 @@ def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
 
 # The value as a plain int64: a constant argument is typed as a literal, and every distinct set
 # of literals would compile _gemm (a parallel function, the costliest to compile) once more
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def _int(value):
     return np.int64(value)
 
 
 # C = A @ B
 # A (m, k), B (k, n) -> C (m, n), all C-contiguous
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def matmul_nn(C, A, B):
     _gemm(C, A.reshape(A.size), A.shape[1], _int(1), B, _int(0), C.reshape(C.size), C, _int(-1))
 
 
 # C = A^T @ B (a weight gradient X^T dZ: A's rows are read as columns, no transpose needed)
 # A (k, m), B (k, n) -> C (m, n), all C-contiguous
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def matmul_tn(C, A, B):
     _gemm(C, A.reshape(A.size), _int(1), A.shape[1], B, _int(0), C.reshape(C.size), C, _int(-1))
 
@@ -317,13 +316,13 @@ def matmul_tn(C, A, B):
 # Z = X @ W + b and A = act(Z) in one pass (bias as the sums' start, the activation as the
 # tiles' epilogue); act 0 linear, 1 relu (codes of nncli.arch); A may be Z itself
 # X (n, n_in), W (n_in, n_out), b (n_out,) -> Z, A (n, n_out), all C-contiguous
-@njit(**_PARALLEL)
+@njit(**PARALLEL)
 def dense_nn(Z, A, X, W, b, act):
     _gemm(Z, X.reshape(X.size), X.shape[1], _int(1), W, _int(2), b, A, _int(act))
 
 
 # True when n columns of C fill at least half a tile: narrower products (the last layer's 10
 # outputs) run faster as dot products
-@njit(**_SERIAL)
+@njit(**SERIAL)
 def fills_a_tile(C, n):
     return 2 * n >= tile(C)[1]

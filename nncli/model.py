@@ -225,6 +225,15 @@ class LayerRecord:
     kernel: np.ndarray
     bias: np.ndarray
 
+    def summary(self) -> dict:
+        """What ``nncli info`` shows of the layer: the model file's entry (kind, units,
+        activation, window of conv and local; ``arch.LayerKind.entry``), then the output shape
+        (units, or positions x filters), the kernel and bias shapes and the parameter count."""
+        kind = LAYER_KINDS[self.spec.kind]
+        return {**kind.entry(self.spec), "output_shape": kind.output_shape(self.shape),
+                "kernel_shape": list(self.kernel.shape), "bias_shape": list(self.bias.shape),
+                "parameters": int(self.kernel.size + self.bias.size)}
+
 
 @dataclass
 class Workspace:
@@ -246,7 +255,7 @@ class Workspace:
 def windowed(table: np.ndarray) -> bool | None:
     """The kernels' ``windowed`` argument for a layer table: None when every layer is dense
     (their dense-only variant), else True."""
-    return None if bool((table[:, K.KIND] == LAYER_KINDS["dense"]).all()) else True
+    return None if bool((table[:, K.KIND] == LAYER_KINDS["dense"].code).all()) else True
 
 
 def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np.ndarray:
@@ -258,7 +267,7 @@ def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np
     offset, rows = 0, 0
     for i, (layer, s, (w_shape, b_shape)) in enumerate(zip(layers, shapes, pshapes)):
         row = table[i]
-        row[K.KIND] = LAYER_KINDS[layer.kind]
+        row[K.KIND] = LAYER_KINDS[layer.kind].code
         row[K.N_IN], row[K.N_OUT] = s.n_in, s.n_out
         row[K.ACT] = ACTIVATIONS[layer.activation]
         row[K.W_OFF], row[K.B_OFF] = offset, offset + _size(w_shape)
@@ -277,11 +286,8 @@ def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> in
 
 def glorot_fans(kind: str, shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a layer's kernel, as Keras's initializers compute them from its
-    shape; a local kernel (P, k, C, F) counts as tf.keras's (P, k*C, F)."""
-    if kind == "local":
-        shape = (shape[0], shape[1] * shape[2], shape[3])
-    receptive = _size(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
+    shape; a local kernel (P, k, C, F) counts as tf.keras's (P, k*C, F) (arch.LayerKind.fans)."""
+    return LAYER_KINDS[kind].fans(shape)
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -35,7 +35,7 @@ from safetensors.numpy import save as st_save
 
 from nncli import __version__
 from nncli.data.schema import Schema
-from nncli.arch import WINDOWED, LayerSpec, layer_shapes, param_shapes, parse_arch
+from nncli.arch import LAYER_KINDS, LayerSpec, layer_shapes, param_names, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError
 from nncli.files import check_writable, write_atomically
 from nncli.losses import LOSSES
@@ -132,8 +132,9 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
 def _tensors(model: Model) -> dict[str, np.ndarray]:
     out = {}
     for record in model.layer_records():
-        out[f"layers.{record.index}.kernel"] = np.ascontiguousarray(record.kernel)
-        out[f"layers.{record.index}.bias"] = np.ascontiguousarray(record.bias)
+        kernel, bias = param_names(record.index)
+        out[kernel] = np.ascontiguousarray(record.kernel)
+        out[bias] = np.ascontiguousarray(record.bias)
     out.update(_preprocessing_tensors(model.preprocessing))
     return out
 
@@ -167,10 +168,9 @@ def _metadata(model: Model) -> dict:
 
 
 def _layer_entry(layer: LayerSpec) -> dict:
-    entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
-    if layer.kind in WINDOWED:
-        entry.update(kernel=layer.kernel, stride=layer.effective_stride)
-    return entry
+    """What the model file records of a layer; ``nncli info`` shows the same and more
+    (model.LayerRecord.summary)."""
+    return LAYER_KINDS[layer.kind].entry(layer)
 
 
 def _read_header(data: bytes, name: str) -> dict:
@@ -263,8 +263,9 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
                   target_columns=meta.get("target_columns"),
                   info={k: v for k, v in meta.items() if k not in known}, channels=channels)
     for i in range(len(layers)):
-        model.kernel(i)[...] = tensors[f"layers.{i}.kernel"]
-        model.bias(i)[...] = tensors[f"layers.{i}.bias"]
+        kernel, bias = param_names(i)
+        model.kernel(i)[...] = tensors[kernel]
+        model.bias(i)[...] = tensors[bias]
     return model
 
 
@@ -309,7 +310,6 @@ def _expected_shapes(pshapes: list[tuple[tuple[int, ...], tuple[int, ...]]],
                      n_inputs: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for i, (kernel, bias) in enumerate(pshapes):
-        shapes[f"layers.{i}.kernel"] = tuple(kernel)
-        shapes[f"layers.{i}.bias"] = tuple(bias)
+        shapes.update(zip(param_names(i), (tuple(kernel), tuple(bias))))
     shapes[MEAN] = shapes[STD] = (n_inputs,)
     return shapes

@@ -89,9 +89,9 @@ def test_layer_table_columns_of_a_windowed_network():
     assert table.dtype == np.int64 and table.shape == (3, K.N_COLS) and K.N_COLS == 12
     cols = [K.KIND, K.N_IN, K.N_OUT, K.KERNEL, K.STRIDE, K.CHANNELS, K.POSITIONS, K.FILTERS]
     assert table[:, cols].tolist() == [
-        [LAYER_KINDS["local"], 22, 10, 3, 2, 2, 5, 2],
-        [LAYER_KINDS["conv"], 10, 12, 2, 1, 2, 4, 3],
-        [LAYER_KINDS["dense"], 12, 2, 0, 1, 3, 2, 1],
+        [LAYER_KINDS["local"].code, 22, 10, 3, 2, 2, 5, 2],
+        [LAYER_KINDS["conv"].code, 10, 12, 2, 1, 2, 4, 3],
+        [LAYER_KINDS["dense"].code, 12, 2, 0, 1, 3, 2, 1],
     ]
     assert table[:, K.ACT].tolist() == [ACTIVATIONS[a] for a in ("sigmoid", "relu", "sigmoid")]
     sizes = [(5 * 3 * 2 * 2, 5 * 2), (2 * 2 * 3, 3), (12 * 2, 2)]
@@ -100,6 +100,12 @@ def test_layer_table_columns_of_a_windowed_network():
         assert row[K.W_OFF] == offset and row[K.B_OFF] == offset + w
         offset += w + b
     assert table[:, K.A_OFF].tolist() == [0, 10, 22]
+
+
+def test_kernel_kind_codes_match_the_layer_kind_table():
+    assert (K.DENSE, K.CONV, K.LOCAL) == tuple(LAYER_KINDS[k].code
+                                               for k in ("dense", "conv", "local"))
+    assert sorted(kind.code for kind in LAYER_KINDS.values()) == list(range(len(LAYER_KINDS)))
 
 
 def test_dense_layers_keep_their_table_columns():

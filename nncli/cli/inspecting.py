@@ -152,16 +152,4 @@ def info(
 def _layer_summaries(m) -> list[dict]:
     """Per layer: kind, units, activation, window (conv, local), the output shape (units, or
     positions x filters) and the kernel and bias shapes and parameter count."""
-    out = []
-    for record in m.layer_records():
-        layer, shape, kernel, bias = record.spec, record.shape, record.kernel, record.bias
-        entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
-        if layer.kind == "dense":
-            entry["output_shape"] = [layer.units]
-        else:
-            entry.update(kernel=layer.kernel, stride=layer.effective_stride,
-                         output_shape=[shape.positions, shape.filters])
-        entry.update(kernel_shape=list(kernel.shape), bias_shape=list(bias.shape),
-                     parameters=int(kernel.size + bias.size))
-        out.append(entry)
-    return out
+    return [record.summary() for record in m.layer_records()]

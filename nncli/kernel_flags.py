@@ -1,0 +1,29 @@
+"""The compile flags of every nncli kernel, in one place (nncli.kernels, nncli.kernels_conv and
+nncli.kernels_gemm decorate their functions with these).
+
+``SERIAL`` for a function that runs on one thread, ``PARALLEL`` for one that splits a loop over
+threads (or calls one that does), ``FAST`` as ``fastmath=FAST`` where no exp/log is near.
+error_model="numpy" drops the division-by-zero check that stops loops from vectorising.
+fastmath's reassociation lets the dot products vectorise; it never includes 'nnan'/'ninf',
+which would let NaN checks be optimised away.
+
+Numba reads these when it compiles a function; it does not see an edit here in the modules that
+use them, so nncli's cache folder is keyed by a digest of this file too (nncli.kernel_cache).
+This module imports only numba.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from numba.core.errors import NumbaPerformanceWarning
+
+SERIAL = dict(cache=True, error_model="numpy", nogil=True)
+PARALLEL = dict(SERIAL, parallel=True)
+FAST = {"nsz", "arcp", "contract", "reassoc"}
+
+# Functions that call parallel kernels are compiled parallel too, although they may have no loop
+# of their own to split: a serial caller of a parallel callee crashes when loaded from Numba's
+# cache (numba/numba#8578, #4807). Numba warns that they have nothing to parallelise; we know.
+warnings.filterwarnings("ignore", message="(?s).*no transformation for parallel execution",
+                        category=NumbaPerformanceWarning)
