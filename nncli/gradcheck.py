@@ -15,10 +15,11 @@ import numpy as np
 from nncli.arch import LayerSpec, layer_shapes, param_names
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
 from nncli.model import K, Model, Workspace
+from nncli.options import GRADCHECK_DEFAULTS
 
 STEP = 1e-6
 FLOOR = 1e-3
-DEFAULT_TOL = 1e-5
+DEFAULT_TOL = GRADCHECK_DEFAULTS["tol"]
 
 GradFn = Callable[[np.ndarray], tuple[float, np.ndarray]]   # params -> (loss, gradient)
 
@@ -99,8 +100,10 @@ def gradcheck_on_data(model: Model, X: np.ndarray, Y: np.ndarray,
     return gradcheck_model(model, stage.transform(X, source), Y)
 
 
-def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool, n_inputs: int = 5,
-                   batch: int = 4, seed: int = 0, channels: int = 1) -> list[TensorCheck]:
+def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool,
+                   n_inputs: int = GRADCHECK_DEFAULTS["inputs"],
+                   batch: int = GRADCHECK_DEFAULTS["batch"], seed: int = GRADCHECK_DEFAULTS["seed"],
+                   channels: int = 1) -> list[TensorCheck]:
     """Build ``layers`` on ``n_inputs`` features of ``channels`` channels with random weights,
     biases and data, and check its gradients.
 

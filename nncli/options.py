@@ -181,6 +181,10 @@ OPTIONS: tuple[Option, ...] = (
            sweep=_not_swept()),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+# nncli gradcheck's own settings, beside the network it builds: the library's defaults
+# (nncli.gradcheck) and the command's, here so that the command line reads them without
+# loading the kernels.
+GRADCHECK_DEFAULTS = {"inputs": 5, "batch": 4, "seed": 0, "tol": 1e-5}
 # The run's options that --json's "options" shows beside the TrainConfig (what the run read and
 # wrote); -o is the document's "model", --quiet and --json shape the output.
 RUN_RECORDED = ("validation_data", "target", "threads", "init_from", "resume", "checkpoint",

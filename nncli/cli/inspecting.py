@@ -12,6 +12,7 @@ from rich.table import Table
 
 from nncli.cli.app import command, err, model_targets, prepare_numba, tell
 from nncli.errors import CheckFailed, UsageError
+from nncli.options import GRADCHECK_DEFAULTS
 
 
 @command(summary="Check every analytic gradient against central differences.",
@@ -25,13 +26,17 @@ def gradcheck(
                                        "weights and data."),
     loss: Optional[str] = typer.Option(None, "--loss", help="mse, bce, cce or sparse_cce."),
     logits: bool = typer.Option(False, "--logits", help="The loss takes logits."),
-    inputs: int = typer.Option(5, "--inputs", help="Input features of the random data."),
+    inputs: int = typer.Option(GRADCHECK_DEFAULTS["inputs"], "--inputs",
+                               help="Input features of the random data."),
     channels: int = typer.Option(1, "--channels", help="Read the inputs as a signal of "
                                  "inputs/CHANNELS positions x CHANNELS (conv and local layers)."),
-    batch: int = typer.Option(4, "--batch", help="Rows of data to check on."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights and data."),
-    tol: float = typer.Option(1e-5, "--tol", help="Largest error allowed: |a-n| / max(|a|+|n|, "
-                              "1e-3) between analytic and central-difference gradients."),
+    batch: int = typer.Option(GRADCHECK_DEFAULTS["batch"], "--batch",
+                              help="Rows of data to check on."),
+    seed: int = typer.Option(GRADCHECK_DEFAULTS["seed"], "--seed",
+                             help="Seed of the random weights and data."),
+    tol: float = typer.Option(GRADCHECK_DEFAULTS["tol"], "--tol",
+                              help="Largest error allowed: |a-n| / max(|a|+|n|, 1e-3) between "
+                                   "analytic and central-difference gradients."),
     json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
 ) -> None:
     """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
