@@ -14,6 +14,7 @@ import numpy as np
 
 from nncli.arch import LayerSpec, layer_shapes, param_names
 from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_targets
+from nncli.memory import check_fits
 from nncli.model import K, Model, Workspace
 from nncli.options import GRADCHECK_DEFAULTS
 
@@ -113,6 +114,7 @@ def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool,
     spec = get_loss(loss)
     units = layer_shapes(layers, n_inputs, channels)[-1].n_out
     check_output_layer(spec, logits, layers, units)
+    check_fits(layers, n_inputs, channels, batch, None, itemsize=8, what="the gradient check")
     rng = np.random.default_rng(seed)
     model = Model.create(layers, n_inputs, loss, logits, seed=seed, channels=channels)
     for i in range(len(layers)):

@@ -171,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _fail(f"{e.format_message()}{hint}")
         return EXIT_USAGE if isinstance(e, ClickUsageError) else e.exit_code
+    except MemoryError as e:
+        # the memory check (nncli.memory) comes first; this is what it could not foresee
+        if debug:
+            raise
+        _fail(f"out of memory: {str(e) or 'an allocation failed'}")
+        return EXIT_USAGE
     except KeyboardInterrupt as e:
         # Ctrl-C outside training, or a second Ctrl-C/SIGTERM during it (StopNow)
         result = getattr(e, "exit_code", EXIT_INTERRUPTED)

@@ -14,8 +14,9 @@ from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
 from nncli.errors import UsageError
 from nncli.losses import Loss, check_output_layer, get_loss, prepare_targets
-from nncli.model import Model
+from nncli.memory import check_fits
 from nncli.metrics import check_metric
+from nncli.model import Model
 from nncli.options import TrainConfig
 from nncli.preprocess import Preprocessing
 from nncli.train.checkpoints import take_over
@@ -90,8 +91,9 @@ class Checked:
 def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> Checked:
     """Every check of ``config`` against ``data`` that ``prepare`` makes, without copying or
     scaling the features (a sweep checks each combination before it starts any): the
-    architecture, the loss against the last layer, the options' ranges, the classes and
-    targets against the output layer, the validation split, early stopping."""
+    architecture, the loss against the last layer, the options' ranges, the classes, the
+    memory training needs, the targets against the output layer, the validation split, early
+    stopping."""
     layers = parse_arch(config.arch)
     loss = get_loss(config.loss)
     n_out = layer_shapes(layers, data.X.shape[1], config.channels)[-1].n_out
@@ -99,6 +101,8 @@ def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> 
     _check_config(config)
     _check_classes(loss, n_out, data.classes, data.source)
     optim.settings(config.optimizer, config.lr, config.momentum)
+    check_fits(layers, data.X.shape[1], config.channels, min(config.batch_size, len(data.X)),
+               config.optimizer, config.early_stopping is not None)
     Y = prepare_targets(loss, data.Y, n_out, data.source, data.line_numbers)
     Y_val = (prepare_targets(loss, val.Y, n_out, val.source, val.line_numbers)
              if val is not None else None)
