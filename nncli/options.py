@@ -99,6 +99,21 @@ def delimiter_char(text: str | None) -> str | None:
     return text
 
 
+def encoding_name(text: str | None) -> str | None:
+    """--encoding as typed, once Python is known to read text in it (a codec name Python does
+    not know, or one of bytes to bytes such as base64, is a UsageError)."""
+    if text is None:
+        return None
+    try:
+        b"\n".decode(text)   # bytes.decode takes text encodings only (not rot13, base64)
+    except UnicodeError:
+        pass   # a text encoding that cannot read a lone b"\n" (UTF-16): it exists
+    except (LookupError, ValueError):   # ValueError: a NUL in the name
+        raise UsageError(f"--encoding {text}: not a text encoding Python knows (e.g. utf-8, "
+                         f"latin-1, cp1252, utf-16)") from None
+    return text
+
+
 _MONITORS = ", ".join(EPOCH_METRICS[:-1]) + " or " + EPOCH_METRICS[-1]
 
 OPTIONS: tuple[Option, ...] = (
@@ -172,6 +187,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("delimiter", ("--delimiter",), str, None, "The CSV delimiter: ',', ';', tab, '|' or "
            "another character \\[default: detected from the first lines; tab for .tsv].",
            sweep=_DATA_ONCE, field="delimiter", parse=delimiter_char),
+    Option("encoding", ("--encoding",), str, None, "The CSV's text encoding, any Python reads: "
+           "latin-1, cp1252, utf-16, ... \\[default: UTF-8, or UTF-16 after its byte order "
+           "mark].", sweep=_DATA_ONCE, field="encoding", parse=encoding_name, metavar="NAME"),
     Option("no_normalize_target", ("--no-normalize-target",), bool, False, "mse: learn the "
            "targets as they are instead of standardised (predictions are in the targets' units "
            "either way).", field="normalize_target", negate=True),

@@ -401,10 +401,12 @@ def test_binary_file_with_nul(tmp_path):
 
 
 def test_file_not_utf8(tmp_path):
+    # text in another encoding (issue 18): named as such, at its line, no longer "binary"
     path = tmp_path / "x.csv"
     path.write_bytes(b"\xef\xbb\xbfa,b\n1,\xff\n")
     err = error_of(load_training_data, str(path))
-    assert str(err) == f"{path}: not a text CSV file (binary data at byte 9)"
+    assert str(err) == (f"{path}:2: not valid UTF-8 (byte 0xff at byte 9); if the file is "
+                        f"Latin-1 or Windows-1252, give --encoding latin-1")
 
 
 def test_quoted_fields(tmp_path):

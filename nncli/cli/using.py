@@ -16,7 +16,11 @@ from rich.table import Table
 from nncli.cli.app import (Output, command, err, model_targets, prepare_numba, say,
                            write_output)
 from nncli.metrics import METRICS
-from nncli.options import delimiter_char
+from nncli.options import delimiter_char, encoding_name
+
+# eval's and predict's --encoding (train's is a row of nncli.options.OPTIONS)
+_ENCODING_HELP = ("The CSV's text encoding (latin-1, cp1252, utf-16, ...) \\[default: UTF-8, or "
+                  "UTF-16 after its byte order mark].")
 
 
 @command("eval", summary="Report loss and metrics of MODEL on labelled DATA.",
@@ -30,6 +34,8 @@ def eval_(
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
     delimiter: Optional[str] = typer.Option(None, "--delimiter", help="The CSV delimiter "
                                             "\\[default: detected]."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", metavar="NAME",
+                                           help=_ENCODING_HELP),
 ) -> None:
     """Report loss and metrics of MODEL on labelled DATA.
 
@@ -45,7 +51,8 @@ def eval_(
     set_threads(threads)
     m = load_model(model)
     ds = load_training_data(data, target, classes=m.classes,
-                            options=ReadOptions(delimiter_char(delimiter)),
+                            options=ReadOptions(delimiter_char(delimiter),
+                                                encoding=encoding_name(encoding)),
                             schema=m.input_schema(), model_targets=model_targets(m))
     for message in ds.messages():
         say(message)
@@ -95,6 +102,8 @@ def predict(
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads."),
     delimiter: Optional[str] = typer.Option(None, "--delimiter", help="The CSV delimiter "
                                             "\\[default: detected]."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", metavar="NAME",
+                                           help=_ENCODING_HELP),
 ) -> None:
     """Write predictions of MODEL for DATA as CSV with a header.
 
@@ -112,7 +121,8 @@ def predict(
     m = load_model(model)
     encoded = Encoded()
     blocks = iter_features(data, m.input_schema(), m.target_columns,
-                           delimiter=delimiter_char(delimiter), encoded=encoded)
+                           delimiter=delimiter_char(delimiter), encoded=encoded,
+                           encoding=encoding_name(encoding))
     if out_file is None:
         try:
             _write_predictions(sys.stdout, m, blocks, output.value)

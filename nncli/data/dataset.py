@@ -25,6 +25,8 @@ class ReadOptions:
     """How a table is read: the choices ``train`` offers on the command line."""
 
     delimiter: str | None = None         # None: detected (see text.detect_delimiter)
+    # the text's codec; None: UTF-8, or what a byte order mark says (see text.CsvReader)
+    encoding: str | None = field(default=None, kw_only=True)
     # see nncli.data.missing; the name the user typed ("mean", "error", "drop") is accepted
     missing: MissingPolicy = MEAN
     categorical: tuple[str, ...] = ()    # columns (names or 0-based indices) to one-hot
@@ -83,13 +85,13 @@ class Dataset:
 
 
 def read_table(path: str, stdin: typing.BinaryIO | None = None,
-               delimiter: str | None = None) -> Table:
+               delimiter: str | None = None, encoding: str | None = None) -> Table:
     """Read ``path`` (``-``: CSV from ``stdin``, default ``sys.stdin.buffer``) into a Table.
 
     CSV rows stay text (checked for a constant column count); NPZ/NPY arrays are loaded and
     checked. Raises DataError for anything that cannot be read.
     """
-    return _read(path, stdin, want_y=True, separator=delimiter)
+    return _read(path, stdin, want_y=True, separator=delimiter, encoding=encoding)
 
 
 def load_training_data(path: str, targets: list[str] | None = None,
@@ -112,7 +114,8 @@ def load_training_data(path: str, targets: list[str] | None = None,
     ``targets`` is not given: by name when the header has them all, else by position.
     """
     options = options or ReadOptions()
-    table = _read(path, stdin, want_y=True, separator=options.delimiter)
+    table = _read(path, stdin, want_y=True, separator=options.delimiter,
+                  encoding=options.encoding)
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
@@ -161,7 +164,7 @@ def load_training_data(path: str, targets: list[str] | None = None,
 
 def load_features(path: str, schema: Schema, target_columns: list[int] | None = None,
                   stdin: typing.BinaryIO | None = None,
-                  delimiter: str | None = None) -> Dataset:
+                  delimiter: str | None = None, encoding: str | None = None) -> Dataset:
     """Load the input columns of a model (its ``schema``) for predict (``Y`` is None): missing
     numbers filled, categories one-hot.
 
@@ -172,7 +175,7 @@ def load_features(path: str, schema: Schema, target_columns: list[int] | None = 
     numbers (categorical columns already one-hot, in the order ``info`` lists them).
     """
     encoded = Encoded()
-    table = _read(path, stdin, want_y=False, separator=delimiter,
+    table = _read(path, stdin, want_y=False, separator=delimiter, encoding=encoding,
                   is_model_header=_model_header_test(schema.names, target_columns))
     if table.kind != "csv":
         assert table.X is not None
@@ -190,8 +193,8 @@ def load_features(path: str, schema: Schema, target_columns: list[int] | None = 
 
 def iter_features(path: str, schema: Schema, target_columns: list[int] | None = None,
                   stdin: typing.BinaryIO | None = None, block_rows: int | None = None,
-                  delimiter: str | None = None,
-                  encoded: Encoded | None = None) -> typing.Iterator[np.ndarray]:
+                  delimiter: str | None = None, encoded: Encoded | None = None,
+                  encoding: str | None = None) -> typing.Iterator[np.ndarray]:
     """The input columns of a model, as float32 blocks of rows, for ``predict``.
 
     Memory is bounded by a block, not by the file: CSV (and standard input) is read a megabyte
@@ -216,7 +219,7 @@ def iter_features(path: str, schema: Schema, target_columns: list[int] | None = 
             done += len(block)
     else:
         yield from _csv_feature_blocks(path, schema, target_columns, stdin, block_rows,
-                                       delimiter, encoded)
+                                       delimiter, encoded, encoding)
 
 
 def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
@@ -234,11 +237,11 @@ def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
 
 def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | None,
                         stdin: typing.BinaryIO | None, block_rows: int | None,
-                        delimiter: str | None,
-                        encoded: Encoded) -> typing.Iterator[np.ndarray]:
+                        delimiter: str | None, encoded: Encoded,
+                        encoding: str | None) -> typing.Iterator[np.ndarray]:
     """CSV (or standard input) read and parsed a block of rows at a time."""
     with csv_chunks(path, stdin) as (source, chunks):
-        reader = CsvReader(chunks, source, delimiter)
+        reader = CsvReader(chunks, source, delimiter, encoding)
         table = reader.first_block(_model_header_test(schema.names, target_columns),
                                    1 + HEADER_LOOKAHEAD)
         cols = _model_columns(table, schema, target_columns or [], targets_in_file=False)
@@ -252,17 +255,19 @@ def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | N
 
 
 def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,
-          is_model_header: HeaderTest | None = None, separator: str | None = None) -> Table:
+          is_model_header: HeaderTest | None = None, separator: str | None = None,
+          encoding: str | None = None) -> Table:
     """Dispatch on the format; ``is_model_header`` recognises a first row as a header too.
-    NPZ/NPY features keep NaN and infinity: the missing-value policy decides."""
+    NPZ/NPY features keep NaN and infinity: the missing-value policy decides; ``encoding``
+    concerns CSV only."""
     if path == "-":
-        return parse_csv(read_stdin(stdin), STDIN_NAME, is_model_header, separator)
+        return parse_csv(read_stdin(stdin), STDIN_NAME, is_model_header, separator, encoding)
     lowered = path.lower()
     if lowered.endswith(".npz"):
         return read_npz(path, want_y, finite=False)
     if lowered.endswith(".npy"):
         return read_npy(path)
-    return parse_csv(read_bytes(path), path, is_model_header, separator)
+    return parse_csv(read_bytes(path), path, is_model_header, separator, encoding)
 
 
 def _npz_training_data(table: Table, targets: list[str] | None, options: ReadOptions,

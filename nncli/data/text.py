@@ -6,6 +6,11 @@ One reader serves both ways of reading: :func:`parse_csv` hands :class:`CsvReade
 file as its one chunk and takes all its rows as one block (the rows then stay the file's own
 bytes); ``iter_features`` streams, a chunk of about a megabyte at a time, in blocks of rows.
 The bytes become rows in ``tokeniser``.
+
+Text is UTF-8 unless the file starts with a UTF-16 or UTF-32 byte order mark or the reader is
+given an encoding (``--encoding``): such text is decoded and re-encoded as UTF-8 once, a chunk
+at a time (:func:`utf8_chunks`), and read from there as a UTF-8 file would be. UTF-8 itself is
+never decoded here.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import csv
 import gzip
 import io
+import itertools
 import os
 import sys
 import typing
@@ -23,7 +29,8 @@ import zlib
 
 from nncli.data.cells import parse_float
 from nncli.data.table import STDIN_NAME, Table
-from nncli.data.tokeniser import Rows, check_text, joined, tokenise
+from nncli.data.tokeniser import (Rows, check_text, joined, nul_character_error, tokenise,
+                                  undecodable_error)
 from nncli.errors import DataError
 
 # How far below the first row header detection looks for a repeat of a text cell.
@@ -43,6 +50,14 @@ _SNIFF_BYTES = 1 << 16
 
 
 HeaderTest = typing.Callable[[list[str]], bool]
+
+
+# Byte order marks that say a file is not UTF-8, and the codec that reads it (and skips the
+# mark); UTF-32's first, as UTF-32-LE's mark starts with UTF-16-LE's.
+_BOM_CODECS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+               (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Names of the codec the reader reads without decoding.
+_UTF8 = ("utf-8", "utf-8-sig")
 
 
 def _cannot_read(exc: Exception, source: str) -> DataError:
@@ -125,29 +140,83 @@ def _chunks(stream: typing.BinaryIO, source: str) -> typing.Iterator[bytes]:
 
 
 def parse_csv(raw: bytes, source: str, is_model_header: HeaderTest | None,
-              separator: str | None = None) -> Table:
+              separator: str | None = None, encoding: str | None = None) -> Table:
     """Split CSV bytes into checked rows and detect the header: the reader given the whole
     file, and all its rows as one block.
 
-    ``separator``: the file's delimiter, or None to detect it (see detect_delimiter).
-    A file without quotes keeps ``raw`` as its rows' text (see Table); only the first rows
-    become strings here, for header detection.
+    ``separator``: the file's delimiter, or None to detect it (see detect_delimiter);
+    ``encoding``: the codec of its text, or None for UTF-8 (or what a byte order mark says).
+    A UTF-8 file without quotes keeps ``raw`` as its rows' text (see Table); only the first
+    rows become strings here, for header detection.
     """
-    return CsvReader.of_bytes(raw, source, separator).first_block(is_model_header, None)
+    return CsvReader.of_bytes(raw, source, separator, encoding).first_block(is_model_header,
+                                                                            None)
+
+
+def utf8_chunks(chunks: typing.Iterable[bytes], codec: str,
+                source: str) -> typing.Iterator[bytes]:
+    """``chunks`` of text in ``codec`` (a whole file), as UTF-8, a chunk for a chunk.
+
+    A byte that does not decode, and a NUL character, are DataErrors naming the line and (for
+    the byte) the file offset. A byte order mark that the codec leaves in the text is dropped.
+    """
+    decoder = codecs.getincrementaldecoder(codec)()
+    fed, lines, first = 0, 0, True   # bytes fed to the decoder, lines decoded
+    for chunk, final in itertools.chain(((c, False) for c in chunks), ((b"", True),)):
+        state = decoder.getstate()
+        try:
+            text = decoder.decode(chunk, final)
+        except UnicodeError as exc:
+            raise _undecodable(exc, codec, state, chunk, fed, lines, source) from exc
+        nul = text.find("\0")
+        if nul >= 0:
+            raise nul_character_error(codec, source, lines + text.count("\n", 0, nul) + 1)
+        if first and text:
+            text, first = text.removeprefix("\ufeff"), False
+        fed += len(chunk)
+        lines += text.count("\n")
+        if text:
+            # "replace": only a lone surrogate (from an escape codec) cannot be UTF-8
+            yield text.encode("utf-8", "replace")
+
+
+def _undecodable(exc: UnicodeError, codec: str, state: tuple[bytes, int], chunk: bytes,
+                 fed: int, lines: int, source: str) -> DataError:
+    """The DataError for ``exc``, raised decoding ``chunk`` (after ``fed`` bytes, decoded
+    into ``lines`` lines) with a decoder in ``state`` (bytes it held back, and its flag)."""
+    if not isinstance(exc, UnicodeDecodeError):  # no place: "UTF-16 stream does not start ..."
+        return undecodable_error(codec, str(exc), source, lines + 1)
+    held = len(state[0])   # the decoder saw held bytes + chunk; exc.start counts from there
+    at = fed - held + exc.start
+    # (no chunk: the final flush found the text ending inside a character)
+    what = (f"byte 0x{exc.object[exc.start]:02x} at byte {at}"
+            if chunk and exc.start < len(exc.object)
+            else f"the text ends inside a character at byte {at}")
+    # the line: the lines of what decoded before the bad byte, decoded again from the state
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    try:
+        decoder.setstate(state)
+        before = decoder.decode(chunk[:max(0, exc.start - held)]).count("\n")
+    except (UnicodeError, ValueError, TypeError):
+        before = 0
+    return undecodable_error(codec, what, source, lines + before + 1)
 
 
 class CsvReader:
     """CSV bytes, given whole or as a stream of chunks, into blocks of checked rows.
 
-    A byte order mark is skipped, the delimiter detected and the header recognised once, at
-    the start; each chunk is cut after its last '\n' (a '\n' never occurs inside a UTF-8
-    sequence), checked and tokenised (see ``tokeniser``), the rest waiting for the next chunk.
+    A byte order mark is skipped (or says the text is UTF-16 or UTF-32), text in another
+    encoding is decoded to UTF-8 (``encoding``: a codec name, None for UTF-8), the delimiter
+    detected and the header recognised once, at the start; each chunk is cut after its last
+    '\n' (a '\n' never occurs inside a UTF-8 sequence), checked and tokenised (see
+    ``tokeniser``), the rest waiting for the next chunk.
     """
 
     def __init__(self, chunks: typing.Iterator[bytes], source: str,
-                 separator: str | None) -> None:
+                 separator: str | None, encoding: str | None = None) -> None:
         self.source = source
         self.separator = separator   # None until detected
+        self.encoding = encoding
         self.n_columns = -1          # until the first row
         self._chunks = chunks
         self._data = b""             # bytes read; those from _lo on are not tokenised yet
@@ -161,9 +230,10 @@ class CsvReader:
         self._buffered = 0           # rows in _rows
 
     @classmethod
-    def of_bytes(cls, raw: bytes, source: str, separator: str | None) -> "CsvReader":
+    def of_bytes(cls, raw: bytes, source: str, separator: str | None,
+                 encoding: str | None = None) -> "CsvReader":
         """A reader of a whole file already in memory: its one, final chunk."""
-        reader = cls(iter(()), source, separator)
+        reader = cls(iter(()), source, separator, encoding)
         reader._data, reader._done = raw, True
         return reader
 
@@ -210,8 +280,19 @@ class CsvReader:
         return joined(parts, self.separator or ",", self.source)
 
     def _start(self) -> None:
-        """Skip a byte order mark and detect the delimiter."""
+        """Skip a byte order mark, decode text that is not UTF-8, and detect the delimiter."""
         self._started = True
+        self._fill(len(codecs.BOM_UTF32_LE))
+        codec = self.encoding
+        if codec is None:
+            codec = next((c for bom, c in _BOM_CODECS if self._data.startswith(bom)), None)
+        elif codecs.lookup(codec).name in _UTF8:
+            codec = None
+        if codec is not None:
+            # from here on the reader's bytes are the UTF-8 copy, read as any UTF-8 file
+            chunks = itertools.chain((self._data,), self._chunks)
+            self._chunks = utf8_chunks(chunks, codec, self.source)
+            self._data, self._done = b"", False
         self._fill(len(codecs.BOM_UTF8))
         if self._data.startswith(codecs.BOM_UTF8):
             self._lo = len(codecs.BOM_UTF8)
@@ -239,7 +320,8 @@ class CsvReader:
         """Tokenise ``block`` (whole lines: _data from its start to a line end); False when
         it holds no whole row."""
         lo = self._lo
-        check_text(block, max(lo, self._checked - self._offset), self._offset, self.source)
+        check_text(block, max(lo, self._checked - self._offset), self._offset, self.source,
+                   self._line, lo)
         self._checked = self._offset + len(block)
         assert self.separator is not None
         final = self._done and len(block) == len(self._data)

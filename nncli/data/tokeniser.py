@@ -4,13 +4,15 @@
 There is one: whole-file reading hands it the file as one block, the streaming reader
 (``text.CsvReader``) a block of about a megabyte at a time. Here, and only here, bytes are
 checked to be UTF-8 text, quotes are resolved, blank lines skipped, and every row checked to
-have the file's number of columns.
+have the file's number of columns. The messages about text that is not UTF-8 or not text at
+all are written here too, for the reader that decodes other encodings (``text``) as well.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import typing
 from dataclasses import dataclass
 
@@ -35,6 +37,15 @@ _COUNT_BYTES = (1 << 16) - 1
 
 
 _LF, _CR = ord("\n"), ord("\r")
+
+
+# Bytes that text in no encoding holds: the C0 controls, save whitespace (tab, line ends,
+# vertical tab, form feed, and 0x1c-0x1f, which str.isspace counts) and escape (ISO-2022 text
+# uses it). A line that is not UTF-8 is text in another encoding unless it holds one of them.
+_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a]")
+# Bytes that Windows-1252 reads as letters and punctuation (the euro sign, curly quotes, ...)
+# where Latin-1 has control characters: a file with them is more likely Windows-1252.
+_CP1252_BYTES = re.compile(rb"[\x80-\x9f]")
 
 
 @dataclass
@@ -62,9 +73,11 @@ def width_error(expected: int, found: int, source: str, line: int) -> DataError:
     return DataError(f"expected {expected} columns, found {found}", source, line)
 
 
-def check_text(raw: bytes, lo: int, offset: int, source: str) -> None:
+def check_text(raw: bytes, lo: int, offset: int, source: str, line0: int = 0,
+               line_lo: int = 0) -> None:
     """Refuse ``raw[lo:]`` (whole lines) unless it is UTF-8 text, giving the file offset of the
-    first bad byte (``offset``: the file offset of ``raw[0]``).
+    first bad byte (``offset``: the file offset of ``raw[0]``) and, for text in another
+    encoding, its line (``line0``: the file lines before ``raw[line_lo]``).
 
     Pure ASCII, the usual case, is recognised by one C call. Other text is decoded a window at
     a time (cut just after a '\n', which never occurs inside a UTF-8 sequence) and thrown
@@ -82,12 +95,43 @@ def check_text(raw: bytes, lo: int, offset: int, source: str) -> None:
         try:
             str(view[lo:hi], "utf-8")
         except UnicodeDecodeError as exc:
-            raise _binary(offset + lo + exc.start, source) from exc
+            at = lo + exc.start
+            line = line0 + raw.count(b"\n", line_lo, at) + 1
+            raise _not_utf8(raw, at, offset, source, line) from exc
         lo = hi
 
 
 def _binary(at: int, source: str) -> DataError:
+    """A file that is not text: a NUL byte, or a control byte in a line that is not UTF-8, at
+    file offset ``at``."""
     return DataError(f"not a text CSV file (binary data at byte {at})", source)
+
+
+def _not_utf8(raw: bytes, at: int, offset: int, source: str, line: int) -> DataError:
+    """``raw[at]`` (file offset ``offset + at``, on file line ``line``) is no part of UTF-8:
+    the file is text in another encoding unless that line holds bytes that no text holds
+    (the line only, so that the whole-file and the streaming reader agree). The hint names
+    Windows-1252 when the text from that line on (in this block) has its punctuation."""
+    start = raw.rfind(b"\n", 0, at) + 1
+    end = raw.find(b"\n", at)
+    end = len(raw) if end < 0 else end
+    if _BINARY_BYTES.search(raw, start, end):
+        return _binary(offset + at, source)
+    codec = "cp1252" if _CP1252_BYTES.search(raw, start) else "latin-1"
+    return DataError(f"not valid UTF-8 (byte 0x{raw[at]:02x} at byte {offset + at}); if the "
+                     f"file is Latin-1 or Windows-1252, give --encoding {codec}", source, line)
+
+
+def undecodable_error(codec: str, what: str, source: str, line: int) -> DataError:
+    """Text read as ``codec`` (--encoding, or UTF-16 after its byte order mark) that it cannot
+    decode; ``what`` says where (a byte and its file offset) or why."""
+    return DataError(f"not valid {codec} ({what})", source, line)
+
+
+def nul_character_error(codec: str, source: str, line: int) -> DataError:
+    """Text read as ``codec`` that holds a NUL character: not a text file, or not ``codec``."""
+    return DataError(f"not a text CSV file (a NUL character in the text read as {codec})",
+                     source, line)
 
 
 def _window_end(raw: bytes, lo: int) -> int:
