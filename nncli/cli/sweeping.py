@@ -101,6 +101,9 @@ class _LiveTrials:
     def __init__(self, varying: list[str], metric: str, quiet: bool) -> None:
         self.varying, self.metric, self.quiet = varying, metric, quiet
         self.rows: dict = {}
+        # the last status seen per trial: the driver updates its rows in place, so a row
+        # kept here cannot tell what changed
+        self.statuses: dict[str, str] = {}
         self.live = None
 
     def __enter__(self) -> "_LiveTrials":
@@ -120,12 +123,12 @@ class _LiveTrials:
         return False
 
     def update(self, row) -> None:
-        before = self.rows.get(row.trial_id)
-        self.rows[row.trial_id] = row
+        before = self.statuses.get(row.trial_id)
+        self.rows[row.trial_id], self.statuses[row.trial_id] = row, row.status
         if self.live is not None:
             self.live.update(self._table())
         elif not self.quiet and row.status not in ("running", "pending") and \
-                (before is None or before.status != row.status):
+                before != row.status:
             value = row.value(self.metric)
             shown = f"{self.metric} {value:.4f}" if value is not None else "no result"
             tell(f"trial {row.trial_id} {row.status}: {_config_text(row.config)}  {shown}  "
