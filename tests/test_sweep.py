@@ -222,6 +222,17 @@ def test_local_sweep_leaves_leaderboard_models_and_json(digits_sweep):
     assert "leaderboard (by val_accuracy, highest first)" in err
 
 
+def test_stderr_not_a_terminal_has_a_line_per_finished_trial(digits_sweep):
+    # the live table's place in a log: each trial once, when it ends (the rows Ray Tune's
+    # callback passes on are updated in place, so "changed" must be judged by status seen)
+    doc, err, _ = digits_sweep
+    for t in doc["trials"]:
+        line = (f"trial {t['trial_id']} finished: --arch {t['config']['arch']} --lr "
+                f"{t['config']['lr']:.4g}  val_accuracy {t['metrics']['val_accuracy']:.4f}  "
+                f"epoch 3")
+        assert err.count(f"trial {t['trial_id']} ") == 1 and line in err, err
+
+
 def test_best_model_is_nncli_train_of_its_trial_bit_for_bit(capsys, tmp_path, digits_sweep):
     doc, _, base = digits_sweep
     best = doc["best"]

@@ -14,7 +14,7 @@ from rich.table import Table
 from nncli.cli.app import command, err, prepare_numba, say, tell
 from nncli.errors import Interrupted, UsageError
 from nncli.metrics import EPOCH_METRICS
-from nncli.sweep.driver import Request
+from nncli.sweep.driver import RAY_LOG, Request
 
 
 @command(summary="Train many networks at once on Ray Tune and keep the best.",
@@ -78,10 +78,13 @@ def sweep(
     space = parse_space(request.options, request.samples)
     prepare_numba()
     table = _LiveTrials(space.varying, request.metric, quiet)
-    with table:
-        report = run_sweep(request, space, table.update, say, restore=resume is not None)
+    report = run_sweep(request, space, table.update, say, restore=resume is not None,
+                       display=table)
     if not quiet:
         table.leaderboard(report)
+    if any(row.retries or row.status == "error" for row in report.rows):
+        say(f"note: Ray's messages about the trials that failed or were restarted are in "
+            f"{Path(report.out_dir) / RAY_LOG}")
     if json_out:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     if report.interrupted:
@@ -92,18 +95,25 @@ def sweep(
 
 class _LiveTrials:
     """The sweep's trials on stderr: a live Rich table on a terminal, a line per finished trial
-    otherwise, nothing with --quiet."""
+    otherwise, nothing with --quiet. The driver enters it once Ray's output is kept off the
+    terminal: a line written under a live table breaks its redraws."""
 
     def __init__(self, varying: list[str], metric: str, quiet: bool) -> None:
         self.varying, self.metric, self.quiet = varying, metric, quiet
         self.rows: dict = {}
+        # the last status seen per trial: the driver updates its rows in place, so a row
+        # kept here cannot tell what changed
+        self.statuses: dict[str, str] = {}
         self.live = None
 
     def __enter__(self) -> "_LiveTrials":
         if not self.quiet and err.is_terminal:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=err, refresh_per_second=4, transient=True)
+            # stdout is left alone: nncli writes nothing there before the sweep ends, and
+            # what Ray prints there meanwhile goes to its log (nncli.sweep.redirect)
+            self.live = Live(self._table(), console=err, refresh_per_second=4, transient=True,
+                             redirect_stdout=False)
             self.live.__enter__()
         return self
 
@@ -113,12 +123,12 @@ class _LiveTrials:
         return False
 
     def update(self, row) -> None:
-        before = self.rows.get(row.trial_id)
-        self.rows[row.trial_id] = row
+        before = self.statuses.get(row.trial_id)
+        self.rows[row.trial_id], self.statuses[row.trial_id] = row, row.status
         if self.live is not None:
             self.live.update(self._table())
         elif not self.quiet and row.status not in ("running", "pending") and \
-                (before is None or before.status != row.status):
+                before != row.status:
             value = row.value(self.metric)
             shown = f"{self.metric} {value:.4f}" if value is not None else "no result"
             tell(f"trial {row.trial_id} {row.status}: {_config_text(row.config)}  {shown}  "

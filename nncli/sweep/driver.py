@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from nncli.errors import NncliError, UsageError
 from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
 from nncli.sweep.space import Space, metric_mode
 
 REQUEST_FILE = "sweep.json"
+# Where Ray's own output goes while the sweep runs (nncli.sweep.redirect), in the sweep's folder.
+RAY_LOG = "ray.log"
 # Joining a cluster: how long Ray waits for an answer from its head (seconds) before it gives
 # up, instead of its default minutes, so that an --address where something other than Ray
 # listens is an error within 30 s too.
@@ -84,10 +87,12 @@ class Report:
 def run_sweep(request: Request, space: Space,
               on_event: Callable[[TrialRow], None] | None = None,
               say: Callable[[str], None] = lambda message: None,
-              restore: bool = False) -> Report:
+              restore: bool = False, display: ContextManager | None = None) -> Report:
     """Run the sweep ``request`` asks for (``space``: its trials' options, parsed), or with
-    ``restore`` continue the one in ``request.out_dir``."""
+    ``restore`` continue the one in ``request.out_dir``. ``display`` (the live table) is
+    entered once Ray's output goes to the sweep's ``ray.log`` instead of stdout and stderr."""
     from nncli.files import check_writable
+    from nncli.sweep.redirect import output_into
     from nncli.train import load_inputs, validate, warm_up
 
     if request.max_failures < 0 or request.threads_per_trial < 1 or request.grace_epochs < 1:
@@ -128,9 +133,12 @@ def run_sweep(request: Request, space: Space,
                        request.threads_per_trial, first.seed, request.address, request.storage)
     args = {"data": inputs.data, "val": inputs.val, "fixed": fixed,
             "init_from": inputs.init_from}
-    with tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
-        # the folder once Ray answers: a cluster that did not leaves no sweep to --resume
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if request.address is not None:
+        tuning.check_reachable(request.address)   # nobody there: no folder left behind
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_into(out_dir / RAY_LOG), display or nullcontext(), \
+            tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
+        # the request once Ray answers: a cluster that did not leaves no sweep to --resume
         request.save()
         outcome = tuning.run(plan, args, on_event, restore)
     return _finish(request, space, outcome, mode, stopped.signum)

@@ -44,9 +44,10 @@ TUNE_NAME = "tune"
 FINISHED_KEY = "nncli_finished"
 # Ray's own chatter we do not want: usage reports (there may be no network), the trial folder
 # as working directory (nncli passes no relative paths, but a user's --init-from could be one),
-# its core's warnings on our stderr, its trial loggers.
+# its core's warnings on our stderr, its trial loggers, colour codes in its log
+# (nncli.sweep.redirect sends what it prints to the sweep's ray.log).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0",
-           "RAY_BACKEND_LOG_LEVEL": "error",
+           "RAY_BACKEND_LOG_LEVEL": "error", "RAY_COLOR_PREFIX": "0",
            "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
@@ -104,7 +105,7 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
         return
     runtime_env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
     if address is not None:
-        _check_reachable(address)
+        check_reachable(address)
         _join(address, runtime_env)
     else:
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
@@ -137,6 +138,38 @@ def _join(address: str, runtime_env: dict) -> None:
         e = failure[0]
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"cannot join the Ray cluster at {address}: {first}")
+
+
+def check_reachable(address: str) -> None:
+    """A one-line error at once when nothing answers at ``address`` (host:port), where
+    ray.init would wait for minutes."""
+    host, _, port = address.rpartition(":")
+    if address.startswith(("ray://", "auto")) or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ValueError:
+        raise UsageError(f"--address {address}: expected HOST:PORT") from None
+    except OSError as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address} "
+                         f"({e.strerror or e}); start it with 'ray start --head "
+                         f"--port {port}' there") from None
+    # Ray itself connects to 127.0.0.1/localhost as this machine's network address: a head
+    # listening on the loopback only (--node-ip-address 127.0.0.1) answers the check above,
+    # and ray.init would then retry for many minutes
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        ray_address = canonicalize_bootstrap_address(address) or address
+    except Exception:  # noqa: BLE001 - a private helper: without it, no second check
+        return
+    if ray_address != address:
+        try:
+            socket.create_connection(tuple(ray_address.rsplit(":", 1)), timeout=5).close()
+        except (OSError, ValueError):
+            raise UsageError(f"--address {address}: Ray connects to it as {ray_address} "
+                             f"(this machine's network address), where nothing answers; "
+                             f"start the head without --node-ip-address 127.0.0.1") from None
 
 
 def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = None,
@@ -227,37 +260,6 @@ class TuneSink:
 
 
 # ------------------------------------------------------------------------------ internals
-
-def _check_reachable(address: str) -> None:
-    """A one-line error at once when nothing answers at host:port (ray.init would wait)."""
-    host, _, port = address.rpartition(":")
-    if address.startswith(("ray://", "auto")) or not host:
-        return
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except ValueError:
-        raise UsageError(f"--address {address}: expected HOST:PORT") from None
-    except OSError as e:
-        raise UsageError(f"cannot reach the Ray cluster at {address} "
-                         f"({e.strerror or e}); start it with 'ray start --head "
-                         f"--port {port}' there") from None
-    # Ray itself connects to 127.0.0.1/localhost as this machine's network address: a head
-    # listening on the loopback only (--node-ip-address 127.0.0.1) answers the check above,
-    # and ray.init would then retry for many minutes
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        ray_address = canonicalize_bootstrap_address(address) or address
-    except Exception:  # noqa: BLE001 - a private helper: without it, no second check
-        return
-    if ray_address != address:
-        try:
-            socket.create_connection(tuple(ray_address.rsplit(":", 1)), timeout=5).close()
-        except (OSError, ValueError):
-            raise UsageError(f"--address {address}: Ray connects to it as {ray_address} "
-                             f"(this machine's network address), where nothing answers; "
-                             f"start the head without --node-ip-address 127.0.0.1") from None
-
 
 def _param_space(space: Space) -> dict:
     out: dict[str, Any] = {name: tune.grid_search(values) for name, values in space.grid.items()}
