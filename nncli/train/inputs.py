@@ -41,7 +41,8 @@ def load_inputs(config: TrainConfig, data: str, validation_data: str | None = No
     base = load_model(init_from) if init_from else None
     saved = read_model_file(resume) if resume else None
     start = saved.model if saved is not None else base
-    options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical))
+    options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical),
+                          tuple(config.numeric), tuple(config.ignore), tuple(config.features))
     ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
                             stdin=stdin, options=options,
                             schema=start.input_schema() if start is not None else None)
