@@ -246,3 +246,13 @@ def test_sweep_takes_ignore_and_features_the_same_for_every_trial(capsys, tmp_pa
                        tmp_path / "out")
     assert_one_line_error(rc, out, err, "--ignore nope: no column named 'nope'")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_column_suggests_ignore_which_trains(capsys, tmp_path):
+    path = table(tmp_path, "d.csv", ["a", "b", "t"],
+                 [[str(i), "NA", str(i % 2)] for i in range(10)])
+    rc, out, err = train(capsys, path, tmp_path / "m.safetensors")
+    assert_one_line_error(rc, out, err, "feature column 'b' has no value",
+                          "leave it out with --ignore b")
+    rc, _, _ = train(capsys, path, tmp_path / "m.safetensors", "--ignore", "b")
+    assert rc == 0 and load_model(tmp_path / "m.safetensors").n_inputs == 1

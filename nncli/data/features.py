@@ -201,8 +201,8 @@ def _refuse_empty_column(table: Table, feats: Features, k: int, j: int) -> None:
     empty = cells.row_missing().all() if cells is not None else np.isnan(feats.numbers[:, k]).all()
     if empty and table.n_rows:
         raise DataError(f"feature column {column_label(table, j)} has no value: every one of "
-                        f"its {table.n_rows} cells is missing; leave the column out of the file",
-                        table.source)
+                        f"its {table.n_rows} cells is missing; leave it out with --ignore "
+                        f"{table.header[j] if table.header is not None else j}", table.source)
 
 
 def _apply_policy(table: Table, feats: Features, policy: MissingPolicy) -> list[int]:
