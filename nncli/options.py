@@ -184,6 +184,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("categorical", ("--categorical",), str, None, "One-hot encode this column (name or "
            "0-based index) even though it holds numbers; repeat for several. Text columns are "
            "categorical anyway.", sweep=_DATA_ONCE, field="categorical", repeat=True),
+    Option("numeric", ("--numeric",), str, None, "Read this column (name or 0-based index) "
+           "as numbers even though some cells are text (those become missing values); repeat "
+           "for several.", sweep=_DATA_ONCE, field="numeric", repeat=True),
+    Option("ignore", ("--ignore",), str, None, "Leave this column (name or 0-based index) "
+           "out of the features, e.g. an ID; repeat for several.", sweep=_DATA_ONCE,
+           field="ignore", repeat=True),
+    Option("features", ("--features",), str, None, "Only these columns are features, in this "
+           "order (names or 0-based indices, comma-separated).", sweep=_DATA_ONCE,
+           field="features", repeat=True, metavar="COL,..."),
     Option("delimiter", ("--delimiter",), str, None, "The CSV delimiter: ',', ';', tab, '|' or "
            "another character \\[default: detected from the first lines; tab for .tsv].",
            sweep=_DATA_ONCE, field="delimiter", parse=delimiter_char),

@@ -323,11 +323,16 @@ def test_ragged_row_line_counts_header_and_blank_lines(tmp_path):
 
 
 def test_text_in_a_numeric_column_of_a_model_is_located(tmp_path):
+    # text in a model's numeric column is a missing value (issue 18): located under --missing
+    # error, counted otherwise
     path = write(tmp_path, "p1,p2,p3,y\n1,2,3,0\n4,5,abc,1\n")
-    err = error_of(load_training_data, path, schema=Schema.numeric(["p1", "p2", "p3"]))
-    assert str(err) == (f"{path}:3:3: cannot read 'abc' as a number (feature column 'p3', "
-                        f"numeric in the model)")
+    err = error_of(load_training_data, path, schema=Schema.numeric(["p1", "p2", "p3"]),
+                   options=ReadOptions(missing="error"))
+    assert str(err).startswith(f"{path}:3:3: cannot read 'abc' as a number (feature column "
+                               f"'p3', numeric in the model); --missing mean fills it")
     assert (err.line, err.column) == (3, 3)
+    ds = load_training_data(path, schema=Schema.numeric(["p1", "p2", "p3"]))
+    assert np.isnan(ds.X[1, 2]) and ds.encoded.not_numbers["p3"].count == 1
 
 
 def test_empty_feature_cell_with_missing_error(tmp_path):
@@ -360,7 +365,8 @@ def test_bad_cell_in_a_later_chunk_after_switching_to_floats(tmp_path, monkeypat
     monkeypatch.setattr(data.cells, "CELLS_PER_CHUNK", 4)
     rows = ["1,2,0"] * 5 + ["1.5,2,1"] * 5 + ["3,x,1"]
     path = write(tmp_path, "a,b,y\n" + "\n".join(rows) + "\n")
-    err = error_of(load_training_data, path, schema=Schema.numeric(["a", "b"]))
+    err = error_of(load_training_data, path, schema=Schema.numeric(["a", "b"]),
+                   options=ReadOptions(missing="error"))
     assert (err.line, err.column) == (12, 2)
     rows[-1] = "3,4,1"
     ds = load_training_data(write(tmp_path, "\n".join(rows) + "\n", "ok.csv"))
@@ -420,7 +426,8 @@ def test_quoted_fields(tmp_path):
 
 def test_quoted_fields_line_numbers_after_multiline_cell(tmp_path):
     text = 'a,b,label\n1,2,"two\nlines"\n\n3,"x",ok\n'
-    err = error_of(load_training_data, write(tmp_path, text), schema=Schema.numeric(["a", "b"]))
+    err = error_of(load_training_data, write(tmp_path, text), schema=Schema.numeric(["a", "b"]),
+                   options=ReadOptions(missing="error"))
     assert (err.line, err.column) == (5, 2)
     assert "cannot read 'x' as a number" in str(err)
 
@@ -451,8 +458,9 @@ def test_stdin(tmp_path):
 
 def test_stdin_error_is_located(tmp_path):
     err = error_of(load_training_data, "-", stdin=io.BytesIO(b"a,y\n1,0\nq,1\n"),
-                   schema=Schema.numeric(["a"]))
-    assert str(err) == "<stdin>:3:1: cannot read 'q' as a number (feature column 'a', numeric in the model)"
+                   schema=Schema.numeric(["a"]), options=ReadOptions(missing="error"))
+    assert str(err).startswith("<stdin>:3:1: cannot read 'q' as a number (feature column 'a', "
+                               "numeric in the model)")
 
 
 # ---------------------------------------------------------------- NPZ / NPY
@@ -624,8 +632,13 @@ def test_features_bad_cell_is_located(tmp_path):
     ds = load_features(path, Schema([Column("a", fill=0.5), Column("b", fill=7.0)]))
     np.testing.assert_array_equal(ds.X, [[1, 2], [3, 7]])
     assert ds.encoded.filled == {"b": 1}
-    err = error_of(load_features, write(tmp_path, "a,b\n1,2\n3,x\n"), Schema.numeric(["a", "b"]))
-    assert str(err) == f"{path}:3:2: cannot read 'x' as a number (feature column 'b', numeric in the model)"
+    # text in a numeric column is a missing value too (issue 18): filled and counted
+    path = write(tmp_path, "a,b\n1,2\n3,x\n")
+    ds = load_features(path, Schema([Column("a", fill=0.5), Column("b", fill=7.0)]))
+    np.testing.assert_array_equal(ds.X, [[1, 2], [3, 7]])
+    assert ds.encoded.filled == {} and ds.encoded.not_numbers["b"].first == [("'x'", 3)]
+    err = error_of(load_features, path, Schema.numeric(["a", "b"]))
+    assert "missing value(s) in column 'b', but the model has no value" in str(err)
 
 
 def test_features_from_stdin(tmp_path):
@@ -760,13 +773,13 @@ def test_iter_features_blocks_agree_with_load_features(tmp_path):
 
 def test_iter_features_error_in_a_later_block_names_its_line(tmp_path):
     lines = ["a,b"] + [f"{i},{i}" for i in range(3000)]
-    lines[2500] = "1,oops"
+    lines[2500] = "1,inf"   # text there is a missing value since issue 18; infinity is not
     path = write(tmp_path, "\n".join(lines) + "\n")
     blocks = data.iter_features(path, numeric(2), block_rows=500)
     got = [next(blocks) for _ in range(3)]  # lines 2-2001: 1000 + 2 x 500 rows
     assert sum(len(b) for b in got) == 2000
     err = error_of(next, blocks)
-    assert (err.line, err.column) == (2501, 2) and "'oops'" in str(err)
+    assert (err.line, err.column) == (2501, 2) and "infinite value" in str(err)
     lines[2500] = "1,2,3"
     path = write(tmp_path, "\n".join(lines) + "\n")
     err = error_of(lambda: list(data.iter_features(path, numeric(2), block_rows=500)))

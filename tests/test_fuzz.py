@@ -208,3 +208,60 @@ def test_damaged_numpy_files_give_a_result_or_a_data_error(tmp_path_factory, edi
     path.write_bytes(bytes(raw))
     _only_data_errors(load_training_data, str(path))
     _only_data_errors(lambda: list(iter_features(str(path), numeric(3))))
+
+
+# Mixed columns (issue 18): mostly numbers with typos among them, mostly words with a few
+# numbers, gaps; read as training data under each --missing policy, with --numeric or
+# --categorical forcing a column, then read again with the schema learnt (eval and predict).
+number_cell = st.one_of(st.integers(-50, 50).map(str),
+                        st.floats(-1e3, 1e3, allow_nan=False, width=32).map(repr))
+word_cell = st.one_of(st.text(alphabet="abcxyz-/ %é\u0663_", min_size=1, max_size=5),
+                      st.sampled_from(["1,5", "12 kg", "n/a", "-", "inf", "1e40", "nan", ""]))
+
+
+@st.composite
+def mixed_tables(draw):
+    width, n = draw(st.integers(1, 3)), draw(st.integers(1, 30))
+    columns = []
+    for _ in range(width):
+        numbers = draw(st.lists(number_cell, min_size=n, max_size=n))
+        words = draw(st.lists(word_cell, min_size=n, max_size=n))
+        typo = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
+        share = draw(st.sampled_from([0.0, 0.05, 0.2, 0.6, 1.0]))
+        columns.append([w if t < share else x for x, w, t in zip(numbers, words, typo)])
+    rows = [",".join(f'"{c}"' if "," in c else c for c in row) + f",{i % 2}"
+            for i, row in enumerate(zip(*columns))]
+    header = ",".join(f"c{j}" for j in range(width)) + ",t"
+    return "\n".join([header, *rows]) + "\n"
+
+
+@FAST
+@given(mixed_tables(), st.sampled_from(["mean", "error", "drop"]),
+       st.sampled_from([{}, {"numeric": ("c0",)}, {"categorical": ("c0",)}]))
+def test_mixed_columns_give_data_or_a_data_error(text, missing, forced):
+    raw = text.encode("utf-8")
+    ds = _only_data_errors(load_training_data, "-", stdin=io.BytesIO(raw),
+                           options=ReadOptions(missing=missing, **forced))
+    if ds is None:
+        return
+    kinds = {c.name: c.kind for c in ds.schema.columns}
+    assert ds.X.dtype == np.float32 and not np.isinf(ds.X).any()
+    assert ds.X.shape == (len(ds.Y), ds.schema.n_features)
+    assert all(kinds[name] == "numeric" for name in ds.encoded.not_numbers)
+    assert all(cells.count <= len(raw) for cells in ds.encoded.not_numbers.values())
+    if forced.get("numeric"):
+        assert kinds.get("c0", "numeric") == "numeric"
+    for c in ds.schema.columns:
+        c.fill = 0.0 if c.kind == "numeric" else None
+    # the model's view of the same file: text in a numeric column is missing, filled
+    again = _only_data_errors(load_training_data, "-", stdin=io.BytesIO(raw), schema=ds.schema)
+    if again is not None:
+        assert again.X.shape[1] == ds.X.shape[1] and not np.isinf(again.X).any()
+    targets = ds.target_columns
+    for read in (lambda: load_features("-", ds.schema, targets, stdin=io.BytesIO(raw)).X,
+                 lambda: np.concatenate(list(iter_features("-", ds.schema, targets,
+                                                           stdin=io.BytesIO(raw),
+                                                           block_rows=3)))):
+        X = _only_data_errors(read)
+        if X is not None:
+            assert X.shape[1] == ds.schema.n_features and not np.isnan(X).any()

@@ -116,6 +116,7 @@ def info(
         "nncli_version": m.info.get("nncli_version"),
         "columns": [c.as_dict() for c in m.input_schema().columns],
         "ignored_columns": [c.name for c in m.input_schema().ignored],
+        "left_out": [{"name": c.name, "why": c.why} for c in m.input_schema().ignored],
         "target_normalization": None if m.target_mean is None else {
             "mean": m.target_mean.tolist(), "std": m.target_std.tolist()},
         "sweep": m.info.get("sweep"),
@@ -150,8 +151,8 @@ def info(
                ("a category of their own" if c.missing_category else "all zeros (unseen)"))
         columns.add_row(c.name, kind, str(c.width), gap)
     err.print(columns)
-    if summary["ignored_columns"]:
-        tell(f"left out (identifiers): {', '.join(summary['ignored_columns'])}")
+    if summary["left_out"]:
+        tell("left out: " + ", ".join(f"{c['name']} ({c['why']})" for c in summary["left_out"]))
 
 
 def _layer_summaries(m) -> list[dict]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nncli.data import cells
+from nncli.data.columns import choose_columns
 from nncli.data.features import encode_array, encode_table, fit_array, fit_table
 from nncli.data.missing import MEAN, MODEL_FILL, MissingPolicy, missing_policy
 from nncli.data.numpy_files import finite_float32, npy_blocks, read_npy, read_npz
@@ -30,6 +31,9 @@ class ReadOptions:
     # see nncli.data.missing; the name the user typed ("mean", "error", "drop") is accepted
     missing: MissingPolicy = MEAN
     categorical: tuple[str, ...] = ()    # columns (names or 0-based indices) to one-hot
+    numeric: tuple[str, ...] = ()        # columns read as numbers (other cells: missing)
+    ignore: tuple[str, ...] = ()         # columns left out
+    features: tuple[str, ...] = ()       # only these columns, in this order ("a,b" splits)
 
     def __post_init__(self) -> None:
         # callers outside nncli.data pass the name the user typed: converted once, here
@@ -130,11 +134,9 @@ def load_training_data(path: str, targets: list[str] | None = None,
         raise DataError("the file reads as a single column: no ',', ';', tab or '|' separates "
                         "its fields alike in the first lines; if it uses another delimiter, "
                         "give it with --delimiter", table.source)
-    taken = set(target_cols)
-    feature_cols = [j for j in range(table.n_columns) if j not in taken]
-    if not feature_cols:
-        raise DataError(f"no feature columns left: all {table.n_columns} columns are targets",
-                        table.source)
+    choice = choose_columns(table, target_cols, options.features, options.ignore,
+                            {"--categorical": options.categorical,
+                             "--numeric": options.numeric}) if schema is None else None
     dropped: list[int] = []
     if options.missing.drops_rows:
         gaps = missing_target_rows(table, target_cols)
@@ -145,9 +147,8 @@ def load_training_data(path: str, targets: list[str] | None = None,
             dropped = table.line_numbers[gaps].tolist()
             table.keep_rows(~gaps)
     encoded = Encoded()
-    if schema is None:
-        forced = _categorical_columns(table, options.categorical, taken)
-        X, schema, more = fit_table(table, feature_cols, forced, options.missing, encoded)
+    if choice is not None:
+        X, schema, more = fit_table(table, choice, options.missing, encoded)
     else:
         cols = _model_columns(table, schema, target_cols, targets_in_file=True)
         X, more = encode_table(table, cols, schema, options.missing, encoded)
@@ -278,6 +279,9 @@ def _npz_training_data(table: Table, targets: list[str] | None, options: ReadOpt
     if targets:
         raise DataError("target columns cannot be chosen in an NPZ file: its targets are "
                         "array 'y'", path)
+    if options.features or options.ignore:
+        raise DataError("--features and --ignore choose columns of a CSV file; an NPZ file's "
+                        "features are all of array 'X'", path)
     if table.y is None:
         raise DataError(f"NPZ file has no array 'y' (found: {', '.join(table.array_names)})",
                         path)
@@ -305,18 +309,6 @@ def _npz_training_data(table: Table, targets: list[str] | None, options: ReadOpt
     return Dataset(X=X, Y=Y, feature_names=schema.feature_names(),
                    target_names=target_numbering(Y.shape[1]), target_columns=[],
                    classes=None, source=path, dropped=dropped, schema=schema, encoded=encoded)
-
-
-def _categorical_columns(table: Table, wanted: tuple[str, ...], targets: set[int]) -> set[int]:
-    """The table columns named (or indexed) by --categorical."""
-    out = set()
-    for name in wanted:
-        j = resolve_targets(table, [name], what="--categorical column")[0]
-        if j in targets:
-            raise DataError(f"--categorical {name}: that is a target column; class labels are "
-                            f"categories already", table.source)
-        out.add(j)
-    return out
 
 
 def _model_header_test(names: list[str] | None,

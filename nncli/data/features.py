@@ -4,20 +4,36 @@ applying a stored one (``encode_table``), and the missing-value policy (see
 
 The all-numeric table takes the fast path (np.loadtxt over every column at once); any other
 cell sends the table column by column through ``cells.column_cells``.
+
+A column's kind at training: numeric when every cell is a number or missing, or when at least
+NUMERIC_SHARE of its non-missing cells are numbers and they hold more than one distinct number
+(its other cells are typos: missing values, named in a note); categorical otherwise. A model's
+numeric column reads a cell that is not a number as missing too, counted in one warning.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from nncli.data.cells import ColumnCells, column_cells, non_finite_message, numeric_columns
+from nncli.data.cells import (MISSING_CELLS, ColumnCells, column_cells, non_finite_message,
+                              numeric_columns, parse_float)
+from nncli.data.columns import ColumnChoice
 from nncli.data.missing import MissingPolicy
-from nncli.data.schema import (MIN_IDENTIFIER_ROWS, MISSING_NAME, Column, Encoded, Schema,
-                               category_order, one_hot)
+from nncli.data.schema import (IDENTIFIER, MIN_IDENTIFIER_ROWS, MISSING_NAME, SHOWN_CELLS,
+                               Column, Encoded, LeftOut, NotNumbers, Schema, category_order,
+                               one_hot)
 from nncli.data.table import Table, column_label, shown
 from nncli.errors import DataError
+
+# A column holding some text is numeric when at least this share of its non-missing cells are
+# numbers: one typo in a column of numbers must not turn it into hundreds of categories, while
+# a column of codes with a few numbers among its words stays categorical.
+NUMERIC_SHARE = 0.9
+# A categorical column learnt with more categories than this, and than half its rows, gets a
+# note: it is more likely an identifier, free text or a column of mistyped numbers.
+MANY_CATEGORIES = 50
 
 @dataclass
 class Features:
@@ -26,6 +42,9 @@ class Features:
     numbers: np.ndarray                 # (n, columns) float32; NaN: missing; unused for categorical
     cells: dict[int, ColumnCells]       # position in ``cols`` -> cells of a categorical column
     cols: list[int]                     # the table's columns, in feature order
+    # position -> a numeric column's cells that are not numbers (NaN in ``numbers``), and why
+    # the column is numeric all the same (for the error under --missing error)
+    not_numbers: dict[int, tuple[NotNumbers, str]] = field(default_factory=dict)
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep only the rows where the boolean mask is true."""
@@ -34,39 +53,47 @@ class Features:
             cells.inverse = cells.inverse[rows]
 
 
-def fit_table(table: Table, cols: list[int], categorical: set[int], policy: MissingPolicy,
+def fit_table(table: Table, choice: ColumnChoice, policy: MissingPolicy,
               encoded: Encoded) -> tuple[np.ndarray, Schema, list[int]]:
     """Training: learn each feature column's kind and categories and encode the table.
 
-    ``categorical`` are table columns to treat as categories even when they hold numbers.
-    Returns X (float32; numeric missing cells NaN under ``mean``), the schema (without fill
-    values: ``train.prepare`` sets them from the training rows), and the line numbers of rows
-    dropped by ``drop``. ``encoded`` receives the counts for the messages.
+    ``choice`` names the feature columns (in order), those the options leave out, and the
+    kinds forced by --categorical and --numeric. Returns X (float32; numeric missing cells NaN
+    under ``mean``), the schema (without fill values: ``train.prepare`` sets them from the
+    training rows), and the line numbers of rows dropped by ``drop``. ``encoded`` receives
+    the counts for the messages.
     """
-    feats = _read_columns(table, cols, force=categorical, schema=None)
+    cols, names = choice.features, table.column_names
+    feats = _read_columns(table, cols, force=choice.kinds, schema=None)
     for k, j in enumerate(cols):
         _refuse_empty_column(table, feats, k, j)
     dropped = _apply_policy(table, feats, policy)
-    columns, ignored, positions = [], [], []
+    columns, positions = [], []
+    ignored = [LeftOut(names[j], j, why) for j, why in choice.left_out]
     for k, j in enumerate(cols):
-        name = table.column_names[j]
         cells = feats.cells.get(k)
         if cells is None:
-            columns.append(Column(name, "numeric", j))
+            columns.append(Column(names[j], "numeric", j))
             positions.append(k)
             continue
+        forced = choice.kinds.get(j) == "categorical"
         filled = ~cells.row_missing()
         present = np.unique(cells.inverse[filled])
-        if (j not in categorical and cells.text.any() and len(present) == int(filled.sum())
+        if (not forced and cells.text.any() and len(present) == int(filled.sum())
                 and len(present) >= MIN_IDENTIFIER_ROWS):
-            ignored.append(Column(name, "categorical", j))
+            ignored.append(LeftOut(names[j], j, IDENTIFIER))
             continue
+        if not forced and len(present) > max(MANY_CATEGORIES, table.n_rows / 2):
+            encoded.many_categories[names[j]] = (len(present), table.n_rows)
         labels = [str(cells.labels[i]) for i in present]
         has_missing = bool(cells.row_missing().any())
-        columns.append(Column(name, "categorical", j, category_order(labels), has_missing))
+        columns.append(Column(names[j], "categorical", j, category_order(labels), has_missing))
         positions.append(k)
+    ignored.sort(key=lambda c: c.source)
     schema = Schema(columns, ignored, table.n_columns)
-    encoded.ignored = [c.name for c in ignored]
+    encoded.ignored = [c.name for c in ignored if c.why == IDENTIFIER]
+    encoded.fitted = True
+    _count_not_numbers(feats, [names[j] for j in cols], policy, encoded)
     return _assemble(feats, schema, positions, encoded), schema, dropped
 
 
@@ -77,8 +104,9 @@ def encode_table(table: Table, cols: list[int], schema: Schema, policy: MissingP
     Missing numeric cells get the column's fill value (NaN when the schema has none yet);
     unseen categories encode as zeros. Returns X and the dropped rows' line numbers.
     """
-    feats = _read_columns(table, cols, force=set(), schema=schema)
+    feats = _read_columns(table, cols, force={}, schema=schema)
     dropped = _apply_policy(table, feats, policy)
+    _count_not_numbers(feats, schema.names, policy, encoded)
     return _assemble(feats, schema, list(range(len(cols))), encoded), dropped
 
 
@@ -101,22 +129,23 @@ def encode_array(X: np.ndarray, schema: Schema, source: str, policy: MissingPoli
 
 # ------------------------------------------------------------------------------ internals
 
-def _read_columns(table: Table, cols: list[int], force: set[int],
+def _read_columns(table: Table, cols: list[int], force: dict[int, str],
                   schema: Schema | None) -> Features:
     """The columns as numbers (fast path) or classified cells. A column is categorical when
-    the schema says so, when forced, or (at training) when some cell is text."""
-    categorical = {k for k, j in enumerate(cols) if j in force}
-    if schema is not None:
-        categorical = {k for k, c in enumerate(schema.columns) if c.kind == "categorical"}
+    the schema says so, when forced (``force``: table column -> kind), or (at training) when
+    it holds text and fails the numeric rule (see the module docstring)."""
+    kinds = ({k: c.kind for k, c in enumerate(schema.columns)} if schema is not None else
+             {k: force[j] for k, j in enumerate(cols) if j in force})
+    categorical = {k for k, kind in kinds.items() if kind == "categorical"}
     numeric = [k for k in range(len(cols)) if k not in categorical]
     fast = numeric_columns(table, [cols[k] for k in numeric], "feature", finite=False,
                            strict=False) if numeric else None
-    cells: dict[int, ColumnCells] = {}
     if fast is not None and len(numeric) == len(cols):
-        return Features(fast, cells, list(cols))  # the usual table: no copy
-    numbers = np.full((table.n_rows, len(cols)), np.nan, dtype=np.float32)
+        return Features(fast, {}, list(cols))  # the usual table: no copy
+    feats = Features(np.full((table.n_rows, len(cols)), np.nan, dtype=np.float32), {},
+                     list(cols))
     if fast is not None:
-        numbers[:, numeric] = fast
+        feats.numbers[:, numeric] = fast
         del fast
         todo = sorted(categorical)
     else:
@@ -124,19 +153,47 @@ def _read_columns(table: Table, cols: list[int], force: set[int],
     for k in todo:
         found = column_cells(table, cols[k])
         if k not in categorical and found.text.any():
-            if schema is not None:  # the model takes numbers here
-                row = int(np.flatnonzero(found.text[found.inverse])[0])
-                j = cols[k]
-                raise DataError(f"cannot read {shown(str(found.labels[found.inverse[row]]))} as "
-                                f"a number (feature column {column_label(table, j)}, numeric "
-                                f"in the model)", table.source, table.line(row), j + 1)
-            categorical.add(k)
+            why = ("numeric in the model" if schema is not None
+                   else _numeric_reason(found, kinds.get(k)))
+            if why is None:
+                categorical.add(k)
+            else:
+                feats.not_numbers[k] = (_not_numbers(table, found), why)
         if k in categorical:
-            cells[k] = found
+            feats.cells[k] = found
         else:
             with np.errstate(over="ignore"):  # beyond float32: infinite, reported later
-                numbers[:, k] = found.row_values()
-    return Features(numbers, cells, list(cols))
+                feats.numbers[:, k] = found.row_values()
+    return feats
+
+
+def _numeric_reason(cells: ColumnCells, kind: str | None) -> str | None:
+    """Why a training column holding text is numeric all the same (for messages), or None
+    when it is categorical: --numeric, or the numeric share (see NUMERIC_SHARE)."""
+    if kind == "numeric":
+        return "numeric by --numeric"
+    counts = np.bincount(cells.inverse, minlength=len(cells.labels))
+    number = ~cells.missing & ~np.isnan(cells.values) & (counts > 0)
+    numbers, present = int(counts[number].sum()), int(counts[~cells.missing].sum())
+    if len(np.unique(cells.values[number])) > 1 and numbers >= NUMERIC_SHARE * present:
+        return f"numeric: {numbers} of its {present} values are numbers"
+    return None
+
+
+def _not_numbers(table: Table, cells: ColumnCells) -> NotNumbers:
+    """The cells of a numeric column that are not numbers: how many, the first few shown."""
+    rows = np.flatnonzero(cells.text[cells.inverse])
+    first = [(shown(str(cells.labels[cells.inverse[i]])), table.line(int(i)))
+             for i in rows[:SHOWN_CELLS]]
+    return NotNumbers(len(rows), first)
+
+
+def _count_not_numbers(feats: Features, names: list[str], policy: MissingPolicy,
+                       encoded: Encoded) -> None:
+    """Hand the cells that were not numbers to ``encoded``, with what became of them."""
+    for k, (cells, _) in feats.not_numbers.items():
+        encoded.not_numbers.setdefault(names[k], NotNumbers()).add(cells)
+        encoded.fate = policy.fate
 
 
 def _refuse_empty_column(table: Table, feats: Features, k: int, j: int) -> None:
@@ -144,8 +201,8 @@ def _refuse_empty_column(table: Table, feats: Features, k: int, j: int) -> None:
     empty = cells.row_missing().all() if cells is not None else np.isnan(feats.numbers[:, k]).all()
     if empty and table.n_rows:
         raise DataError(f"feature column {column_label(table, j)} has no value: every one of "
-                        f"its {table.n_rows} cells is missing; leave the column out of the file",
-                        table.source)
+                        f"its {table.n_rows} cells is missing; leave it out with --ignore "
+                        f"{table.header[j] if table.header is not None else j}", table.source)
 
 
 def _apply_policy(table: Table, feats: Features, policy: MissingPolicy) -> list[int]:
@@ -178,10 +235,19 @@ def _apply_policy(table: Table, feats: Features, policy: MissingPolicy) -> list[
         i = int(np.argmax(missing_rows))
         k = next(k for k in range(len(feats.cols))
                  if (cat_missing[k][i] if k in cat_missing else np.isnan(feats.numbers[i, k])))
-        j = feats.cols[k]
-        _raise_at(table, feats, i, k, f"missing value ({shown(_cell(table, i, j))}) in feature "
-                                      f"column {column_label(table, j)}" + policy.hint)
+        _raise_at(table, feats, i, k, _missing_message(table, feats, i, k) + policy.hint)
     return []
+
+
+def _missing_message(table: Table, feats: Features, i: int, k: int) -> str:
+    """The error for a missing feature cell: a cell that is not a number in a numeric column
+    says so, and why the column is numeric."""
+    j = feats.cols[k]
+    cell, where = _cell(table, i, j), f"feature column {column_label(table, j)}"
+    if (k in feats.not_numbers and parse_float(cell) is None
+            and cell.strip().lower() not in MISSING_CELLS):
+        return f"cannot read {shown(cell)} as a number ({where}, {feats.not_numbers[k][1]})"
+    return f"missing value ({shown(cell)}) in {where}"
 
 
 def _row_flags(numbers: np.ndarray, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +294,14 @@ def _assemble(feats: Features, schema: Schema, positions: list[int],
                 one_hot(X, at, _category_codes(feats.cells[k], column, encoded))
     numeric = [at for c, at in zip(schema.columns, schema.offsets()) if c.kind == "numeric"]
     if _row_flags(X, numeric)[0].any():
-        encoded.add(Encoded(filled=schema.fill_missing(X, "", allow_empty=True)))
+        filled = schema.fill_missing(X, "", allow_empty=True)
+        for column, k in zip(schema.columns, positions):
+            # cells that were not numbers have their own note, not counted again here
+            if k in feats.not_numbers and column.name in filled:
+                filled[column.name] -= feats.not_numbers[k][0].count
+                if not filled[column.name]:
+                    del filled[column.name]
+        encoded.add(Encoded(filled=filled))
     return X
 
 

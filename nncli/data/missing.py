@@ -22,6 +22,7 @@ class MissingPolicy:
 
     name: typing.Literal["mean", "error", "drop"]   # what the user types after --missing
     hint: str   # ends an error about a missing or infinite feature: what else --missing offers
+    fate: str = ""   # what becomes of a missing number, as notes say it ("" : it is an error)
 
     @property
     def drops_rows(self) -> bool:
@@ -34,12 +35,13 @@ class MissingPolicy:
         return self.name == "error"
 
 
-MEAN = MissingPolicy("mean", "; --missing drop leaves such rows out")
+MEAN = MissingPolicy("mean", "; --missing drop leaves such rows out",
+                     "filled with the training mean")
 ERROR = MissingPolicy("error", "; --missing mean fills it with the column's training mean, "
                                "--missing drop leaves such rows out")
-DROP = MissingPolicy("drop", "")
+DROP = MissingPolicy("drop", "", "its row left out")
 # predict: a model's fill values, with no --missing to suggest (predict has no such option)
-MODEL_FILL = MissingPolicy("mean", "")
+MODEL_FILL = MissingPolicy("mean", "", MEAN.fate)
 
 POLICIES = {policy.name: policy for policy in (MEAN, ERROR, DROP)}
 MISSING_POLICIES = tuple(POLICIES)

@@ -13,7 +13,8 @@ One :class:`Column` per input column, in the order of the features:
   category never seen in training encodes as all zeros and is counted, never an error.
 
 A text column whose values are all different (an identifier, such as R's row names) is left
-out at training and listed in ``Schema.ignored``.
+out at training and listed in ``Schema.ignored``, as are the columns ``--ignore`` names or
+``--features`` leaves out (each with why).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ MIN_IDENTIFIER_ROWS = 20
 # Unseen values listed per column in the warning, before "...".
 _SHOWN_VALUES = 5
 MISSING_NAME = "<missing>"
+# Why a column of the training file is not an input column (``LeftOut.why``).
+IDENTIFIER = "identifier"
+IGNORED = "--ignore"
+NOT_SELECTED = "not in --features"
+# Cells that are not numbers shown per numeric column in a note, with their lines.
+SHOWN_CELLS = 3
 
 
 @dataclass
@@ -68,11 +75,21 @@ class Column:
 
 
 @dataclass
+class LeftOut:
+    """A column of the training file that is not an input column, and why (IDENTIFIER,
+    IGNORED, NOT_SELECTED)."""
+
+    name: str
+    source: int | None = None
+    why: str = IDENTIFIER
+
+
+@dataclass
 class Schema:
     """The input columns of a model, and the columns of its training file it left out."""
 
     columns: list[Column]
-    ignored: list[Column] = field(default_factory=list)
+    ignored: list[LeftOut] = field(default_factory=list)
     source_columns: int | None = None    # columns of the training file (CSV)
 
     @classmethod
@@ -123,7 +140,7 @@ class Schema:
 
     def to_json(self) -> dict:
         return {"columns": [c.as_dict() for c in self.columns],
-                "ignored": [{"name": c.name, "source": c.source} for c in self.ignored],
+                "ignored": [asdict(c) for c in self.ignored],
                 "source_columns": self.source_columns}
 
     @classmethod
@@ -139,8 +156,8 @@ class Schema:
                                   [str(c) for c in d.get("categories", [])],
                                   bool(d.get("missing_category", False)),
                                   None if fill is None else float(fill)))
-        ignored = [Column(str(d["name"]), "categorical", _opt_int(d.get("source")))
-                   for d in doc.get("ignored", [])]
+        ignored = [LeftOut(str(d["name"]), _opt_int(d.get("source")),
+                           str(d.get("why", IDENTIFIER))) for d in doc.get("ignored", [])]
         return cls(columns, ignored, _opt_int(doc.get("source_columns")))
 
     def fill_missing(self, X: np.ndarray, source: str,
@@ -172,6 +189,28 @@ class Schema:
 
 
 @dataclass
+class NotNumbers:
+    """The cells of a numeric column that are not numbers (read as missing): how many, and the
+    first few as (cell as shown, line)."""
+
+    count: int = 0
+    first: list[tuple[str, int]] = field(default_factory=list)
+
+    def add(self, other: "NotNumbers") -> None:
+        """Count another block's cells too (the first few stay the file's first)."""
+        self.count += other.count
+        self.first = (self.first + other.first)[:SHOWN_CELLS]
+
+    def describe(self) -> str:
+        """"1 cell is not a number ('abc' at line 10)", or several counted, the first shown."""
+        cells = ", ".join(f"{cell} at line {line}" for cell, line in self.first)
+        more = ", ..." if self.count > len(self.first) else ""
+        if self.count == 1:
+            return f"1 cell is not a number ({cells})"
+        return f"{self.count} cells are not numbers ({cells}{more})"
+
+
+@dataclass
 class Encoded:
     """What encoding a table's feature columns found besides the numbers, for the messages."""
 
@@ -179,6 +218,12 @@ class Encoded:
     missing_category: dict[str, int] = field(default_factory=dict)  # column -> missing cells
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> count
     ignored: list[str] = field(default_factory=list)                # identifier columns left out
+    # numeric column -> its cells that are not numbers (missing values, not counted in filled)
+    not_numbers: dict[str, NotNumbers] = field(default_factory=dict)
+    fate: str = ""            # what became of those cells ("filled with the training mean")
+    fitted: bool = False      # training data (a note per column) or a model's (one warning)
+    # categorical column learnt at training -> (categories, rows) when it has very many
+    many_categories: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, other: "Encoded") -> None:
         """Add the counts of another block of rows."""
@@ -190,13 +235,23 @@ class Encoded:
             mine = self.unseen.setdefault(name, {})
             for value, n in values.items():
                 mine[value] = mine.get(value, 0) + n
+        for name, cells in other.not_numbers.items():
+            self.not_numbers.setdefault(name, NotNumbers()).add(cells)
+        self.fate = self.fate or other.fate
 
     def messages(self, source: str) -> list[str]:
-        """One line for each kind of thing found (identifiers, filled cells, unseen values)."""
+        """One line for each kind of thing found (identifiers, cells that are not numbers,
+        filled cells, unseen values), and a note per column of very many categories."""
         out = []
         if self.ignored:
             out.append(f"note: {source}: left out {_listed(self.ignored)}: text with a "
                        f"different value in every row (an identifier, not a feature)")
+        out += self._not_number_lines(source)
+        for name, (n, rows) in self.many_categories.items():
+            out.append(f"note: {source}: column '{name}' is categorical with {n} categories in "
+                       f"{rows} rows ({n} one-hot features); if it is an identifier or free "
+                       f"text, leave it out with --ignore {name}; --categorical {name} keeps it "
+                       f"without this note")
         if self.filled or self.missing_category:
             parts = [f"{name} {n}" for name, n in self.filled.items()]
             parts += [f"{name} {n} (as a category)" for name, n in self.missing_category.items()]
@@ -214,9 +269,22 @@ class Encoded:
                        f"in training, encoded as all zeros ({'; '.join(parts)})")
         return out
 
+    def _not_number_lines(self, source: str) -> list[str]:
+        """Training: a note per numeric column with cells that are not numbers; a model's
+        data: one warning line for them all."""
+        if not self.not_numbers:
+            return []
+        parts = [f"column '{name}': {cells.describe()}" for name, cells in self.not_numbers.items()]
+        tail = f"; treated as missing ({self.fate})"
+        if self.fitted:
+            return [f"note: {source}: {part}{tail}" for part in parts]
+        return [f"warning: {source}: {'; '.join(parts)}{tail}"]
+
     def as_dict(self) -> dict:
         return {"filled": self.filled, "missing_category": self.missing_category,
-                "unseen": self.unseen, "ignored": self.ignored}
+                "unseen": self.unseen, "ignored": self.ignored,
+                "not_numbers": {name: c.count for name, c in self.not_numbers.items()},
+                "many_categories": {name: n for name, (n, _) in self.many_categories.items()}}
 
 
 def category_order(labels: list[str]) -> list[str]:

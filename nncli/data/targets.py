@@ -14,14 +14,17 @@ _INT_RE = re.compile(r"[+-]?\d+")
 
 
 def resolve_targets(table: Table, targets: list[str] | None,
-                    what: str = "target column") -> list[int]:
+                    what: str = "target column", option: str = "") -> list[int]:
     """0-based column indices for the target names/indices given; default: the last column.
-    ``what`` names the option in messages (the same rule picks --categorical columns)."""
+    ``what`` names the option in messages (the same rule picks the columns of --categorical,
+    --ignore, ...); ``option`` (the flag), when given, starts each message with the flag and
+    the value as typed."""
     if not targets:
         return [table.n_columns - 1]
     found: list[int] = []
     for target in targets:
-        j = _resolve_target(table, str(target).strip(), what)
+        j = _resolve_target(table, str(target).strip(), what,
+                            f"{option} {str(target).strip()}: " if option else "")
         if j in found:
             raise DataError(f"{what} {column_label(table, j)} is given twice",
                             table.source)
@@ -29,25 +32,26 @@ def resolve_targets(table: Table, targets: list[str] | None,
     return found
 
 
-def _resolve_target(table: Table, target: str, what: str) -> int:
+def _resolve_target(table: Table, target: str, what: str, prefix: str) -> int:
     """One target: a header name first (a column may be called "3"), then an index."""
     n = table.n_columns
     if table.header is not None and target in table.header:
         if table.header.count(target) > 1:
-            raise DataError(f"column name '{target}' occurs more than once in the header; "
-                            f"give the {what} as a 0-based column index", table.source)
+            raise DataError(f"{prefix}column name '{target}' occurs more than once in the "
+                            f"header; give the {what} as a 0-based column index", table.source)
         return table.header.index(target)
+    columns = f"; the columns are: {preview(table.header)}" if table.header is not None else ""
     if _INT_RE.fullmatch(target):
         j = int(target)
         if not -n <= j < n:
-            raise DataError(f"{what} index {j} is out of range: the file has {n} "
-                            f"columns (0..{n - 1}, or -1..-{n} from the end)", table.source)
+            raise DataError(f"{prefix}{what} index {j} is out of range: the file has {n} "
+                            f"columns (0..{n - 1}, or -1..-{n} from the end){columns}",
+                            table.source)
         return j % n
     if table.header is None:
-        raise DataError(f"no column named '{target}': the file has no header; give the {what} "
-                        f"as a 0-based column index (0..{n - 1})", table.source)
-    raise DataError(f"no column named '{target}'; the columns are: {preview(table.header)}",
-                    table.source)
+        raise DataError(f"{prefix}no column named '{target}': the file has no header; give the "
+                        f"{what} as a 0-based column index (0..{n - 1})", table.source)
+    raise DataError(f"{prefix}no column named '{target}'{columns}", table.source)
 
 
 def csv_targets(table: Table, target_cols: list[int],

@@ -42,6 +42,7 @@ def load_inputs(config: TrainConfig, data: str, validation_data: str | None = No
     saved = read_model_file(resume) if resume else None
     start = saved.model if saved is not None else base
     options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical),
+                          tuple(config.numeric), tuple(config.ignore), tuple(config.features),
                           encoding=config.encoding)
     ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
                             stdin=stdin, options=options,
