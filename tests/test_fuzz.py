@@ -250,6 +250,7 @@ def _commands(path, data: str, folder) -> list[list[str]]:
     return [["info", path], ["info", path, "--json"], ["predict", path, data],
             ["predict", path, data, "--output", "class"], ["eval", path, data],
             ["export", path, "-o", str(folder / "m.onnx")],
+            ["plot", path, "-o", str(folder / "h.svg")],
             ["train", data, "--arch", "4relu-3linear", "--loss", "sparse_cce", "--logits",
              "--epochs", "1", "--quiet", "--init-from", path, "-o", str(folder / "t.safetensors")]]
 

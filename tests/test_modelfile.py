@@ -611,3 +611,19 @@ def test_fewer_classes_than_output_units_predicts_every_unit(capsys, tmp_path):
     rc, out, err = run(capsys, "predict", model, data, "--output", "class")
     assert rc == 0, err
     assert set(out.splitlines()[1:]) <= {"a", "b", "c", "3", "4"}
+
+
+@pytest.mark.parametrize("field, value", [("epoch", float("inf")), ("rows", "many"),
+                                          ("rng", 5)])
+def test_resume_from_a_crafted_training_state_is_one_line(capsys, tmp_path, digits_csv, field,
+                                                          value):
+    ckpt = tmp_path / "c.safetensors"
+    train = ["train", digits_csv, "--arch", "8relu-10linear", "--loss", "sparse_cce",
+             "--logits", "--epochs", "1", "--quiet", "-o", tmp_path / "m.safetensors"]
+    rc, _, err = run(capsys, *train, "--checkpoint", ckpt)
+    assert rc == 0, err
+    rewrite_metadata(ckpt, lambda meta: {**meta, "training_state": {
+        **meta["training_state"], field: value}})
+    rc, out, err = run(capsys, *train[:-2], "--epochs", "2", "-o", tmp_path / "m2.safetensors",
+                       "--resume", ckpt)
+    assert_one_line_error(rc, out, err, f"{ckpt}: damaged training state")
