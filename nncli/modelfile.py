@@ -10,8 +10,10 @@ standardises its targets ``normalization.target_mean`` and ``normalization.targe
 key, ``nncli``, whose value is a JSON document (see ``_metadata``): among others the
 architecture, ``channels`` (files written before conv layers existed have none: 1) and one
 entry per layer with its kind (and kernel width and stride for conv and local). Loading
-checks, in order: the file's framing (header length, trailing bytes), that it is an nncli file,
-its format version, and that every tensor has the shape the architecture implies.
+checks, in order: the file's framing (header length, trailing bytes, a header nested no deeper
+than ``jsondoc.MAX_DEPTH``), that it is an nncli file, its format version, the metadata's
+structure against its declared schema (``nncli.modelmeta``), that every tensor has the shape the
+architecture implies, and every other metadata key against the network it describes.
 
 A *checkpoint* is a model file with the state of an unfinished training run added: the JSON
 document gets a ``training_state`` object (epochs done, optimizer step, shuffling state, ...; see

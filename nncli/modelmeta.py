@@ -54,8 +54,9 @@ class Shape:
 
 @dataclass(frozen=True)
 class Field:
-    """One key of the metadata: ``what`` it must hold (words; ``{name}`` fields are filled from
-    ``words(shape, meta)``) and ``ok(value, shape, meta)``, the check."""
+    """One key of the metadata: ``what`` it must hold (words; ``{name}`` fields are filled by
+    ``_words`` from the network and the other keys) and ``ok(value, shape, meta)``, the check
+    (``shape`` is None for the structural keys)."""
 
     what: str
     ok: Callable[[Any, Shape | None, dict], bool]
