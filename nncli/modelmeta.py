@@ -99,7 +99,8 @@ def _history(v, *_) -> bool:
 
 
 def _optimizer(v, *_) -> bool:
-    if not isinstance(v, dict) or v.get("name") not in OPTIMIZERS:
+    if not isinstance(v, dict) or not isinstance(v.get("name"), str) \
+            or v["name"] not in OPTIMIZERS:
         return False
     row = OPTIMIZERS[v["name"]]
     return set(v) == {"name", *row.hyper} and all(_number(v[k]) for k in row.hyper)

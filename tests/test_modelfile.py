@@ -560,13 +560,15 @@ def test_deeply_nested_json_is_one_line_for_every_command(capsys, tmp_path, digi
     ("optimizer", {"name": "adam", "learning_rate": "fast"}, "info",
      "'optimizer' must be an object of an optimizer's name and its numbers (adam: "
      "learning_rate, beta_1, beta_2, epsilon; sgd: learning_rate, momentum)"),
+    ("optimizer", {"name": ["adam"]}, "info", "'optimizer' must be an object of an "),
     ("options", [1], "info", "'options' must be an object (the training options), found [1]"),
     ("n_inputs", "64", "info", "'n_inputs' must be a whole number of at least 1, found \"64\""),
     ("logits", "yes", "eval", "'logits' must be true or false, found \"yes\""),
     ("schema", {"columns": [{"name": "p0", "fill": "x"}]}, "predict",
      "'schema': column 1: 'fill' must be null or a finite number, found \"x\""),
 ], ids=["classes-number", "classes-too-many", "target-columns-number", "history-number",
-        "history-epoch-text", "feature-names-short", "optimizer-settings", "options-list",
+        "history-epoch-text", "feature-names-short", "optimizer-settings", "optimizer-name-list",
+        "options-list",
         "n-inputs-text", "logits-text", "schema-fill-text"])
 def test_metadata_of_the_wrong_type_is_one_line(capsys, tmp_path, digits_model, digits_csv,
                                                 key, value, command, message):

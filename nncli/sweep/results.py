@@ -17,6 +17,8 @@ from nncli.metrics import EPOCH_METRICS
 # What a trial's status means to the user.
 FINISHED, STOPPED, ERROR, INTERRUPTED, PENDING, RUNNING, RETRYING = (
     "finished", "stopped early", "error", "interrupted", "pending", "running", "retrying")
+# The columns read_leaderboard needs (leaderboard_csv writes them, ``trial`` before ``status``).
+_LEADERBOARD_COLUMNS = ("trial", "status", "epochs", "model")
 
 
 @dataclass
@@ -105,10 +107,6 @@ def read_leaderboard(path: Path) -> list[TrialRow]:
         except ValueError as e:
             raise DataError(f"damaged leaderboard: {e}", source, line) from None
     return rows
-
-
-# The columns read_leaderboard needs, in the order leaderboard_csv writes them.
-_LEADERBOARD_COLUMNS = ("trial", "status", "epochs", "model")
 
 
 def _cell_number(named: dict[str, str], column: str, cast: type, empty=None):
