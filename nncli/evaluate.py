@@ -68,11 +68,12 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
 
 
 def class_names(model: Model) -> list[str]:
-    """Names of the classes: the string labels of the training data, else their indices."""
-    if model.classes:
-        return list(model.classes)
+    """Names of the classes, one per class the output holds (two for a single binary unit):
+    the string labels of the training data, else their indices. Units beyond the labels (the
+    training data named fewer classes than the output has units) are named by their index."""
     k = 2 if model.n_outputs == 1 else model.n_outputs
-    return [str(i) for i in range(k)]
+    named = list(model.classes or [])[:k]
+    return named + [str(i) for i in range(len(named), k)]
 
 
 def output_names(model: Model) -> list[str]:

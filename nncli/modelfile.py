@@ -10,8 +10,10 @@ standardises its targets ``normalization.target_mean`` and ``normalization.targe
 key, ``nncli``, whose value is a JSON document (see ``_metadata``): among others the
 architecture, ``channels`` (files written before conv layers existed have none: 1) and one
 entry per layer with its kind (and kernel width and stride for conv and local). Loading
-checks, in order: the file's framing (header length, trailing bytes), that it is an nncli file,
-its format version, and that every tensor has the shape the architecture implies.
+checks, in order: the file's framing (header length, trailing bytes, a header nested no deeper
+than ``jsondoc.MAX_DEPTH``), that it is an nncli file, its format version, the metadata's
+structure against its declared schema (``nncli.modelmeta``), that every tensor has the shape the
+architecture implies, and every other metadata key against the network it describes.
 
 A *checkpoint* is a model file with the state of an unfinished training run added: the JSON
 document gets a ``training_state`` object (epochs done, optimizer step, shuffling state, ...; see
@@ -38,11 +40,12 @@ from nncli.data.schema import Schema
 from nncli.arch import LAYER_KINDS, LayerSpec, layer_shapes, param_names, param_shapes, parse_arch
 from nncli.errors import ArchError, ModelFileError
 from nncli.files import check_writable, write_atomically
+from nncli.jsondoc import load_json, shown
 from nncli.losses import LOSSES
 from nncli.model import Model, param_count
+from nncli.modelmeta import FORMAT_VERSION, Shape, check_fields, check_structure, damaged
 from nncli.preprocess import Preprocessing
 
-FORMAT_VERSION = 1
 METADATA_KEY = "nncli"
 STATE_KEY = "training_state"
 # Names of the extra tensors a checkpoint may hold, all flat and as long as the parameters.
@@ -183,9 +186,11 @@ def _read_header(data: bytes, name: str) -> dict:
         raise ModelFileError(f"{name}: {what} safetensors file (header claims {n} bytes, "
                              f"file has {len(data)})")
     try:
-        header = json.loads(data[8:8 + n])
+        header = load_json(data[8:8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{name}: not a safetensors file (header is not JSON)") from None
+    except ValueError as e:   # nested too deep to parse safely
+        raise ModelFileError(f"{name}: damaged safetensors header ({e})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name}: not a safetensors file (header is not a JSON object)")
     body = len(data) - 8 - n
@@ -219,25 +224,27 @@ def _nncli_metadata(header: dict, name: str) -> dict:
         raise ModelFileError(f"{name}: a safetensors file, but not an nncli model (no '"
                              f"{METADATA_KEY}' metadata); was it written by another program?")
     try:
-        meta = json.loads(raw)
-        version = int(meta["format_version"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        raise ModelFileError(f"{name}: damaged nncli metadata") from None
-    if version > FORMAT_VERSION:
-        raise ModelFileError(f"{name}: model format version {version} is newer than this nncli "
-                             f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade nncli")
+        meta = load_json(raw)
+    except json.JSONDecodeError as e:
+        raise damaged(name, f"not JSON ({e})") from None
+    except ValueError as e:
+        raise damaged(name, str(e)) from None
+    if not isinstance(meta, dict):
+        raise damaged(name, f"not a JSON object, found {shown(meta)}")
+    check_structure(meta, name)
     return meta
 
 
 def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
+    # the structure's types are checked (check_structure); what they describe is checked here
+    n_inputs, channels = meta["n_inputs"], meta.get("channels", 1)
+    loss, logits = meta["loss"], meta["logits"]
     try:
-        layers = parse_arch(str(meta["arch"]))
-        n_inputs = int(meta["n_inputs"])
-        channels = int(meta.get("channels", 1))
-        loss, logits = str(meta["loss"]), bool(meta["logits"])
+        layers = parse_arch(meta["arch"])
         shapes = param_shapes(layers, n_inputs, channels)
-    except (KeyError, TypeError, ValueError, ArchError) as e:
-        raise ModelFileError(f"{name}: damaged nncli metadata ({e})") from None
+    except (ValueError, ArchError) as e:
+        raise damaged(name, f"'arch' {shown(meta['arch'])} on {n_inputs} inputs of {channels} "
+                            f"channel(s): {e}") from None
     if loss not in LOSSES:
         raise ModelFileError(f"{name}: unknown loss '{loss}' in the metadata; this nncli knows "
                              f"{', '.join(LOSSES)}")
@@ -252,10 +259,11 @@ def _model_from(meta: dict, tensors: dict[str, np.ndarray], name: str) -> Model:
             raise ModelFileError(
                 f"{name}: tensor '{key}' is {got.dtype}{list(got.shape)}, expected "
                 f"float32{list(shape)} for architecture '{meta['arch']}' on {inputs}")
+    n_out = layer_shapes(layers, n_inputs, channels)[-1].n_out
+    check_fields(meta, Shape(n_inputs, n_out, len(layers), loss), name)
     params = np.empty(param_count(layers, n_inputs, channels), dtype=np.float32)
     known = {"format_version", "arch", "layers", "n_inputs", "channels", "loss", "logits",
              "classes", "feature_names", "target_names", "target_columns", "schema"}
-    n_out = layer_shapes(layers, n_inputs, channels)[-1].n_out
     stage = _preprocessing_from(meta, tensors, n_inputs, n_out, name)
     model = Model(layers, n_inputs, loss, logits, params, stage,
                   classes=meta.get("classes"), feature_names=meta.get("feature_names"),
@@ -285,8 +293,8 @@ def _schema_from(doc, n_inputs: int, name: str) -> Schema | None:
         return None
     try:
         schema = Schema.from_json(doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ModelFileError(f"{name}: damaged column schema in the metadata ({e})") from None
+    except ValueError as e:
+        raise damaged(name, f"'schema': {e}") from None
     if schema.n_features != n_inputs:
         raise ModelFileError(f"{name}: the column schema makes {schema.n_features} features, "
                              f"but the network takes {n_inputs}")

@@ -44,7 +44,7 @@ def predict(model: Model, X: np.ndarray, output: str = "proba") -> tuple[list[st
         return [_target_name(model)], names[probs.argmax(axis=1)][:, None]
     chosen = (probs > 0.5).astype(np.int64)
     if model.n_outputs == 1 and model.classes:
-        return [_target_name(model)], np.array(model.classes, dtype=object)[chosen]
+        return [_target_name(model)], np.array(class_names(model), dtype=object)[chosen]
     return output_names(model), chosen
 
 

@@ -240,6 +240,36 @@ def test_cli_plots_a_sweeps_best_trials_labelled_by_their_options(capsys, tmp_pa
     assert [len(c) for c in svg_curves(out)] == [4, 4]
 
 
+LEADERBOARD_HEADER = "rank,trial,optimizer,status,epochs,val_loss,model\n"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("rank,trial,optimizer,epochs,val_loss,model\n1,t1,adam,3,0.1,{adam}\n",
+     "leaderboard.csv:1: damaged leaderboard: the header has no column 'status'"),
+    ("rank,status,optimizer,trial,epochs,val_loss,model\n1,finished,adam,t1,3,0.1,{adam}\n",
+     "leaderboard.csv:1: damaged leaderboard: the header has 'status' before 'trial'"),
+    (LEADERBOARD_HEADER + "1,t1,adam,finished,3,0.1,{adam}\n2,t2\n",
+     "leaderboard.csv:3: damaged leaderboard: expected 7 fields, found 2"),
+    (LEADERBOARD_HEADER + "1,t1,adam,finished,three,0.1,{adam}\n",
+     "leaderboard.csv:2: damaged leaderboard: epochs 'three' is not a whole number"),
+    (LEADERBOARD_HEADER + "1,t1,adam,finished,3,low,{adam}\n",
+     "leaderboard.csv:2: damaged leaderboard: val_loss 'low' is not a number"),
+    (LEADERBOARD_HEADER.encode() + b"1,t1,\xff\xfe,finished,3,0.1,x\n",
+     "leaderboard.csv: damaged leaderboard ('utf-8' codec can't decode byte 0xff"),
+], ids=["no-status", "status-first", "short-row", "epochs-text", "metric-text", "not-utf8"])
+def test_cli_damaged_leaderboard_is_one_line(capsys, tmp_path, models, text, needle):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    board = sweep / "leaderboard.csv"
+    if isinstance(text, bytes):
+        board.write_bytes(text)
+    else:
+        board.write_text(text.format(adam=models["adam"]))
+    rc, out, err = run(capsys, "plot", sweep, "-o", tmp_path / "best.svg")
+    assert_one_line_error(rc, out, err, f"{board}", needle)
+    assert not (tmp_path / "best.svg").exists()
+
+
 def test_cli_plots_a_checkpoint(capsys, tmp_path, models):
     out = tmp_path / "ckpt.svg"
     rc, _, err = run(capsys, "plot", models["checkpoint"], "-o", out)

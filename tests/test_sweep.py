@@ -133,6 +133,58 @@ def test_without_ray_one_line_names_the_extra(capsys, tmp_path, no_ray, digits_c
     assert_one_line_error(rc, out, err, "pip install 'nncli[sweep]'")
 
 
+def _sweep_folder(tmp_path: Path, digits_csv: Path) -> tuple[Path, dict]:
+    """A sweep's folder with the sweep.json that nncli sweep writes, and that document."""
+    from nncli.sweep.driver import Request
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    request = Request(str(digits_csv), {"arch": "16relu-10linear", "loss": "sparse_cce",
+                                        "logits": True, "validation_split": "0.2",
+                                        "lr": "0.01,0.1", "epochs": "1"},
+                      output=str(tmp_path / "best.safetensors"), out_dir=str(folder))
+    request.save()
+    return folder, json.loads((folder / "sweep.json").read_text())
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda doc: "[" * 200_000 + "]" * 200_000, "(JSON nested more than 64 levels deep)"),
+    (lambda doc: "{not json", "damaged sweep request (Expecting property name"),
+    (lambda doc: [1, 2], "damaged sweep request: not a JSON object, found [1, 2]"),
+    (lambda doc: {**doc, "samples": "x"}, "'samples' must be a whole number, found \"x\""),
+    (lambda doc: {**doc, "address": 3}, "'address' must be text or null, found 3"),
+    (lambda doc: {**doc, "options": [1]}, "'options' must be an object, found [1]"),
+    (lambda doc: {**doc, "options": {**doc["options"], "lr": 0.1}},
+     "'options': 'lr' must be text, found 0.1"),
+    (lambda doc: {**doc, "options": {**doc["options"], "logits": "yes"}},
+     "'options': 'logits' must be true, found \"yes\""),
+    (lambda doc: {**doc, "options": {**doc["options"], "history": "h.csv"}},
+     "'options': \"history\" is not an option of a sweep"),
+    (lambda doc: {**doc, "options": {"arch": "16relu-10linear"}}, "'options' lacks 'loss'"),
+    (lambda doc: {k: v for k, v in doc.items() if k != "data"}, "'data' is missing"),
+    (lambda doc: {**doc, "colour": "red"}, "unknown key 'colour'"),
+], ids=["deep", "not-json", "a-list", "samples-text", "address-number", "options-list",
+        "option-number", "flag-text", "not-swept-option", "no-loss", "no-data", "unknown-key"])
+def test_damaged_sweep_json_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv,
+                                                   change, needle):
+    # with Ray unimportable, reaching the point where Ray starts would say "pip install"
+    folder, doc = _sweep_folder(tmp_path, digits_csv)
+    damaged = change(doc)
+    (folder / "sweep.json").write_text(damaged if isinstance(damaged, str)
+                                       else json.dumps(damaged))
+    rc, out, err = sweep(capsys, "--resume", folder)
+    line = assert_one_line_error(rc, out, err, needle)
+    assert f"{folder / 'sweep.json'}: damaged sweep request" in line
+    assert not (tmp_path / "best.safetensors").exists()
+
+
+def test_sound_sweep_json_is_read_as_written(capsys, tmp_path, no_ray, digits_csv):
+    # the same folder, undamaged, gets as far as starting Ray
+    folder, _ = _sweep_folder(tmp_path, digits_csv)
+    rc, out, err = sweep(capsys, "--resume", folder)
+    assert_one_line_error(rc, out, err, "pip install 'nncli[sweep]'")
+
+
 def test_other_commands_never_import_ray():
     code = ("import contextlib, io, sys\n"
             "from nncli.cli import main\n"

@@ -19,11 +19,13 @@ out at training and listed in ``Schema.ignored``, as are the columns ``--ignore`
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from nncli.errors import DataError
+from nncli.jsondoc import shown
 
 KINDS = ("numeric", "categorical")
 # How many distinct values a text column must have, all different, to count as an identifier:
@@ -36,6 +38,7 @@ MISSING_NAME = "<missing>"
 IDENTIFIER = "identifier"
 IGNORED = "--ignore"
 NOT_SELECTED = "not in --features"
+LEFT_OUT_WHY = (IDENTIFIER, IGNORED, NOT_SELECTED)
 # Cells that are not numbers shown per numeric column in a note, with their lines.
 SHOWN_CELLS = 3
 
@@ -145,20 +148,20 @@ class Schema:
 
     @classmethod
     def from_json(cls, doc: dict) -> "Schema":
-        """The schema of a model file's metadata; ValueError/KeyError/TypeError if damaged."""
-        columns = []
-        for d in doc["columns"]:
-            kind = str(d.get("kind", "numeric"))
-            if kind not in KINDS:
-                raise ValueError(f"unknown column kind '{kind}'")
-            fill = d.get("fill")
-            columns.append(Column(str(d["name"]), kind, _opt_int(d.get("source")),
-                                  [str(c) for c in d.get("categories", [])],
-                                  bool(d.get("missing_category", False)),
-                                  None if fill is None else float(fill)))
-        ignored = [LeftOut(str(d["name"]), _opt_int(d.get("source")),
-                           str(d.get("why", IDENTIFIER))) for d in doc.get("ignored", [])]
-        return cls(columns, ignored, _opt_int(doc.get("source_columns")))
+        """The schema of a model file's metadata, each key checked against ``STORED_KEYS``;
+        ValueError saying what is wrong where, if damaged."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("columns"), list):
+            raise ValueError(f"must be an object with a list of 'columns', found "
+                             f"{shown(doc)}")
+        total = _stored(doc, "source_columns", "")
+        columns = [Column(**_stored_column(d, i, total))
+                   for i, d in enumerate(doc["columns"], start=1)]
+        ignored = doc.get("ignored", [])
+        if not isinstance(ignored, list):
+            raise ValueError(f"'ignored' must be a list, found {shown(ignored)}")
+        left_out = [LeftOut(**_stored_column(d, i, total, ("name", "source", "why")))
+                    for i, d in enumerate(ignored, start=1)]
+        return cls(columns, left_out, total)
 
     def fill_missing(self, X: np.ndarray, source: str,
                      allow_empty: bool = False) -> dict[str, int]:
@@ -309,5 +312,54 @@ def _listed(names: list[str]) -> str:
     return f"column{'s' if len(names) > 1 else ''} {quoted}"
 
 
-def _opt_int(value) -> int | None:
-    return None if value is None else int(value)
+def _index(value) -> bool:
+    """A column number (0-based) NumPy can index with."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+
+
+def _finite(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and abs(value) < 1 << 63 and math.isfinite(value))
+
+
+# What each key of a stored column (and ``source_columns``) must hold, in words and as a check,
+# with its default: the declared schema of ``Schema.from_json``. ``name`` has no default.
+STORED_KEYS: dict[str, tuple[str, object, object]] = {
+    "name": ("a name", lambda v: isinstance(v, str), None),
+    "kind": (f"one of {', '.join(KINDS)}", lambda v: v in KINDS, "numeric"),
+    "source": ("null or a column number", lambda v: v is None or _index(v), None),
+    "categories": ("a list of names",
+                   lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), []),
+    "missing_category": ("true or false", lambda v: isinstance(v, bool), False),
+    "fill": ("null or a finite number", lambda v: v is None or _finite(v), None),
+    "source_columns": ("null or a number of columns", lambda v: v is None or _index(v), None),
+    "why": (f"one of {', '.join(LEFT_OUT_WHY)}", lambda v: v in LEFT_OUT_WHY, IDENTIFIER),
+}
+
+
+def _stored(d: dict, key: str, where: str):
+    """``d[key]`` (or its default) checked against STORED_KEYS; ValueError naming ``where``."""
+    words, ok, default = STORED_KEYS[key]
+    if key not in d and key == "name":
+        raise ValueError(f"{where} has no 'name'")
+    value = d.get(key, default)
+    if not ok(value):
+        place = f"{where}: " if where else ""
+        raise ValueError(f"{place}'{key}' must be {words}, found {shown(value)}")
+    return value
+
+
+def _stored_column(d, i: int, total: int | None,
+                   keys: tuple[str, ...] = ("name", "kind", "source", "categories",
+                                            "missing_category", "fill")) -> dict:
+    """Column ``i`` (1-based) of a stored schema as Column's arguments, checked; its source
+    must lie within the training file's ``total`` columns when that is known."""
+    if not isinstance(d, dict):
+        raise ValueError(f"column {i} must be an object, found {shown(d)}")
+    out = {key: _stored(d, key, f"column {i}") for key in keys}
+    if total is not None and out["source"] is not None and out["source"] >= total:
+        raise ValueError(f"column {i}: 'source' {out['source']} is beyond the training "
+                         f"file's {total} columns")
+    if "fill" in out and out["fill"] is not None:
+        out["fill"] = float(out["fill"])
+    return out

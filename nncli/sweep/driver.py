@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import types
+import typing
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 from nncli.errors import NncliError, UsageError
+from nncli.jsondoc import load_json, shown
 from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
-from nncli.sweep.space import Space, metric_mode
+from nncli.sweep.space import Space, check_options, metric_mode
 
 REQUEST_FILE = "sweep.json"
 # Where Ray's own output goes while the sweep runs (nncli.sweep.redirect), in the sweep's folder.
@@ -56,15 +59,57 @@ class Request:
 
     @classmethod
     def load(cls, out_dir: str) -> "Request":
+        """The request kept in the sweep's folder ``out_dir``, each key checked against the
+        field it sets (its declared type; the options against train's option table): a
+        damaged file is one UsageError naming it, before anything runs."""
         path = Path(out_dir) / REQUEST_FILE
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{**doc, "out_dir": str(Path(out_dir).resolve())})
+            doc = load_json(path.read_bytes())
         except FileNotFoundError:
             raise UsageError(f"{out_dir}: not a sweep folder (no {REQUEST_FILE}); give the "
                              f"--out-dir of an earlier nncli sweep") from None
-        except (OSError, ValueError, TypeError) as e:
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+        except ValueError as e:   # not JSON, not UTF-8, or nested too deep
             raise UsageError(f"{path}: damaged sweep request ({e})") from None
+        problem = _request_problem(doc) or check_options(doc["options"])
+        if problem:
+            raise UsageError(f"{path}: damaged sweep request: {problem}")
+        return cls(**{**doc, "out_dir": str(Path(out_dir).resolve())})
+
+
+def _request_problem(doc) -> str | None:
+    """What is wrong with a stored request's keys and their types, or None."""
+    if not isinstance(doc, dict):
+        return f"not a JSON object, found {shown(doc)}"
+    hints = typing.get_type_hints(Request)
+    for f in fields(Request):
+        if f.name not in doc and f.default is MISSING:
+            return f"'{f.name}' is missing"
+    for key, value in doc.items():
+        if key not in hints:
+            return f"unknown key '{key}'"
+        if not _fits(value, hints[key]):
+            return f"'{key}' must be {_words(hints[key])}, found {shown(value)}"
+    return None
+
+
+def _fits(value, hint) -> bool:
+    """Whether a JSON value fits a field's declared type (str, int, dict, or X | None)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    kind = typing.get_origin(hint) or hint
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _words(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_words(arg) for arg in typing.get_args(hint))
+    kind = typing.get_origin(hint) or hint
+    return {str: "text", int: "a whole number", dict: "an object",
+            type(None): "null"}.get(kind, kind.__name__)
 
 
 @dataclass

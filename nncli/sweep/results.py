@@ -10,12 +10,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nncli.errors import DataError
 from nncli.files import write_atomically
 from nncli.metrics import EPOCH_METRICS
 
 # What a trial's status means to the user.
 FINISHED, STOPPED, ERROR, INTERRUPTED, PENDING, RUNNING, RETRYING = (
     "finished", "stopped early", "error", "interrupted", "pending", "running", "retrying")
+# The columns read_leaderboard needs (leaderboard_csv writes them, ``trial`` before ``status``).
+_LEADERBOARD_COLUMNS = ("trial", "status", "epochs", "model")
 
 
 @dataclass
@@ -69,21 +72,53 @@ def leaderboard_csv(rows: list[TrialRow], varying: list[str]) -> str:
 def read_leaderboard(path: Path) -> list[TrialRow]:
     """The trials of a leaderboard CSV (as ``leaderboard_csv`` writes it), best first: each
     with its varying options (the columns between ``trial`` and ``status``) as ``config``, its
-    status, epochs, metrics and model file."""
-    with open(path, newline="", encoding="utf-8") as f:
-        table = list(csv.reader(f))
+    status, epochs, metrics and model file. A damaged file (a header without those columns, a
+    row of another width, a number that is not one) is a DataError at its line."""
+    source = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            table = [(reader.line_num, cells) for cells in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"damaged leaderboard ({e})", source) from None
     if not table:
         return []
-    header = table[0]
+    header = table[0][1]
+    lacking = [c for c in _LEADERBOARD_COLUMNS if c not in header]
+    if lacking:
+        raise DataError(f"damaged leaderboard: the header has no column "
+                        f"{', '.join(map(repr, lacking))}", source, 1)
+    if header.index("trial") > header.index("status"):
+        raise DataError("damaged leaderboard: the header has 'status' before 'trial'", source, 1)
     first, status = header.index("trial") + 1, header.index("status")
     rows = []
-    for cells in table[1:]:
+    for line, cells in table[1:]:
+        if len(cells) != len(header):
+            raise DataError(f"damaged leaderboard: expected {len(header)} fields, found "
+                            f"{len(cells)}", source, line)
         named = dict(zip(header[status:], cells[status:]))
-        rows.append(TrialRow(cells[1], dict(zip(header[first:status], cells[first:status])),
-                             named["status"], int(named["epochs"] or 0),
-                             {m: float(named[m]) for m in EPOCH_METRICS if named.get(m)},
-                             model=named.get("model") or None))
+        try:
+            rows.append(TrialRow(cells[header.index("trial")],
+                                 dict(zip(header[first:status], cells[first:status])),
+                                 named["status"], _cell_number(named, "epochs", int, 0),
+                                 {m: _cell_number(named, m, float) for m in EPOCH_METRICS
+                                  if named.get(m)},
+                                 model=named["model"] or None))
+        except ValueError as e:
+            raise DataError(f"damaged leaderboard: {e}", source, line) from None
     return rows
+
+
+def _cell_number(named: dict[str, str], column: str, cast: type, empty=None):
+    """The number in ``column`` (``empty`` for an empty cell); ValueError naming it."""
+    text = named[column]
+    if not text and empty is not None:
+        return empty
+    try:
+        return cast(text)
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        raise ValueError(f"{column} {text[:40]!r} is not {kind}") from None
 
 
 def write_leaderboard(path: Path, rows: list[TrialRow], varying: list[str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from nncli import metrics
 from nncli.errors import UsageError
+from nncli.jsondoc import shown
 from nncli.options import BY_NAME, OPTIONS, convert, number_kind
 
 RANGE_KINDS = ("log", "uniform")
@@ -97,6 +98,27 @@ def options_from_args(args: list[str]) -> dict[str, Any]:
         if option.required and option.name not in out:
             raise UsageError(f"a sweep needs {option.flag}, as nncli train does")
     return out
+
+
+def check_options(raw: dict[str, Any]) -> str | None:
+    """What is wrong with stored options (a sweep's ``sweep.json``) that ``options_from_args``
+    could not have given, or None: an option a sweep does not take, or a value of the wrong
+    type (True for a flag, a list of texts for a repeatable option, else text)."""
+    for name, value in raw.items():
+        option = BY_NAME.get(name)
+        if option is None or option.sweep.role == "no":
+            return f"'options': {shown(name)} is not an option of a sweep"
+        if option.is_flag:
+            ok, words = value is True, "true"
+        elif option.repeat:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            words = "a list of texts"
+        else:
+            ok, words = isinstance(value, str), "text"
+        if not ok:
+            return f"'options': '{name}' must be {words}, found {shown(value)}"
+    lacking = [o.name for o in OPTIONS if o.required and o.name not in raw]
+    return f"'options' lacks '{lacking[0]}'" if lacking else None
 
 
 def parse_space(raw: dict[str, Any], samples: int = 1) -> Space:

@@ -61,7 +61,8 @@ def take_over(run: Training, saved) -> None:
                         step=int(state["step"]))
         np.random.default_rng().bit_generator.state = st.rng
         history = [EpochReport.from_dict(h) for h in base.info.get("history") or []]
-    except (KeyError, TypeError, ValueError, UsageError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError, UsageError) as e:
+        # OverflowError: int() of a JSON Infinity
         raise ModelFileError(f"{name}: damaged training state ({type(e).__name__}: {e})") from None
     if opt_name != model.info["optimizer"]["name"]:
         raise UsageError(f"--resume {name}: the checkpoint's optimizer state is {opt_name}'s; "
@@ -90,5 +91,5 @@ def take_over(run: Training, saved) -> None:
             es.stopped_epoch = int(es_state.get("stopped_epoch", 0))
             best = saved.tensors.get("early_stopping.best")
             es.weights = None if best is None else best.copy()
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ModelFileError(f"{name}: damaged early-stopping state ({e})") from None
