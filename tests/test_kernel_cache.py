@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -195,6 +196,37 @@ def test_no_writable_cache_folder_runs_uncached_with_one_note(tmp_path, tiny_csv
 # ---------------------------------------------------------------- issue 10, replayed
 
 
+def _running_site_packages() -> list[str]:
+    """The folders this Python installs packages into and imports them from: a venv's own
+    site-packages when the tests run from a venv, the interpreter's otherwise (with the user's
+    folder where this Python reads it)."""
+    folders = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return [f for f in dict.fromkeys(folders) if os.path.isdir(f)]
+
+
+def throwaway_venv(folder: Path) -> Path:
+    """A venv at ``folder`` that imports this Python's packages (numba, typer, pip, ...: nothing
+    is downloaded) after its own, and returns its bin folder.
+
+    ``--system-site-packages`` would not do: it shows the base interpreter's packages, and
+    when the tests run from a venv (the README's way) those lack nncli's dependencies. So a
+    .pth file lists this Python's site folders instead. Its lines are plain paths, so the .pth
+    files in those folders are not run: the nncli that this Python has installed (editable or
+    not) adds no import hook or path of its own there.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", folder], check=True,
+                   timeout=120)
+    bindir = folder / ("Scripts" if os.name == "nt" else "bin")
+    purelib = subprocess.run([bindir / "python", "-c",
+                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True, timeout=60)
+    pth = Path(purelib.stdout.strip()) / "_running_python.pth"
+    pth.write_text("".join(f"{f}\n" for f in _running_site_packages()))
+    return bindir
+
+
 def _can_build_here() -> bool:
     """Can this Python's setuptools build nncli without pip's isolated build environment?
     (pyproject.toml asks for setuptools >= 68; bdist_wheel is built in from 70.1, else it
@@ -218,9 +250,9 @@ def test_reinstalling_as_editable_after_a_run_still_works(tmp_path, tiny_csv):
     folder behind and Python imported it as a namespace package instead of the editable
     install: every command failed with "cannot import name '__version__'".
 
-    A throwaway venv sees this Python's packages (numba etc.: nothing is downloaded) but
-    installs its own nncli, from a copy of the sources. The builds run without pip's
-    isolation when this Python's setuptools can build nncli, else pip fetches setuptools.
+    A throwaway venv sees this Python's packages (see throwaway_venv) but installs its own
+    nncli, from a copy of the sources. The builds run without pip's isolation when this
+    Python's setuptools can build nncli, else pip fetches setuptools.
     """
     copy = tmp_path / "src"
     copy.mkdir()
@@ -229,9 +261,7 @@ def test_reinstalling_as_editable_after_a_run_still_works(tmp_path, tiny_csv):
     shutil.copytree(REPO / "nncli", copy / "nncli",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    venv], check=True, timeout=120)
-    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    bindir = throwaway_venv(venv)
     python = [str(bindir / "python")]
     program = [str(bindir / "nncli")]
     env = clean_env(**{ENV_VAR: str(tmp_path / "cache")})
