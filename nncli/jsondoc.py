@@ -13,21 +13,21 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
-
 # nncli's own documents are at most 5 levels deep (a sweep's leaderboard in a model's metadata).
 MAX_DEPTH = 64
 # Bytes scanned per NumPy step: bounds the temporaries for a large header.
 _BLOCK = 1 << 20
 # A backslash and the byte it escapes: removed first, so every '"' left delimits a string.
 _ESCAPED = re.compile(rb"\\.", re.S)
-_QUOTE, _OPENERS, _CLOSERS = ord('"'), np.frombuffer(b"[{", np.uint8), \
-    np.frombuffer(b"]}", np.uint8)
+_QUOTE, _OPENERS, _CLOSERS = ord('"'), b"[{", b"]}"
 
 
 def nesting_depth(text: str | bytes, stop_above: int = MAX_DEPTH) -> int:
     """The deepest nesting of brackets in JSON ``text``, brackets inside strings not counted;
     the scan stops early once it passes ``stop_above`` (the result is then above it)."""
+    import numpy as np   # here: the command line reads sweep.json, and starts without numpy
+
+    openers, closers = (np.frombuffer(b, np.uint8) for b in (_OPENERS, _CLOSERS))
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     raw = _ESCAPED.sub(b"", raw)
     depth, inside, deepest = 0, 0, 0
@@ -35,8 +35,8 @@ def nesting_depth(text: str | bytes, stop_above: int = MAX_DEPTH) -> int:
         a = np.frombuffer(raw, np.uint8, min(_BLOCK, len(raw) - lo), lo)
         quotes = np.cumsum(a == _QUOTE, dtype=np.int64) + inside
         outside = (quotes & 1) == 0
-        step = (np.isin(a, _OPENERS) & outside).astype(np.int64) - \
-            (np.isin(a, _CLOSERS) & outside)
+        step = (np.isin(a, openers) & outside).astype(np.int64) - \
+            (np.isin(a, closers) & outside)
         levels = np.cumsum(step) + depth
         if len(levels):
             deepest = max(deepest, int(levels.max()))
