@@ -34,3 +34,13 @@ def test_help_fits_80_columns_without_cutting_anything(command):
     text = _help(*([command] if command else []))
     assert "…" not in text, text
     assert max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_the_command_line_starts_without_numpy_or_numba():
+    # every command pays for what importing nncli.cli loads; the kernels' libraries load only
+    # in the commands that use them
+    code = "import sys, nncli.cli; print('numpy' in sys.modules, 'numba' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
