@@ -62,13 +62,23 @@ def kill_a_worker_once_checkpointed(proc: subprocess.Popen, out_dir: Path,
         if list((out_dir / "tune").glob("trial_*/checkpoint_*")):
             for pid in descendants(proc.pid):
                 try:
-                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(WORKER):
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                        return
+                    if not _trains(pid):
+                        continue
+                    os.kill(pid, signal.SIGKILL)
                 except OSError:           # gone meanwhile
                     continue
+                killed.append(pid)
+                return
         time.sleep(0.05)
+
+
+def _trains(pid: int) -> bool:
+    """Whether process ``pid`` (one of the sweep's) is a trial's worker: Ray titles it
+    WORKER where it can set process titles; everywhere, it is the Python worker that has
+    loaded the kernels' compiler (idle workers and Ray's own processes have not)."""
+    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(WORKER):
+        return True
+    return b"llvmlite" in Path(f"/proc/{pid}/maps").read_bytes()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds workers in /proc")
