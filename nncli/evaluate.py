@@ -4,7 +4,9 @@ Classifiers: loss, accuracy and a confusion matrix (rows = true class, columns =
 multi-label bce adds per-label accuracy. Regression: loss, mse, mae and r2 (R^2 of all outputs
 together, 1 - SS_res / SS_tot, as Keras's R2Score with uniform averaging over outputs); mse, mae
 and r2 are in the targets' own units, and ``loss`` (what training minimised) is in standardised
-units when the model standardises its targets (then ``loss_units`` says so).
+units when the model standardises its targets (then ``loss_units`` says so). A model trained
+with --l1/--l2 includes its kernels' penalty in ``loss``, as Keras's evaluate does, and says how
+much of it that is (``penalty``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
     X = stage.transform_in_place(X, source) if own_data else stage.transform(X, source)
     loss, accuracy = model.evaluate(X, stage.scale_targets(Y))
     report: dict = {"rows": int(len(X)), "loss": loss}
+    if model.penalties != (0.0, 0.0):
+        report["penalty"] = model.penalty()
     out = model.outputs(X)
     if not spec.classifier:
         if stage.scales_targets:

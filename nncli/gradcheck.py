@@ -59,8 +59,10 @@ def check_gradients(loss_and_grad: GradFn, params: np.ndarray,
             for name, sl in tensors.items()]
 
 
-def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray) -> GradFn:
-    """(mean loss, gradient) of ``model`` on rows X, Y as a function of float64 parameters."""
+def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.0,
+                      l2: float = 0.0) -> GradFn:
+    """(mean loss + weight penalty, gradient) of ``model`` on rows X, Y as a function of float64
+    parameters: the loss training minimises with --l1 ``l1`` and --l2 ``l2``."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ws = Workspace(model.layer_table(), len(X), np.float64)
@@ -70,6 +72,9 @@ def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray) -> GradFn:
         loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                                  ws.table, X, Y, ws.cap, model.kernel_code,
                                                  PROB_EPSILON, ws.windowed)
+        if l1 or l2:
+            loss_sum += len(X) * K.penalty_forward(params, ws.table, l1, l2)
+            K.penalty_backward(grads, params, ws.table, l1, l2)
         return loss_sum / len(X), grads
 
     return loss_and_grad
@@ -86,27 +91,32 @@ def tensor_slices(model: Model) -> dict[str, slice]:
     return out
 
 
-def gradcheck_model(model: Model, X: np.ndarray, Y: np.ndarray) -> list[TensorCheck]:
-    """Check the gradients of ``model`` on preprocessed rows X and prepared, scaled targets Y."""
+def gradcheck_model(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.0,
+                    l2: float = 0.0) -> list[TensorCheck]:
+    """Check the gradients of ``model`` on preprocessed rows X and prepared, scaled targets Y,
+    of its loss plus the weight penalty of ``l1`` and ``l2``."""
     params = model.params.astype(np.float64)
-    return check_gradients(model_gradient_fn(model, X, Y), params, tensor_slices(model))
+    return check_gradients(model_gradient_fn(model, X, Y, l1, l2), params, tensor_slices(model))
 
 
-def gradcheck_on_data(model: Model, X: np.ndarray, Y: np.ndarray,
-                      source: str) -> list[TensorCheck]:
+def gradcheck_on_data(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
+                      penalties: tuple[float, float] | None = None) -> list[TensorCheck]:
     """Check the gradients of a trained ``model`` on raw rows X and raw targets Y (read from
-    ``source``), preprocessed as training and eval preprocess them; X is left as it is."""
+    ``source``), preprocessed as training and eval preprocess them; X is left as it is.
+    ``penalties`` (l1, l2) default to those the model was trained with."""
     stage = model.preprocessing
     Y = stage.scale_targets(prepare_targets(model.loss_spec, Y, model.n_outputs, source))
-    return gradcheck_model(model, stage.transform(X, source), Y)
+    l1, l2 = model.penalties if penalties is None else penalties
+    return gradcheck_model(model, stage.transform(X, source), Y, l1, l2)
 
 
 def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool,
                    n_inputs: int = GRADCHECK_DEFAULTS["inputs"],
                    batch: int = GRADCHECK_DEFAULTS["batch"], seed: int = GRADCHECK_DEFAULTS["seed"],
-                   channels: int = 1) -> list[TensorCheck]:
+                   channels: int = 1, l1: float = 0.0, l2: float = 0.0) -> list[TensorCheck]:
     """Build ``layers`` on ``n_inputs`` features of ``channels`` channels with random weights,
-    biases and data, and check its gradients.
+    biases and data, and check the gradients of its loss plus the weight penalty of ``l1`` and
+    ``l2`` (--l1, --l2).
 
     Biases are random too (not zero as in training) so their gradients and the kinks of relu
     are exercised away from zero.
@@ -122,7 +132,7 @@ def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool,
     X = rng.normal(size=(batch, n_inputs))
     Y = random_targets(spec.targets, batch, units, rng)
     Y = prepare_targets(spec, Y, units, "<random>")
-    return gradcheck_model(model, X, Y)
+    return gradcheck_model(model, X, Y, l1, l2)
 
 
 def random_targets(kind: str, n: int, units: int, rng: np.random.Generator) -> np.ndarray:

@@ -391,6 +391,34 @@ def sgd_update(W, dW, velocity, lr, momentum):
         _sgd_chunk(W[s:e], dW[s:e], velocity[s:e], f(lr), f(momentum))
 
 
+# --------------------------------------------------------------------------- weight penalties
+
+# Keras kernel_regularizer L1L2(l1, l2) on every layer's kernel (biases untouched):
+# penalty = l2 sum(w^2) + l1 sum(|w|) over the kernels, summed in float64 in the table's order
+# (serial: the same sum at any thread count). params flat, layers the layer table -> the penalty
+@njit(**SERIAL)
+def penalty_forward(params, layers, l1, l2):
+    total = 0.0
+    for l in range(layers.shape[0]):
+        for i in range(layers[l, W_OFF], layers[l, B_OFF]):
+            w = np.float64(params[i])
+            total += l2 * w * w + l1 * abs(w)
+    return total
+
+
+# grads += d(penalty)/d(params) = 2 l2 w + l1 sign(w) on the kernels (sign(0) = 0, as
+# TensorFlow's); biases untouched. grads, params flat and of one length
+@njit(fastmath=FAST, **SERIAL)
+def penalty_backward(grads, params, layers, l1, l2):
+    f = params.dtype.type
+    c1, c2 = f(l1), f(2.0 * l2)
+    for l in range(layers.shape[0]):
+        for i in range(layers[l, W_OFF], layers[l, B_OFF]):
+            w = params[i]
+            sign = f(1.0) if w > 0 else (f(-1.0) if w < 0 else f(0.0))
+            grads[i] += c2 * w + c1 * sign
+
+
 # --------------------------------------------------------------------------- whole network
 
 @njit(**SERIAL)
@@ -608,7 +636,10 @@ def gather_rows(Xb, X, idx):
 # Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. Numba
 # resolves `is None` while compiling only for a None argument (as for `windowed`), so Adam, the
 # default, is the case that passes None and does not compile SGD at all.
-# hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
+# hyper = (lr, beta1, beta2, eps, momentum, l1, l2): with l1 or l2 the weight penalty (above)
+# joins each batch's loss (n rows x the penalty of the weights before its update, so that the
+# mean over rows is Keras's reported loss) and its gradient; at 0 and 0 none of it runs.
+# Returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**PARALLEL)
@@ -627,6 +658,9 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         batch_loss, batch_correct = network_forward_backward(
             grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
             eps, windowed)
+        if hyper[5] != 0.0 or hyper[6] != 0.0:
+            batch_loss += n * penalty_forward(params, layers, hyper[5], hyper[6])
+            penalty_backward(grads, params, layers, hyper[5], hyper[6])
         if not np.isfinite(batch_loss):
             return loss_sum, correct, step, s
         loss_sum += batch_loss

@@ -199,7 +199,22 @@ class Model:
         loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,
                                             Y, ws.cap, self.kernel_code, PROB_EPSILON,
                                             ws.windowed)
-        return loss_sum / len(X), self.accuracy(correct, len(X))
+        return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X))
+
+    @property
+    def penalties(self) -> tuple[float, float]:
+        """(l1, l2): the weight penalties it was trained with (--l1, --l2; 0 in files from
+        before them)."""
+        options = self.info.get("options") or {}
+        return float(options.get("l1") or 0.0), float(options.get("l2") or 0.0)
+
+    def penalty(self) -> float:
+        """The weight penalty of its kernels, l2 sum(w^2) + l1 sum(|w|), which its loss includes
+        (Keras adds a kernel_regularizer's penalty to the loss that fit and evaluate report)."""
+        l1, l2 = self.penalties
+        if not (l1 or l2):
+            return 0.0
+        return K.penalty_forward(self.params, self.layer_table(), l1, l2)
 
     @property
     def kernel_code(self) -> int:

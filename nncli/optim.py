@@ -12,8 +12,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 # The hyper-parameter vector of kernels.train_batches, in its order: an optimizer's settings
-# fill the entries it has, the others are 0.
-HYPER = ("learning_rate", "beta_1", "beta_2", "epsilon", "momentum")
+# fill the entries it has, the others are 0. After them the run's weight penalties (--l1, --l2:
+# training options, not optimizer settings, so hyper_vector takes them apart).
+HYPER = ("learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "l1", "l2")
+PENALTIES = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,11 @@ def optimizer_of(s: dict) -> Optimizer:
     return get_optimizer(s["name"])
 
 
-def hyper_vector(s: dict) -> "np.ndarray":
-    """The settings as kernels.train_batches reads them, in the order of HYPER."""
+def hyper_vector(s: dict, l1: float = 0.0, l2: float = 0.0) -> "np.ndarray":
+    """The settings and the weight penalties as kernels.train_batches reads them, in the order
+    of HYPER (a penalty is never taken from the settings, which do not hold one)."""
     import numpy as np
 
-    return np.array([s.get(key, 0.0) for key in HYPER], dtype=np.float64)
+    values = {**{key: s.get(key, 0.0) for key in HYPER if key not in PENALTIES},
+              "l1": l1, "l2": l2}
+    return np.array([values[key] for key in HYPER], dtype=np.float64)

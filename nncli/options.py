@@ -167,6 +167,12 @@ OPTIONS: tuple[Option, ...] = (
            field="early_stopping", metavar="PATIENCE"),
     Option("min_delta", ("--min-delta",), float, 0.0, "Smallest change of --monitor that counts "
            "as an improvement.", field="min_delta"),
+    Option("l2", ("--l2",), float, 0.0, "L2 penalty on every kernel (not the biases): the "
+           "loss gains L * sum(w^2), as Keras's kernel_regularizer L2(L); the reported loss "
+           "and val_loss include it.", field="l2", metavar="L"),
+    Option("l1", ("--l1",), float, 0.0, "L1 penalty on every kernel (not the biases): the "
+           "loss gains L * sum(|w|), as Keras's kernel_regularizer L1(L) (with --l2: L1L2).",
+           field="l1", metavar="L"),
     Option("monitor", ("--monitor",), str, None, f"What --early-stopping watches: {_MONITORS} "
            "\\[default: val_loss with validation data, else loss].", field="monitor",
            choices=EPOCH_METRICS, metavar="METRIC"),

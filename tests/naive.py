@@ -294,6 +294,18 @@ def forward_backward_layers(net, X, Y, code):
     return loss_sum, grads, out
 
 
+# --------------------------------------------------------------------------- weight penalties
+
+def penalty(kernels, l1=0.0, l2=0.0) -> float:
+    """Keras L1L2(l1, l2) over every kernel: l2 sum(w^2) + l1 sum(|w|)."""
+    return float(sum(l2 * np.sum(f64(W) ** 2) + l1 * np.sum(np.abs(f64(W))) for W in kernels))
+
+
+def penalty_grads(kernels, l1=0.0, l2=0.0) -> list[np.ndarray]:
+    """d(penalty)/dW of every kernel: 2 l2 W + l1 sign(W), sign(0) = 0 (TensorFlow's)."""
+    return [2 * l2 * f64(W) + l1 * np.sign(f64(W)) for W in kernels]
+
+
 # --------------------------------------------------------------------------- optimizers
 
 def adam_steps(w, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):

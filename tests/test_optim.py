@@ -166,8 +166,9 @@ def test_settings_defaults_are_keras():
 def test_hyper_vector_order():
     hv = hyper_vector(settings("adam", None, 0.0))
     assert hv.dtype == np.float64
-    assert hv.tolist() == [1e-3, 0.9, 0.999, 1e-7, 0.0]
-    assert hyper_vector(settings("sgd", 0.2, 0.5)).tolist() == [0.2, 0.0, 0.0, 0.0, 0.5]
+    assert hv.tolist() == [1e-3, 0.9, 0.999, 1e-7, 0.0, 0.0, 0.0]   # no penalties: l1, l2 0
+    assert hyper_vector(settings("sgd", 0.2, 0.5)).tolist() == [0.2, 0.0, 0.0, 0.0, 0.5, 0.0,
+                                                                0.0]
 
 
 @pytest.mark.parametrize("name,lr,momentum,match", [

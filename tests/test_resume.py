@@ -130,6 +130,26 @@ def test_resume_inside_an_epoch_is_bit_identical(tmp_path, monkeypatch):
     assert _without_seconds(rest.history) == _without_seconds(straight.history)
 
 
+def test_resume_with_weight_penalties_is_bit_identical(tmp_path, monkeypatch):
+    """--l2 and --l1 change every step; the resumed run takes them from its options."""
+    monkeypatch.setattr(L, "ROWS_PER_CALL", 32)
+    kw = {"l2": 1e-2, "l1": 1e-3}
+    plain = _run(epochs=4)
+    list(fit(plain))
+    straight = _run(epochs=4, **kw)
+    list(fit(straight))
+    assert not np.array_equal(straight.model.params, plain.model.params)
+    first = _run(epochs=4, **kw)
+    with pytest.raises(Interrupted):
+        list(fit(first, stop=_stop_after(12)))
+    assert 0 < first.state.rows_done < len(first.X)
+    rest = _resumed(tmp_path, first, epochs=4)
+    assert (rest.config.l2, rest.config.l1) == (1e-2, 1e-3)
+    list(fit(rest))
+    assert np.array_equal(rest.model.params, straight.model.params)
+    assert _without_seconds(rest.history) == _without_seconds(straight.history)
+
+
 def test_resume_with_early_stopping_is_bit_identical(tmp_path):
     kw = {"early_stopping": 2, "lr": 0.05}
     straight = _run(epochs=40, **kw)

@@ -37,14 +37,22 @@ def gradcheck(
     tol: float = typer.Option(GRADCHECK_DEFAULTS["tol"], "--tol",
                               help="Largest error allowed: |a-n| / max(|a|+|n|, 1e-3) between "
                                    "analytic and central-difference gradients."),
+    l2: Optional[float] = typer.Option(None, "--l2", metavar="L", help="Check the loss with "
+                                       "this L2 kernel penalty added, as train --l2 \\[default: "
+                                       "MODEL's, else 0]."),
+    l1: Optional[float] = typer.Option(None, "--l1", metavar="L", help="Check the loss with "
+                                       "this L1 kernel penalty added, as train --l1 \\[default: "
+                                       "MODEL's, else 0]."),
     json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
 ) -> None:
     """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
     prepare_numba()
     from nncli import gradcheck as gc
+    from nncli.train.preparing import check_penalties
 
     if batch < 1 or inputs < 1:
         raise UsageError("--batch and --inputs must be at least 1")
+    check_penalties(l1 or 0.0, l2 or 0.0)
     if model is not None:
         if arch or loss or data is None:
             raise UsageError("give either MODEL DATA, or --arch and --loss")
@@ -57,17 +65,20 @@ def gradcheck(
         ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
                                 model_targets=model_targets(m))
         X, Y = ds.X[:batch], ds.Y[:batch]
-        results = gc.gradcheck_on_data(m, X, Y, ds.source)
-        what = f"{model} on {len(X)} rows of {data}"
+        own_l1, own_l2 = m.penalties
+        penalties = (own_l1 if l1 is None else l1, own_l2 if l2 is None else l2)
+        results = gc.gradcheck_on_data(m, X, Y, ds.source, penalties)
+        what = f"{model} on {len(X)} rows of {data}" + _penalty_words(*penalties)
     else:
         if not arch or not loss:
             raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")
         from nncli.arch import parse_arch
 
         results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed,
-                                    channels)
+                                    channels, l1 or 0.0, l2 or 0.0)
         what = (f"{arch} --loss {loss}{' --logits' if logits else ''} on {batch} random rows"
-                f" of {inputs} inputs" + (f" ({channels} channels)" if channels > 1 else ""))
+                f" of {inputs} inputs" + (f" ({channels} channels)" if channels > 1 else "")
+                + _penalty_words(l1 or 0.0, l2 or 0.0))
     ok = all(r.ok(tol) for r in results)
     if json_out:
         typer.echo(json.dumps({"ok": ok, "tol": tol, "tensors": [
@@ -83,6 +94,11 @@ def gradcheck(
     tell(f"gradcheck {'passed' if ok else 'FAILED'} (tolerance {tol:g})")
     if not ok:
         raise CheckFailed("gradcheck failed")
+
+
+def _penalty_words(l1: float, l2: float) -> str:
+    """The penalties in a gradcheck's title (nothing when there are none)."""
+    return "".join(f" {flag} {value:g}" for flag, value in (("--l2", l2), ("--l1", l1)) if value)
 
 
 # --------------------------------------------------------------------------- info
@@ -111,6 +127,7 @@ def info(
         "normalize": m.info.get("normalize"), "seed": m.info.get("seed"),
         "epochs": len(history), "final": history[-1] if history else None,
         "early_stopping": m.info.get("early_stopping"),
+        "regularization": _regularization(m),
         "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
                        "rows": state.get("rows")} if saved.is_checkpoint else None,
         "nncli_version": m.info.get("nncli_version"),
@@ -128,7 +145,7 @@ def info(
     for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
                 "classes", "targets", "optimizer", "normalize", "target_normalization", "seed",
                 "epochs", "final",
-                "early_stopping", "checkpoint"):
+                "early_stopping", "regularization", "checkpoint"):
         value = summary[key]
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     err.print(table)
@@ -153,6 +170,12 @@ def info(
     err.print(columns)
     if summary["left_out"]:
         tell("left out: " + ", ".join(f"{c['name']} ({c['why']})" for c in summary["left_out"]))
+
+
+def _regularization(m) -> dict | None:
+    """The kernel penalties it was trained with, {"l2": L, "l1": L}; None without any."""
+    l1, l2 = m.penalties
+    return {"l2": l2, "l1": l1} if l1 or l2 else None
 
 
 def _layer_summaries(m) -> list[dict]:

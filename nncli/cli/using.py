@@ -66,7 +66,7 @@ def eval_(
 
 def _render_eval(report: dict) -> None:
     table = Table(title="metrics", show_header=False)
-    for key in ("rows", *METRICS):
+    for key in ("rows", *METRICS, "penalty"):
         if key in report:
             value = report[key]
             table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))

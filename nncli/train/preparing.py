@@ -156,6 +156,14 @@ def _check_config(cfg: TrainConfig) -> None:
                          f"{cfg.early_stopping}")
     if not cfg.min_delta >= 0:
         raise UsageError(f"--min-delta must be 0 or more, received {cfg.min_delta}")
+    check_penalties(cfg.l1, cfg.l2)
+
+
+def check_penalties(l1: float, l2: float) -> None:
+    """--l1 and --l2: finite and 0 or more (UsageError)."""
+    for flag, value in (("--l1", l1), ("--l2", l2)):
+        if not 0 <= value < float("inf"):
+            raise UsageError(f"{flag} must be a finite number, 0 or more, received {value}")
 
 
 def _check_classes(loss, units: int, classes: list[str] | None, source: str) -> None:
