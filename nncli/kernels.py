@@ -608,13 +608,14 @@ def gather_rows(Xb, X, idx):
 # Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. Numba
 # resolves `is None` while compiling only for a None argument (as for `windowed`), so Adam, the
 # default, is the case that passes None and does not compile SGD at all.
-# hyper = (lr, beta1, beta2, eps, momentum); returns (loss sum over rows, n correct, step,
+# hyper = (lr, beta1, beta2, eps, momentum); rates[k] is the learning rate of the chunk's k-th
+# batch (a schedule's; hyper's lr is not read); returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
-                  layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step,
-                  windowed):
+                  layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, rates,
+                  step, windowed):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -632,10 +633,11 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
+        lr = rates[(s - start) // batch_size]
         if sgd_velocity is None:
-            adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+            adam_update(params, grads, opt_m, opt_v, lr, hyper[1], hyper[2], hyper[3], step)
         else:
-            sgd_update(params, grads, sgd_velocity, hyper[0], hyper[4])
+            sgd_update(params, grads, sgd_velocity, lr, hyper[4])
     return loss_sum, correct, step, -1
 
 
