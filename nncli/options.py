@@ -169,10 +169,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_delta", ("--min-delta",), float, 0.0, "Smallest change of --monitor that counts "
            "as an improvement.", field="min_delta"),
     Option("lr_schedule", ("--lr-schedule",), str, schedules.DEFAULT, "How the learning rate "
-           "changes from mini-batch to mini-batch: " + schedules.syntax() + " (Keras "
-           "ExponentialDecay(lr, decay_steps=STEPS, decay_rate=RATE), CosineDecay(lr, "
-           "decay_steps=STEPS, alpha=ALPHA); cosine's STEPS defaults to the run's steps after "
-           "the warm-up).", field="lr_schedule", parse=schedules.check, metavar="SCHEDULE"),
+           "changes from mini-batch to mini-batch: constant, exponential:RATE:STEPS (Keras "
+           "ExponentialDecay(lr, decay_steps=STEPS, decay_rate=RATE)) or cosine[:STEPS[:ALPHA]] "
+           "(Keras CosineDecay(lr, decay_steps=STEPS, alpha=ALPHA); STEPS defaults to the "
+           "run's steps after the warm-up).", field="lr_schedule", parse=schedules.check, metavar="SCHEDULE"),
     Option("warmup_epochs", ("--warmup-epochs",), int, 0, "Raise the learning rate linearly "
            "from 0 over this many epochs before the schedule (Keras CosineDecay's "
            "warmup_steps, counted in epochs).", field="warmup_epochs"),
@@ -180,7 +180,8 @@ OPTIONS: tuple[Option, ...] = (
            "learning rate by --lr-factor after PATIENCE epochs without improvement of --monitor "
            "(Keras ReduceLROnPlateau, min_delta 1e-4, cooldown 0).",
            field="reduce_lr_on_plateau", metavar="PATIENCE"),
-    Option("lr_factor", ("--lr-factor",), float, 0.1, "--reduce-lr-on-plateau's factor.",
+    Option("lr_factor", ("--lr-factor",), float, 0.1, "The factor by which "
+           "--reduce-lr-on-plateau multiplies the learning rate.",
            field="lr_factor"),
     Option("min_lr", ("--min-lr",), float, 0.0, "--reduce-lr-on-plateau lowers the learning "
            "rate no further than this.", field="min_lr"),
