@@ -636,7 +636,8 @@ def gather_rows(Xb, X, idx):
 # Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. Numba
 # resolves `is None` while compiling only for a None argument (as for `windowed`), so Adam, the
 # default, is the case that passes None and does not compile SGD at all.
-# hyper = (lr, beta1, beta2, eps, momentum, l1, l2): with l1 or l2 the weight penalty (above)
+# hyper = (lr, beta1, beta2, eps, momentum, l1, l2); rates[k] is the learning rate of the chunk's
+# k-th batch (a schedule's; hyper's lr is not read). With l1 or l2 the weight penalty (above)
 # joins each batch's loss (n rows x the penalty of the weights before its update, so that the
 # mean over rows is Keras's reported loss) and its gradient; at 0 and 0 none of it runs.
 # Returns (loss sum over rows, n correct, step,
@@ -644,8 +645,8 @@ def gather_rows(Xb, X, idx):
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
-                  layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, step,
-                  windowed):
+                  layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, rates,
+                  step, windowed):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -666,10 +667,11 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
+        lr = rates[(s - start) // batch_size]
         if sgd_velocity is None:
-            adam_update(params, grads, opt_m, opt_v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+            adam_update(params, grads, opt_m, opt_v, lr, hyper[1], hyper[2], hyper[3], step)
         else:
-            sgd_update(params, grads, sgd_velocity, hyper[0], hyper[4])
+            sgd_update(params, grads, sgd_velocity, lr, hyper[4])
     return loss_sum, correct, step, -1
 
 

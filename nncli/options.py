@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nncli.errors import UsageError
-from nncli.metrics import EPOCH_METRICS
+from nncli.metrics import RANKED_METRICS
 from nncli.optim import OPTIMIZERS
+from nncli import schedules
 
 MISSING_CHOICES = ("mean", "error", "drop")   # nncli.data's policies (a test checks they agree)
 
@@ -114,7 +115,7 @@ def encoding_name(text: str | None) -> str | None:
     return text
 
 
-_MONITORS = ", ".join(EPOCH_METRICS[:-1]) + " or " + EPOCH_METRICS[-1]
+_MONITORS = ", ".join(RANKED_METRICS[:-1]) + " or " + RANKED_METRICS[-1]
 
 OPTIONS: tuple[Option, ...] = (
     Option("arch", ("--arch",), str, None, "Layers, e.g. 25relu-15relu-10linear (activations: "
@@ -173,9 +174,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("l1", ("--l1",), float, 0.0, "L1 penalty on every kernel (not the biases): the "
            "loss gains L * sum(|w|), as Keras's kernel_regularizer L1(L) (with --l2: L1L2).",
            field="l1", metavar="L"),
-    Option("monitor", ("--monitor",), str, None, f"What --early-stopping watches: {_MONITORS} "
-           "\\[default: val_loss with validation data, else loss].", field="monitor",
-           choices=EPOCH_METRICS, metavar="METRIC"),
+    Option("lr_schedule", ("--lr-schedule",), str, schedules.DEFAULT, "How the learning rate "
+           "changes from mini-batch to mini-batch: constant, exponential:RATE:STEPS (Keras "
+           "ExponentialDecay(lr, decay_steps=STEPS, decay_rate=RATE)) or cosine[:STEPS[:ALPHA]] "
+           "(Keras CosineDecay(lr, decay_steps=STEPS, alpha=ALPHA); STEPS defaults to the "
+           "run's steps after the warm-up).", field="lr_schedule", parse=schedules.check, metavar="SCHEDULE"),
+    Option("warmup_epochs", ("--warmup-epochs",), int, 0, "Raise the learning rate linearly "
+           "from 0 over this many epochs before the schedule (Keras CosineDecay's "
+           "warmup_steps, counted in epochs).", field="warmup_epochs"),
+    Option("reduce_lr_on_plateau", ("--reduce-lr-on-plateau",), int, None, "Multiply the "
+           "learning rate by --lr-factor after PATIENCE epochs without improvement of --monitor "
+           "(Keras ReduceLROnPlateau, min_delta 1e-4, cooldown 0).",
+           field="reduce_lr_on_plateau", metavar="PATIENCE"),
+    Option("lr_factor", ("--lr-factor",), float, 0.1, "The factor by which "
+           "--reduce-lr-on-plateau multiplies the learning rate.",
+           field="lr_factor"),
+    Option("min_lr", ("--min-lr",), float, 0.0, "--reduce-lr-on-plateau lowers the learning "
+           "rate no further than this.", field="min_lr"),
+    Option("monitor", ("--monitor",), str, None, "What --early-stopping and "
+           f"--reduce-lr-on-plateau watch: {_MONITORS} \\[default: val_loss with validation "
+           "data, else loss].", field="monitor",
+           choices=RANKED_METRICS, metavar="METRIC"),
     Option("history", ("--history",), Path, None, "Write one CSV row of metrics per epoch "
            "here, flushed every epoch.",
            sweep=_not_swept("each trial's history is in its model file")),

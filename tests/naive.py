@@ -332,6 +332,47 @@ def sgd_steps(w, grads, lr=0.01, momentum=0.0):
     return w, vel
 
 
+# --------------------------------------------------------------------------- lr schedules
+# Keras 3's keras.optimizers.schedules and callbacks.ReduceLROnPlateau, written from their source
+# (/work/shared/reference/keras-defaults.md); ``step`` is optimizer.iterations before the update.
+
+def keras_exponential_decay(lr, decay_rate, decay_steps, step) -> float:
+    """ExponentialDecay(lr, decay_steps, decay_rate, staircase=False)(step)."""
+    p = np.float64(step) / np.float64(decay_steps)
+    return float(np.float64(lr) * np.power(np.float64(decay_rate), p))
+
+
+def keras_cosine_decay(lr, decay_steps, step, alpha=0.0, warmup_target=None,
+                       warmup_steps=0) -> float:
+    """CosineDecay(lr, decay_steps, alpha, warmup_target, warmup_steps)(step)."""
+    def decay(s, initial):
+        s = min(s, decay_steps)
+        cosine = 0.5 * (1.0 + np.cos(np.pi * s / decay_steps))
+        return float(initial * ((1 - alpha) * cosine + alpha))
+
+    if warmup_target is None:
+        return decay(step, lr)
+    step = min(step, decay_steps + warmup_steps)
+    if step < warmup_steps:
+        return float((warmup_target - lr) * step / warmup_steps + lr)
+    return decay(step - warmup_steps, warmup_target)
+
+
+def keras_plateau_rates(values, lr, patience, factor, min_lr=0.0, min_delta=1e-4) -> list:
+    """The learning rate each epoch used under ReduceLROnPlateau (mode min, cooldown 0) when
+    the monitored metric is ``values`` (one per epoch), as Keras logs ``learning_rate``."""
+    best, wait, used = np.inf, 0, []
+    for current in values:
+        used.append(lr)
+        if np.less(current, best - min_delta):
+            best, wait = current, 0
+        else:
+            wait += 1
+            if wait >= patience and lr > min_lr:
+                lr, wait = max(lr * factor, min_lr), 0
+    return used
+
+
 # --------------------------------------------------------------------------- comparison
 
 # Relative tolerance of a kernel result against the float64 reference, by kernel dtype.

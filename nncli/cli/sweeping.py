@@ -13,7 +13,7 @@ from rich.table import Table
 
 from nncli.cli.app import command, err, prepare_numba, say, tell
 from nncli.errors import Interrupted, UsageError
-from nncli.metrics import EPOCH_METRICS
+from nncli.metrics import RANKED_METRICS
 from nncli.sweep.driver import RAY_LOG, Request
 
 
@@ -29,7 +29,7 @@ def sweep(
     samples: int = typer.Option(Request.samples, "--samples", help="Trials per grid combination; each draws "
                                 "its own values of the log:LO:HI and uniform:LO:HI options."),
     metric: str = typer.Option(Request.metric, "--metric", help="What ranks the trials: " +
-                               ", ".join(EPOCH_METRICS) + "."),
+                               ", ".join(RANKED_METRICS) + "."),
     scheduler: str = typer.Option(Request.scheduler, "--scheduler", help="fifo: every trial runs to the "
                                   "end; asha: Ray Tune's ASHA stops poor trials early."),
     grace_epochs: int = typer.Option(Request.grace_epochs, "--grace-epochs", help="ASHA: epochs every trial runs "

@@ -15,6 +15,7 @@ import typer
 from nncli.cli.app import command, err, prepare_numba, say, show_bar, status, tell
 from nncli.cli.options import with_options
 from nncli.errors import Interrupted
+from nncli.metrics import base
 from nncli.options import OPTIONS, RUN_RECORDED, TrainConfig
 
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ def epoch_line(report: "EpochReport", epochs: int, units: str = "") -> str:
     tag = f" ({units})" if units else ""
     values = report.as_dict()
     parts = [f"epoch {report.epoch}/{epochs}", f"loss {report.loss:.4f}{tag}"]
-    parts += [f"{key} {value:.4f}" for key, value in values.items()
-              if key not in ("epoch", "loss", "seconds")]
+    # a setting (the learning rate) may be far below 1e-4: in significant digits
+    parts += [f"{key} {value:{'.3g' if base(key).setting else '.4f'}}"
+              for key, value in values.items() if key not in ("epoch", "loss", "seconds")]
     parts.append(f"{report.seconds:.3f}s")
     return "  ".join(parts)

@@ -31,6 +31,8 @@ def checkpoint_parts(run: Training) -> tuple[dict, dict[str, np.ndarray]]:
         state["early_stopping"] = run.early.summary()
         if run.early.weights is not None:
             tensors["early_stopping.best"] = run.early.weights
+    if run.plateau is not None:
+        state["reduce_lr_on_plateau"] = run.plateau.summary()
     return state, tensors
 
 
@@ -93,3 +95,18 @@ def take_over(run: Training, saved) -> None:
             es.weights = None if best is None else best.copy()
         except (TypeError, ValueError, OverflowError) as e:
             raise ModelFileError(f"{name}: damaged early-stopping state ({e})") from None
+    _take_plateau(run, state.get("reduce_lr_on_plateau"), name)
+
+
+def _take_plateau(run: Training, saved: dict | None, name: str) -> None:
+    """--reduce-lr-on-plateau's state as the checkpoint left it (when it watched the same
+    metric): the learning rate it lowered to, the best value and the epochs waited."""
+    plateau = run.plateau
+    if plateau is None or not isinstance(saved, dict) or saved.get("monitor") != plateau.monitor:
+        return
+    try:
+        plateau.lr = float(saved["lr"])
+        plateau.best = None if saved.get("best") is None else float(saved["best"])
+        plateau.wait = int(saved.get("wait", 0))
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ModelFileError(f"{name}: damaged reduce-lr-on-plateau state ({e})") from None

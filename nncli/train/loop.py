@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nncli import optim
+from nncli import optim, schedules
 from nncli.arch import parse_arch
 from nncli.errors import DivergedError, Interrupted, UsageError
 from nncli.evaluate import regression_metrics
@@ -72,6 +72,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
     rng = np.random.default_rng()
     perm = np.empty(n, dtype=np.int64)
     per_call = max(1, ROWS_PER_CALL // batch) * batch
+    schedule = lr_schedule(cfg, n)
     # The weights and moments before the current chunk, to roll back to if it leaves any
     # weight non-finite.
     saved = (np.empty_like(model.params), np.empty_like(st.m), np.empty_like(st.v))
@@ -86,10 +87,11 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             e = min(s + per_call, n)
             for keep, now in zip(saved, (model.params, st.m, st.v)):
                 keep[...] = now
+            rates = schedule.rates(_lr(run, hyper), st.step, -(-(e - s) // batch))
             ls, c, step, diverged_at = K.train_batches(
                 model.params, grads, st.m, st.v, velocity, Xb, Yb, ws.Z, ws.A,
                 ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
-                PROB_EPSILON, hyper, st.step, ws.windowed)
+                PROB_EPSILON, hyper, rates, st.step, ws.windowed)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
             st.loss_sum += ls
@@ -106,17 +108,34 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
                              time.perf_counter() - start)
         if run.X_val is not None and len(run.X_val):
             report.metrics.update(_validation_metrics(model, run.X_val, run.Y_val))
+        if run.scheduled:
+            report.metrics["lr"] = schedule.lr(_lr(run, hyper), st.step - 1)
         st.epoch, st.rows_done, st.loss_sum, st.correct, st.seconds = epoch, 0, 0.0, 0, 0.0
         st.rng = rng.bit_generator.state
         run.history.append(report)
         model.info["history"].append(report.as_dict())
         if es is not None:
             es.update(report, model.params)
+        if run.plateau is not None:
+            run.plateau.update(report)
         yield report
     if es is not None:
         if es.weights is not None:
             model.params[...] = es.weights
         model.info["early_stopping"] = es.summary()
+
+
+def lr_schedule(cfg: TrainConfig, n: int) -> schedules.Schedule:
+    """The run's --lr-schedule with its --warmup-epochs, for ``n`` training rows: a step is a
+    mini-batch, ceil(n / batch) of them an epoch (cosine's STEPS: the run's steps after the
+    warm-up)."""
+    steps = math.ceil(n / min(cfg.batch_size, n))
+    return schedules.build(cfg.lr_schedule, cfg.warmup_epochs * steps, cfg.epochs * steps)
+
+
+def _lr(run: Training, hyper: np.ndarray) -> float:
+    """The optimizer's learning rate now: --lr, or lower once --reduce-lr-on-plateau cut it."""
+    return run.plateau.lr if run.plateau is not None else hyper[0]
 
 
 def _validation_metrics(model: Model, X_val: np.ndarray, Y_val: np.ndarray) -> dict:

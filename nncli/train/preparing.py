@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from nncli import optim
+from nncli import optim, schedules
 from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
 from nncli.errors import UsageError
@@ -20,7 +20,7 @@ from nncli.model import Model
 from nncli.options import TrainConfig
 from nncli.preprocess import Preprocessing
 from nncli.train.checkpoints import take_over
-from nncli.train.state import EarlyStopping, Training
+from nncli.train.state import EarlyStopping, ReduceLROnPlateau, Training
 
 
 def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
@@ -50,6 +50,7 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         X_train, Y_train = X[:len(X) - n_val], Y[:len(Y) - n_val]
         X_val, Y_val = (X[len(X) - n_val:], Y[len(Y) - n_val:]) if n_val else (None, None)
     early = _early_stopping(config, loss.classifier, X_val is not None)
+    plateau = _plateau(config, loss.classifier, X_val is not None, opt["learning_rate"])
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
             "normalize_target": False, "missing": config.missing,
             "options": config.as_dict(), "history": []}
@@ -71,7 +72,7 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         stage.transform_in_place(part, data.source)  # ours: a copy, or handed over (own_data)
     Y_train = stage.scale_targets(Y_train)
     Y_val = stage.scale_targets(Y_val) if Y_val is not None else None
-    run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early)
+    run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early, plateau=plateau)
     if resume is not None:
         take_over(run, resume)
     return run
@@ -110,6 +111,7 @@ def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> 
     if len(data.X) - n_val == 0:
         raise UsageError("no training rows left after the validation split")
     _early_stopping(config, loss.classifier, val is not None or n_val > 0)
+    _plateau(config, loss.classifier, val is not None or n_val > 0, 1.0)
     return Checked(layers, loss, Y, Y_val)
 
 
@@ -134,12 +136,30 @@ def _fit_scaling(model: Model, config: TrainConfig, X_train: np.ndarray,
 
 def _early_stopping(cfg: TrainConfig, classifier: bool, has_val: bool) -> EarlyStopping | None:
     if cfg.early_stopping is None:
-        if cfg.monitor is not None or cfg.min_delta:
-            raise UsageError("--monitor and --min-delta apply to --early-stopping PATIENCE")
+        if cfg.monitor is not None and cfg.reduce_lr_on_plateau is None:
+            raise UsageError("--monitor applies to --early-stopping PATIENCE and "
+                             "--reduce-lr-on-plateau PATIENCE")
+        if cfg.min_delta:
+            raise UsageError("--min-delta applies to --early-stopping PATIENCE")
         return None
+    return EarlyStopping(_monitor(cfg, classifier, has_val), cfg.early_stopping, cfg.min_delta)
+
+
+def _plateau(cfg: TrainConfig, classifier: bool, has_val: bool,
+             lr: float) -> ReduceLROnPlateau | None:
+    """ReduceLROnPlateau of --reduce-lr-on-plateau, starting from learning rate ``lr``."""
+    if cfg.reduce_lr_on_plateau is None:
+        if cfg.lr_factor != 0.1 or cfg.min_lr:
+            raise UsageError("--lr-factor and --min-lr apply to --reduce-lr-on-plateau PATIENCE")
+        return None
+    return ReduceLROnPlateau(_monitor(cfg, classifier, has_val), cfg.reduce_lr_on_plateau,
+                             cfg.lr_factor, cfg.min_lr, lr)
+
+
+def _monitor(cfg: TrainConfig, classifier: bool, has_val: bool) -> str:
+    """--monitor, checked: by default val_loss with validation data, else loss."""
     monitor = cfg.monitor or ("val_loss" if has_val else "loss")
-    check_metric(monitor, "--monitor", classifier, has_val)
-    return EarlyStopping(monitor, cfg.early_stopping, cfg.min_delta)
+    return check_metric(monitor, "--monitor", classifier, has_val)
 
 
 
@@ -157,6 +177,7 @@ def _check_config(cfg: TrainConfig) -> None:
     if not cfg.min_delta >= 0:
         raise UsageError(f"--min-delta must be 0 or more, received {cfg.min_delta}")
     check_penalties(cfg.l1, cfg.l2)
+    _check_schedule(cfg)
 
 
 def check_penalties(l1: float, l2: float) -> None:
@@ -164,6 +185,20 @@ def check_penalties(l1: float, l2: float) -> None:
     for flag, value in (("--l1", l1), ("--l2", l2)):
         if not 0 <= value < float("inf"):
             raise UsageError(f"{flag} must be a finite number, 0 or more, received {value}")
+
+
+def _check_schedule(cfg: TrainConfig) -> None:
+    """--lr-schedule, --warmup-epochs and --reduce-lr-on-plateau's settings."""
+    schedules.parse(cfg.lr_schedule)
+    if cfg.warmup_epochs < 0:
+        raise UsageError(f"--warmup-epochs must be 0 or more, received {cfg.warmup_epochs}")
+    if cfg.reduce_lr_on_plateau is not None and cfg.reduce_lr_on_plateau < 0:
+        raise UsageError(f"--reduce-lr-on-plateau PATIENCE must be 0 or more, received "
+                         f"{cfg.reduce_lr_on_plateau}")
+    if not 0 < cfg.lr_factor < 1:
+        raise UsageError(f"--lr-factor must lie in (0, 1), received {cfg.lr_factor}")
+    if not cfg.min_lr >= 0:
+        raise UsageError(f"--min-lr must be 0 or more, received {cfg.min_lr}")
 
 
 def _check_classes(loss, units: int, classes: list[str] | None, source: str) -> None:

@@ -87,8 +87,8 @@ def default_checkpoint(model: Path) -> Path:
 
 def history_columns(run: Training) -> list[str]:
     """epoch, then the metrics the run reports, in the order of the epoch lines, then seconds."""
-    return ["epoch", *epoch_metrics(run.model.loss_spec.classifier, run.X_val is not None),
-            "seconds"]
+    return ["epoch", *epoch_metrics(run.model.loss_spec.classifier, run.X_val is not None,
+                                    run.scheduled), "seconds"]
 
 
 class HistoryLog:

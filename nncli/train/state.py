@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from nncli import metrics, optim
+from nncli import metrics, optim, schedules
 from nncli.metrics import EPOCH_METRICS
 from nncli.model import Model
 from nncli.options import TrainConfig
@@ -116,6 +116,45 @@ class EarlyStopping:
 
 
 @dataclass
+class ReduceLROnPlateau:
+    """Keras's ReduceLROnPlateau(monitor, factor, patience, min_lr, min_delta=1e-4, cooldown=0).
+
+    After each epoch: an improvement (``value < best - min_delta`` for a metric to minimise;
+    the first epoch always improves) sets ``best`` and ``wait = 0``; otherwise ``wait`` grows
+    by one, and when it reaches ``patience`` and ``lr > min_lr``, ``lr`` becomes
+    ``max(lr * factor, min_lr)`` and ``wait`` 0. ``lr`` is the optimizer's learning rate from
+    the next epoch on (the --lr-schedule multiplies it step by step).
+    """
+
+    monitor: str
+    patience: int
+    factor: float
+    min_lr: float
+    lr: float
+    min_delta: float = 1e-4
+    best: float | None = None
+    wait: int = 0
+
+    def update(self, report: EpochReport) -> None:
+        value = report.metrics[self.monitor]
+        if self.best is None or self._improves(value):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience and self.lr > self.min_lr:
+            self.lr, self.wait = max(self.lr * self.factor, self.min_lr), 0
+
+    def _improves(self, value: float) -> bool:
+        if metrics.mode(self.monitor) == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def summary(self) -> dict:
+        """What a checkpoint keeps of it (the settings come from the options)."""
+        return {"monitor": self.monitor, "lr": self.lr, "best": self.best, "wait": self.wait}
+
+
+@dataclass
 class Training:
     """A prepared run: the model, the arrays the kernels will read, and where the run stands."""
 
@@ -128,7 +167,15 @@ class Training:
     history: list[EpochReport] = field(default_factory=list)
     state: TrainState | None = None          # None: a fresh run (made by fit)
     early: EarlyStopping | None = None
+    plateau: ReduceLROnPlateau | None = None
     resumed_from: str | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the learning rate changes during the run: its history reports ``lr``."""
+        cfg = self.config
+        return (schedules.parse(cfg.lr_schedule)[0].name != schedules.DEFAULT
+                or cfg.warmup_epochs > 0 or self.plateau is not None)
 
     @property
     def epochs_left(self) -> int:
