@@ -178,7 +178,8 @@ OPTIONS: tuple[Option, ...] = (
            "changes from mini-batch to mini-batch: constant, exponential:RATE:STEPS (Keras "
            "ExponentialDecay(lr, decay_steps=STEPS, decay_rate=RATE)) or cosine[:STEPS[:ALPHA]] "
            "(Keras CosineDecay(lr, decay_steps=STEPS, alpha=ALPHA); STEPS defaults to the "
-           "run's steps after the warm-up).", field="lr_schedule", parse=schedules.check, metavar="SCHEDULE"),
+           "run's steps after the warm-up).", field="lr_schedule", parse=schedules.check,
+           metavar="SCHEDULE"),
     Option("warmup_epochs", ("--warmup-epochs",), int, 0, "Raise the learning rate linearly "
            "from 0 over this many epochs before the schedule (Keras CosineDecay's "
            "warmup_steps, counted in epochs).", field="warmup_epochs"),

@@ -26,18 +26,22 @@ def sweep(
     ctx: typer.Context,
     data: Optional[str] = typer.Argument(None, help="CSV or NPZ, as for nncli train (not with "
                                          "--resume)."),
-    samples: int = typer.Option(Request.samples, "--samples", help="Trials per grid combination; each draws "
-                                "its own values of the log:LO:HI and uniform:LO:HI options."),
+    samples: int = typer.Option(Request.samples, "--samples", help="Trials per grid "
+                                "combination; each draws its own values of the log:LO:HI and "
+                                "uniform:LO:HI options."),
     metric: str = typer.Option(Request.metric, "--metric", help="What ranks the trials: " +
                                ", ".join(RANKED_METRICS) + "."),
-    scheduler: str = typer.Option(Request.scheduler, "--scheduler", help="fifo: every trial runs to the "
-                                  "end; asha: Ray Tune's ASHA stops poor trials early."),
-    grace_epochs: int = typer.Option(Request.grace_epochs, "--grace-epochs", help="ASHA: epochs every trial runs "
-                                     "before it can be stopped."),
-    max_failures: int = typer.Option(Request.max_failures, "--max-failures", help="Times a trial whose worker or "
-                                     "node died is restarted from its last epoch."),
-    threads_per_trial: int = typer.Option(Request.threads_per_trial, "--threads-per-trial", help="CPUs each trial asks "
-                                          "Ray for (and compute threads it uses)."),
+    scheduler: str = typer.Option(Request.scheduler, "--scheduler", help="fifo: every trial "
+                                  "runs to the end; asha: Ray Tune's ASHA stops poor trials "
+                                  "early."),
+    grace_epochs: int = typer.Option(Request.grace_epochs, "--grace-epochs", help="ASHA: "
+                                     "epochs every trial runs before it can be stopped."),
+    max_failures: int = typer.Option(Request.max_failures, "--max-failures", help="Times a "
+                                     "trial whose worker or node died is restarted from its "
+                                     "last epoch."),
+    threads_per_trial: int = typer.Option(Request.threads_per_trial, "--threads-per-trial",
+                                          help="CPUs each trial asks Ray for (and compute "
+                                               "threads it uses)."),
     address: Optional[str] = typer.Option(None, "--address", help="HOST:PORT of an existing Ray "
                                           "cluster \\[default: start one on this machine]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Where Ray Tune keeps "
