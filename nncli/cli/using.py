@@ -15,7 +15,7 @@ from rich.table import Table
 
 from nncli.cli.app import (Output, command, err, model_targets, prepare_numba, say,
                            write_output)
-from nncli.metrics import METRICS
+from nncli.metrics import eval_metrics
 from nncli.options import delimiter_char, encoding_name
 
 # eval's and predict's --encoding (train's is a row of nncli.options.OPTIONS)
@@ -66,7 +66,7 @@ def eval_(
 
 def _render_eval(report: dict) -> None:
     table = Table(title="metrics", show_header=False)
-    for key in ("rows", *METRICS, "penalty"):
+    for key in ("rows", *eval_metrics("accuracy" in report), "penalty"):
         if key in report:
             value = report[key]
             table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
