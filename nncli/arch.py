@@ -1,6 +1,6 @@
 """Architecture strings: ``25relu-15relu-10linear`` <-> a list of layer specs.
 
-Layers are joined by ``-``. Three kinds of layer:
+Layers are joined by ``-``. Four kinds of layer:
 
 - ``<units><activation>``, a dense layer (Keras ``Dense``): ``25relu``.
 - ``<filters>conv<kernel>[s<stride>]<activation>``, a 1-D convolution with padding "valid",
@@ -8,6 +8,9 @@ Layers are joined by ``-``. Three kinds of layer:
   20 moved 10 inputs at a time. Without ``s<stride>`` the stride is 1.
 - ``<filters>local<kernel>[s<stride>]<activation>``, the same windows with weights of their own
   at every position (tf.keras ``LocallyConnected1D``): ``1local20s10relu``.
+- ``dropout<rate>``, inverted dropout in training (Keras ``Dropout(rate)``), 0 <= rate < 1, the
+  rate written as Python writes the number (``dropout0.3``, ``dropout0.25``); between two layers,
+  never first or last. It has no parameters and passes its input's shape on unchanged.
 
 The input width is not part of the string: it comes from the data. ``format_arch(parse_arch(s))
 == s`` for every valid ``s`` (``4conv5relu`` and ``4conv5s1relu`` are the same layer, and each
@@ -48,8 +51,9 @@ ACTIVATIONS: dict[str, int] = {
 # Activations that only make sense on the output layer.
 OUTPUT_ONLY = frozenset({"softmax"})
 
-GRAMMAR = ("<units><activation>, <filters>conv<kernel>[s<stride>]<activation> or "
-           "<filters>local<kernel>[s<stride>]<activation>")
+GRAMMAR = ("<units><activation>, <filters>conv<kernel>[s<stride>]<activation>, "
+           "<filters>local<kernel>[s<stride>]<activation> or dropout<rate>")
+DROPOUT = "dropout"
 
 _TOKEN = re.compile(r"(\d*)([A-Za-z_]*)(.*)")
 # what follows 'conv' or 'local': kernel width, optional stride, activation, anything left over
@@ -60,9 +64,10 @@ _WINDOW = re.compile(r"(\d*)(?:s(\d+))?([A-Za-z_]*)(.*)")
 class LayerSpec:
     """One layer: ``units`` outputs (filters, for conv and local) followed by ``activation``.
 
-    ``kind`` is ``"dense"``, ``"conv"`` or ``"local"``; ``kernel`` is the window width of a conv
-    or local layer (0 for dense); ``stride`` is the stride as written, None when the string left
-    it out (``effective_stride`` is then 1), so that formatting gives back the same string.
+    ``kind`` is ``"dense"``, ``"conv"``, ``"local"`` or ``"dropout"``; ``kernel`` is the window
+    width of a conv or local layer (0 for dense); ``stride`` is the stride as written, None when
+    the string left it out (``effective_stride`` is then 1), so that formatting gives back the
+    same string. ``rate`` is a dropout layer's (units 0 and activation linear: it has neither).
     """
 
     units: int
@@ -70,6 +75,7 @@ class LayerSpec:
     kind: str = "dense"
     kernel: int = 0
     stride: int | None = None
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -77,7 +83,9 @@ class LayerSpec:
                              f"received {self.kind!r}")
         if self.kind == "dense" and (self.kernel != 0 or self.stride is not None):
             raise ValueError("a dense layer has no kernel width or stride")
-        if self.kind != "dense" and (self.kernel < 1 or (self.stride is not None
+        if self.kind == DROPOUT and not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"a dropout rate must be in [0, 1), received {self.rate}")
+        if LAYER_KINDS[self.kind].windowed and (self.kernel < 1 or (self.stride is not None
                                                          and self.stride < 1)):
             raise ValueError(f"a {self.kind} layer needs kernel >= 1 and stride >= 1 (or None), "
                              f"received kernel={self.kernel}, stride={self.stride}")
@@ -93,6 +101,8 @@ class LayerSpec:
         return self.stride or 1
 
     def __str__(self) -> str:
+        if self.kind == DROPOUT:
+            return f"{DROPOUT}{self.rate!r}"
         if self.kind == "dense":
             return f"{self.units}{self.activation}"
         stride = "" if self.stride is None else f"s{self.stride}"
@@ -106,6 +116,12 @@ def parse_arch(text: str) -> list[LayerSpec]:
                         "or '4conv5s2relu-8conv3s2relu-10linear'")
     tokens = text.split("-")
     layers = [_parse_token(tok, i + 1, text) for i, tok in enumerate(tokens)]
+    for i in (0, len(layers) - 1):
+        if layers[i].kind == DROPOUT:
+            where = "first" if i == 0 else "last"
+            raise ArchError(f"'{layers[i]}' in '{text}' (layer {i + 1}): dropout cannot be the "
+                            f"{where} layer; put it between two layers, e.g. "
+                            f"'64relu-{layers[i]}-10linear'")
     for i, layer in enumerate(layers[:-1]):
         if layer.activation in OUTPUT_ONLY:
             raise ArchError(
@@ -131,6 +147,8 @@ def _parse_token(token: str, position: int, text: str) -> LayerSpec:
     if not token:
         raise ArchError(f"empty layer {where}; expected {GRAMMAR}, e.g. '10relu'")
     digits, name, rest = _TOKEN.fullmatch(token).groups()
+    if name == DROPOUT and not digits:
+        return _parse_dropout(token, rest, where)
     kind = next((k for k in WINDOWED if name.startswith(k)), "dense")
     if kind != "dense":
         return _parse_window(token, kind, digits, token[len(digits) + len(kind):], where)
@@ -169,6 +187,23 @@ def _parse_window(token: str, kind: str, digits: str, tail: str, where: str) -> 
     width = _positive(kernel, "kernel width", token, where)
     step = None if stride is None else _positive(stride, "stride", token, where)
     return LayerSpec(filters, _activation(name, token, where), kind, width, step)
+
+
+def _parse_dropout(token: str, rate: str, where: str) -> LayerSpec:
+    """A ``dropout<rate>`` token; ``rate`` is what follows the word. The rate must be written as
+    Python writes the number, so that formatting gives back the same string."""
+    try:
+        value = float(rate)
+    except ValueError:
+        raise ArchError(f"layer '{token}' {where} has no dropout rate; expected dropout<rate> "
+                        f"with 0 <= rate < 1, e.g. 'dropout0.3'") from None
+    if not 0.0 <= value < 1.0:
+        raise ArchError(f"layer '{token}' {where}: the dropout rate must be in [0, 1), "
+                        f"received {rate}")
+    if repr(value) != rate:
+        raise ArchError(f"layer '{token}' {where}: write the dropout rate as "
+                        f"'{DROPOUT}{value!r}'")
+    return LayerSpec(0, "linear", DROPOUT, rate=value)
 
 
 def _positive(digits: str, what: str, token: str, where: str) -> int:
@@ -232,8 +267,10 @@ class LayerKind:
 
     ``code`` is the kind column of the kernels' layer table (nncli.kernels.DENSE, CONV, LOCAL).
     ``windowed``: the layer reads windows of ``kernel`` positions moved by ``stride``, and the
-    model file and ``nncli info`` record both. ``outputs(layer, length)`` gives the (positions,
-    filters) of the layer's output for an input of ``length`` positions. ``param_shapes(layer,
+    model file and ``nncli info`` record both. ``outputs(layer, length, channels)`` gives the
+    (positions, filters) of the layer's output for an input of ``length`` positions x
+    ``channels``. ``describe(layer)``: what the model file records of it besides kind and window
+    (units and activation; a dropout layer's rate). ``param_shapes(layer,
     shape)`` gives its (kernel shape, bias shape) as Keras stores them. ``fan_shape`` folds the
     kernel's shape into the one Keras's initializers count fans on (``fans``).
     """
@@ -243,6 +280,8 @@ class LayerKind:
     outputs: Callable[[LayerSpec, int], tuple[int, int]]
     param_shapes: Callable[[LayerSpec, LayerShape], tuple[Shape, Shape]]
     fan_shape: Callable[[Shape], Shape]
+    describe: Callable[[LayerSpec], dict] = lambda layer: {"units": layer.units,
+                                                           "activation": layer.activation}
 
     def fans(self, kernel_shape: Shape) -> tuple[int, int]:
         """(fan_in, fan_out) of a kernel of this kind, as Keras's initializers compute them: the
@@ -256,28 +295,31 @@ class LayerKind:
 
     def entry(self, layer: LayerSpec) -> dict:
         """What the model file records of ``layer`` (and ``nncli info`` shows first): kind,
-        units, activation, and for a windowed layer its kernel width and stride."""
-        entry = {"kind": layer.kind, "units": layer.units, "activation": layer.activation}
+        units, activation, and for a windowed layer its kernel width and stride (a dropout
+        layer: its rate)."""
+        entry = {"kind": layer.kind, **self.describe(layer)}
         if self.windowed:
             entry.update(kernel=layer.kernel, stride=layer.effective_stride)
         return entry
 
     def output_shape(self, shape: LayerShape) -> list[int]:
-        """The output as ``nncli info`` shows it: [units], or [positions, filters]."""
-        return [shape.positions, shape.filters] if self.windowed else [shape.positions]
+        """The output as ``nncli info`` shows it: [units], or [positions, filters] (a dropout
+        layer after a conv or local layer too)."""
+        return ([shape.positions, shape.filters] if self.windowed or shape.filters > 1
+                else [shape.positions])
 
 
-def _window_positions(layer: LayerSpec, length: int) -> tuple[int, int]:
+def _window_positions(layer: LayerSpec, length: int, channels: int) -> tuple[int, int]:
     return (length - layer.kernel) // layer.effective_stride + 1, layer.units
 
 
 # The layer kinds, keyed by the word of the architecture string; ``code`` is what the kernels'
 # layer table switches on (dense is 0). Parameter shapes as ``param_shapes`` lists them; a local
 # kernel's fans count as tf.keras's LocallyConnected1D kernel (positions, kernel * in_channels,
-# filters).
+# filters). A dropout layer has no parameters (shapes of size 0) and keeps its input's shape.
 LAYER_KINDS: dict[str, LayerKind] = {
     "dense": LayerKind(
-        0, False, outputs=lambda layer, length: (layer.units, 1),
+        0, False, outputs=lambda layer, length, channels: (layer.units, 1),
         param_shapes=lambda layer, s: ((s.n_in, layer.units), (layer.units,)),
         fan_shape=lambda w: w),
     "conv": LayerKind(
@@ -289,6 +331,10 @@ LAYER_KINDS: dict[str, LayerKind] = {
         param_shapes=lambda layer, s: ((s.positions, layer.kernel, s.channels, s.filters),
                                        (s.positions, s.filters)),
         fan_shape=lambda w: (w[0], w[1] * w[2], w[3])),
+    DROPOUT: LayerKind(
+        3, False, outputs=lambda layer, length, channels: (length, channels),
+        param_shapes=lambda layer, s: ((0,), (0,)), fan_shape=lambda w: w,
+        describe=lambda layer: {"rate": layer.rate}),
 }
 WINDOWED = tuple(name for name, kind in LAYER_KINDS.items() if kind.windowed)
 
@@ -315,7 +361,8 @@ def layer_shapes(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> l
                 f"{layer.kernel} is wider than its input of length {length} ({source}: "
                 f"{length} positions x {_count(chans, 'channel')}); use a kernel width of "
                 f"at most {length}")
-        shape = LayerShape(length, chans, *LAYER_KINDS[layer.kind].outputs(layer, length))
+        shape = LayerShape(length, chans, *LAYER_KINDS[layer.kind].outputs(layer, length,
+                                                                             chans))
         shapes.append(shape)
         length, chans = shape.positions, shape.filters
         source = f"the output of layer {i + 1} '{layer}'"

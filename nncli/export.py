@@ -152,10 +152,17 @@ def _local(g: _Graph, x: str, tag: str, layer: LayerSpec, shape: LayerShape, W: 
     return g.reshape(z, [0, P * F], f"{tag}_z")
 
 
+def _dropout(g: _Graph, x: str, tag: str, layer: LayerSpec, shape: LayerShape, W: np.ndarray,
+             b: np.ndarray) -> str:
+    """Dropout is the identity outside training (Keras's Dropout at inference): x itself."""
+    return x
+
+
 CONVERTERS: dict[str, Converter] = {
     "dense": _dense,
     "conv": _conv,
     "local": _local,
+    "dropout": _dropout,
 }
 
 # One builder per activation of arch.ACTIVATIONS (a test checks that none is missing); each

@@ -22,6 +22,10 @@ STEP = 1e-6
 FLOOR = 1e-3
 DEFAULT_TOL = GRADCHECK_DEFAULTS["tol"]
 
+# The optimizer step whose dropout masks every evaluation of the loss draws: one fixed mask, so
+# that the loss is a smooth function of the weights that finite differences can follow.
+GRADCHECK_STEP = 0
+
 GradFn = Callable[[np.ndarray], tuple[float, np.ndarray]]   # params -> (loss, gradient)
 
 
@@ -71,7 +75,7 @@ def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.
     def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
         loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                                  ws.table, X, Y, ws.cap, model.kernel_code,
-                                                 PROB_EPSILON, ws.windowed)
+                                                 PROB_EPSILON, GRADCHECK_STEP, ws.windowed)
         if l1 or l2:
             loss_sum += len(X) * K.penalty_forward(params, ws.table, l1, l2)
             K.penalty_backward(grads, params, ws.table, l1, l2)

@@ -20,7 +20,7 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
-  layer kind: 0 DENSE, 1 CONV, 2 LOCAL (nncli.arch.LAYER_KINDS)
+  layer kind: 0 DENSE, 1 CONV, 2 LOCAL, 3 DROPOUT (nncli.arch.LAYER_KINDS)
   layer table columns, named by the constants below: 0 KIND, 1 N_IN, 2 N_OUT (flattened row
                        widths), 3 ACT (activation), 4 W_OFF (weight offset), 5 B_OFF (bias
                        offset), 6 A_OFF (activation-buffer offset, in units of rows), 7 KERNEL
@@ -29,7 +29,9 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
                        C = its input's channels, P = n_out and F = 1 (arch.layer_shapes); a
                        conv or local layer reads n_in = L*C and writes n_out = P*F, its
                        weights (k, C, F) or (P, k, C, F) and biases (F,) or (P, F) flat at the
-                       offsets (nncli.kernels_conv has the layout).
+                       offsets (nncli.kernels_conv has the layout). 12 KEY and 13 THRESHOLD:
+                       a dropout layer's mask key and rate * 2^53 (nncli.model.layer_table);
+                       it has n_out = n_in, ACT linear and no parameters.
 
 Windowed layers (conv, local) run through nncli.kernels_conv, wide products through
 nncli.kernels_gemm and narrow ones through nncli.kernels_dot, imported below (and reachable as
@@ -49,10 +51,12 @@ from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
 
 # Layer-table columns and the kind column's codes (see the module docstring).
-KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS = \
-    range(12)
-N_COLS = 12
-DENSE, CONV, LOCAL = 0, 1, 2  # nncli.arch.LAYER_KINDS[kind].code
+(KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS,
+ KEY, THRESHOLD) = range(14)
+N_COLS = 14
+DENSE, CONV, LOCAL, DROPOUT = 0, 1, 2, 3  # nncli.arch.LAYER_KINDS[kind].code
+GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / golden ratio: SplitMix64's increment
+_GOLDEN = np.uint64(GOLDEN)
 
 
 # --------------------------------------------------------------------------- dense layer
@@ -128,6 +132,66 @@ def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
         transpose(dX, XT)
     else:
         matmul_nt(dX, dZ, W)
+
+
+# --------------------------------------------------------------------------- dropout
+#
+# Masks from a counter-based hash: unit j of row r in the batch of optimizer step `step` is
+# dropped when the top 53 bits of mix(mix(mix(key + step G) + r G) + j G) are below the
+# threshold (rate * 2^53), with mix SplitMix64's finaliser and G its increment. A mask is a
+# function of (key, step, row, unit) alone: any thread count, and a resumed run, draw the same.
+
+@njit(**SERIAL)
+def _mix64(x):
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(fastmath=FAST, **SERIAL)
+def _dropout_rows(M, A, X, batch_key, threshold, scale, r0, r1):
+    zero = scale - scale
+    for r in range(r0, r1):
+        row_key = _mix64(batch_key + np.uint64(r) * _GOLDEN)
+        for j in range(X.shape[1]):
+            bits = _mix64(row_key + np.uint64(j) * _GOLDEN) >> np.uint64(11)
+            m = scale if bits >= threshold else zero
+            M[r, j] = m
+            A[r, j] = X[r, j] * m
+
+
+# Inverted dropout in training (Keras Dropout): M = the mask, 0 for a dropped unit and
+# 1 / (1 - rate) for a kept one; A = X * M. Rows over threads when many.
+# X (n, width) -> M, A (n, width); key the layer's (int64 bits), step >= 0, threshold rate * 2^53
+@njit(**PARALLEL)
+def dropout_forward(M, A, X, key, step, threshold):
+    n, width = X.shape
+    f = X.dtype.type
+    scale = f(1.0 / (1.0 - threshold * 2.0 ** -53))
+    limit = np.uint64(threshold)
+    batch_key = _mix64(np.uint64(key) + np.uint64(step) * _GOLDEN)
+    if n * width < 16384:
+        _dropout_rows(M, A, X, batch_key, limit, scale, 0, n)
+        return
+    for q in prange((n + 15) // 16):
+        _dropout_rows(M, A, X, batch_key, limit, scale, q * 16, min(q * 16 + 16, n))
+
+
+# A = X, element by element (an array expression here would become a parallel loop of its own)
+# X (n, width) -> A (n, width)
+@njit(**SERIAL)
+def _copy(A, X):
+    for r in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            A[r, j] = X[r, j]
+
+
+# dX = dA * M, M the mask of dropout_forward; dA, M (n, width) -> dX (n, width)
+@njit(fastmath=FAST, **SERIAL)
+def dropout_backward(dX, dA, M):
+    for r in range(dA.shape[0]):
+        for j in range(dA.shape[1]):
+            dX[r, j] = dA[r, j] * M[r, j]
 
 
 # --------------------------------------------------------------------------- activations
@@ -506,11 +570,19 @@ def predict_sizes(layers, cap):
 
 # Z = X W + b and A = act(Z) for one layer of any kind (its KIND and ACT columns): dense
 # through nncli.kernels_gemm or the transposed scratch WTbuf, conv and local through
-# nncli.kernels_conv. A may be Z itself (every activation can run in place).
+# nncli.kernels_conv. A may be Z itself (every activation can run in place). Dropout: in
+# training (step >= 0, the optimizer step) Z = its mask and A = X * Z; else (step < 0: eval,
+# predict, validation) A = X.
 # X (n, n_in), layer a row of the layer table -> Z, A (n, n_out)
 @njit(inline="always", **PARALLEL)
-def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
+def layer_forward(Z, A, X, params, layer, WTbuf, step, windowed):
     kind = layer[KIND]
+    if kind == DROPOUT:
+        if step < 0:
+            _copy(A, X)
+        else:
+            dropout_forward(Z, A, X, layer[KEY], step, layer[THRESHOLD])
+        return
     if kind == DENSE:
         W, b = _weights(params, layer)
         n_in, n_out = layer[N_IN], layer[N_OUT]
@@ -528,13 +600,17 @@ def layer_forward(Z, A, X, params, layer, WTbuf, windowed):
 
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
-# dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array)
-# dZ (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
+# dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array); dropout:
+# dX = dZ * Z, Z its mask from layer_forward
+# dZ, Z (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
 @njit(inline="always", **PARALLEL)
-def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
+def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
     kind = layer[KIND]
     n = X.shape[0]
-    if kind == DENSE:
+    if kind == DROPOUT:
+        if with_dX:
+            dropout_backward(dX, dZ, Z)
+    elif kind == DENSE:
         W, _ = _weights(params, layer)
         dW, db = _weights(grads, layer)
         XT = XTbuf[:layer[N_IN] * n].reshape((layer[N_IN], n))
@@ -552,10 +628,11 @@ def layer_backward(dX, grads, dZ, X, params, layer, with_dX, XTbuf, dZTbuf, wind
         local1d_backward(dX, dWl, dbl, dZ, X, Wl, layer[STRIDE], with_dX)
 
 
-# A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X
+# A_l = act_l(layer_l(A_{l-1})) for every layer, A_0 = X; step: the optimizer step whose
+# dropout masks to draw, or -1 for none (dropout the identity)
 # X (n, n_in); Zbuf, Abuf flat, cap rows per layer; T scratch -> returns the last A (n, n_out)
 @njit(**PARALLEL)
-def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
+def network_forward(Zbuf, Abuf, T, params, layers, X, cap, step, windowed):
     n = X.shape[0]
     WTbuf, _, _ = _scratch(T, layers, cap, n)
     inp = X
@@ -563,7 +640,7 @@ def network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed):
         layer = layers[l]
         Z = _view(Zbuf, cap, layer[A_OFF], n, layer[N_OUT])
         A = _view(Abuf, cap, layer[A_OFF], n, layer[N_OUT])
-        layer_forward(Z, A, inp, params, layer, WTbuf, windowed)
+        layer_forward(Z, A, inp, params, layer, WTbuf, step, windowed)
         inp = A
     return inp
 
@@ -581,19 +658,20 @@ def network_predict(P, T, params, layers, X, cap, windowed):
         layer = layers[l]
         start = (l % 2) * half
         out = P[start:start + n * layer[N_OUT]].reshape((n, layer[N_OUT]))
-        layer_forward(out, out, inp, params, layer, WTbuf, windowed)
+        layer_forward(out, out, inp, params, layer, WTbuf, -1, windowed)
         inp = out
     return inp
 
 
-# Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y
+# Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y, with
+# the dropout masks of optimizer step `step` (>= 0; gradcheck: any fixed step)
 # grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
 @njit(**PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
-                             loss_code, eps, windowed):
+                             loss_code, eps, step, windowed):
     n = X.shape[0]
     n_layers = layers.shape[0]
-    out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, windowed)
+    out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, step, windowed)
     _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
     dA = _view(dAbuf, cap, last[A_OFF], n, last[N_OUT])
@@ -614,7 +692,7 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[A_OFF], n, prev[N_OUT])
             dinp = _view(dAbuf, cap, prev[A_OFF], n, prev[N_OUT])
-        layer_backward(dinp, grads, dZ, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
+        layer_backward(dinp, grads, dZ, Z, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
     return loss_sum, correct
 
 
@@ -658,7 +736,7 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         gather_rows(yb, Y, perm[s:e])
         batch_loss, batch_correct = network_forward_backward(
             grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
-            eps, windowed)
+            eps, step, windowed)
         if hyper[5] != 0.0 or hyper[6] != 0.0:
             batch_loss += n * penalty_forward(params, layers, hyper[5], hyper[6])
             penalty_backward(grads, params, layers, hyper[5], hyper[6])
@@ -685,7 +763,7 @@ def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, ep
     correct = 0
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
-        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, windowed)
+        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, -1, windowed)
         dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
         loss_sum += chunk_loss

@@ -74,6 +74,8 @@ class Model:
         """
         for i in range(len(self.layers)):
             W = self.kernel(i)
+            if W.size == 0:  # a layer without parameters (dropout)
+                continue
             fan_in, fan_out = glorot_fans(self.layers[i].kind, W.shape)
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
@@ -105,8 +107,10 @@ class Model:
     def layer_table(self) -> np.ndarray:
         """The int64 table the kernels walk: kind, n_in, n_out, activation, weight offset,
         bias offset, activation-buffer offset, kernel width, stride, input channels,
-        positions, filters (see nncli.kernels)."""
-        return layer_table(self.layers, self.n_inputs, self.channels)
+        positions, filters, dropout key and threshold (see nncli.kernels). Dropout masks are
+        keyed by the run's --seed (``info["seed"]``; 0 when there is none)."""
+        return layer_table(self.layers, self.n_inputs, self.channels,
+                           int(self.info.get("seed") or 0))
 
     def kernel(self, i: int) -> np.ndarray:
         """View of layer i's kernel: (in, out), (kernel, in_channels, filters) or
@@ -268,14 +272,17 @@ class Workspace:
 
 
 def windowed(table: np.ndarray) -> bool | None:
-    """The kernels' ``windowed`` argument for a layer table: None when every layer is dense
-    (their dense-only variant), else True."""
-    return None if bool((table[:, K.KIND] == LAYER_KINDS["dense"].code).all()) else True
+    """The kernels' ``windowed`` argument for a layer table: None when no layer is conv or local
+    (their dense-only variant: dense and dropout layers), else True."""
+    codes = [kind.code for kind in LAYER_KINDS.values() if kind.windowed]
+    return True if bool(np.isin(table[:, K.KIND], codes).any()) else None
 
 
-def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np.ndarray:
+def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1,
+                seed: int = 0) -> np.ndarray:
     """The int64 layer table of the kernels for ``layers`` fed ``n_inputs`` features read as
-    ``n_inputs / channels`` positions x ``channels``; ArchError when a layer does not fit."""
+    ``n_inputs / channels`` positions x ``channels``; ArchError when a layer does not fit.
+    A dropout layer's masks are keyed by ``seed`` and its index (``dropout_key``)."""
     table = np.zeros((len(layers), K.N_COLS), dtype=np.int64)
     shapes = arch.layer_shapes(layers, n_inputs, channels)
     pshapes = arch.param_shapes(layers, n_inputs, channels)
@@ -289,9 +296,35 @@ def layer_table(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> np
         row[K.A_OFF] = rows
         row[K.KERNEL], row[K.STRIDE] = layer.kernel, layer.effective_stride
         row[K.CHANNELS], row[K.POSITIONS], row[K.FILTERS] = s.channels, s.positions, s.filters
+        row[K.KEY] = dropout_key(seed, i)
+        row[K.THRESHOLD] = dropout_threshold(layer.rate)
         offset += _size(w_shape) + _size(b_shape)
         rows += s.n_out
     return table
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """SplitMix64's finaliser on a 64-bit integer (as kernels._mix64 computes it)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def dropout_key(seed: int, index: int) -> int:
+    """The key of layer ``index``'s dropout masks in a run of ``seed``, as a signed int64 (the
+    table's type; the kernels read its bits as unsigned): layers and seeds draw apart."""
+    key = splitmix64(splitmix64(seed) + (index + 1) * K.GOLDEN)
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def dropout_threshold(rate: float) -> int:
+    """A unit is dropped when the top 53 bits of its hash are below this: rate * 2^53, exact
+    for rate >= 0.5 (and within 2^-53 of the rate below)."""
+    return int(rate * 2.0 ** 53)
 
 
 def param_count(layers: list[LayerSpec], n_inputs: int, channels: int = 1) -> int:

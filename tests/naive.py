@@ -306,6 +306,34 @@ def penalty_grads(kernels, l1=0.0, l2=0.0) -> list[np.ndarray]:
     return [2 * l2 * f64(W) + l1 * np.sign(f64(W)) for W in kernels]
 
 
+# --------------------------------------------------------------------------- dropout
+
+_M64 = (1 << 64) - 1
+_G = 0x9E3779B97F4A7C15   # SplitMix64's increment
+
+
+def _splitmix(x: int) -> int:
+    """SplitMix64's finaliser, on Python integers modulo 2^64."""
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def dropout_mask(key: int, step: int, n: int, width: int, rate: float) -> np.ndarray:
+    """(n, width) inverted-dropout mask of one batch (Keras Dropout: kept units scaled by
+    1 / (1 - rate)): unit j of row r is dropped when the top 53 bits of
+    mix(mix(mix(key + step G) + r G) + j G) are below rate * 2^53."""
+    batch = _splitmix(key + step * _G)
+    mask = np.empty((n, width))
+    for r in range(n):
+        row = _splitmix(batch + r * _G)
+        for j in range(width):
+            bits = _splitmix(row + j * _G) >> 11
+            mask[r, j] = 0.0 if bits < int(rate * 2.0 ** 53) else 1.0 / (1.0 - rate)
+    return mask
+
+
 # --------------------------------------------------------------------------- optimizers
 
 def adam_steps(w, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):

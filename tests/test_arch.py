@@ -126,8 +126,8 @@ def test_errors_name_the_token_the_layer_and_the_grammar():
     assert "<filters>conv<kernel>[s<stride>]<activation>" in msg
     with pytest.raises(ArchError) as e:
         parse_arch("4cnv5relu")
-    assert ("expected <units><activation>, <filters>conv<kernel>[s<stride>]<activation> or "
-            "<filters>local<kernel>[s<stride>]<activation>") in str(e.value)
+    assert ("expected <units><activation>, <filters>conv<kernel>[s<stride>]<activation>, "
+            "<filters>local<kernel>[s<stride>]<activation> or dropout<rate>") in str(e.value)
 
 
 def test_layer_spec_rejects_inconsistent_fields():

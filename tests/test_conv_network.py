@@ -86,7 +86,7 @@ def test_layer_table_columns_of_a_windowed_network():
     # 22 inputs as 11 positions x 2: local k3 s2 -> 5 x 2; conv k2 -> 4 x 3 (flat 12); dense 2
     layers = parse_arch("2local3s2sigmoid-3conv2relu-2sigmoid")
     table = layer_table(layers, 22, channels=2)
-    assert table.dtype == np.int64 and table.shape == (3, K.N_COLS) and K.N_COLS == 12
+    assert table.dtype == np.int64 and table.shape == (3, K.N_COLS) and K.N_COLS == 14
     cols = [K.KIND, K.N_IN, K.N_OUT, K.KERNEL, K.STRIDE, K.CHANNELS, K.POSITIONS, K.FILTERS]
     assert table[:, cols].tolist() == [
         [LAYER_KINDS["local"].code, 22, 10, 3, 2, 2, 5, 2],
@@ -165,12 +165,12 @@ def test_dense_networks_run_the_dense_only_variant():
     ws = Workspace(model.layer_table(), 3, np.float64)
     assert ws.windowed is True
     with pytest.raises(ValueError, match="dense only"):
-        K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, None)
+        K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, -1, None)
     dense = Model.create(parse_arch("5relu-3linear"), 7, "mse", False)
     Xd = rand(np.random.default_rng(0), (4, 7), np.float32)
     ws = Workspace(dense.layer_table(), 4, np.float32)
-    naive.assert_close(K.network_forward(ws.Z, ws.A, ws.T, dense.params, ws.table, Xd, 4, None),
-                       K.network_forward(ws.Z, ws.A, ws.T, dense.params, ws.table, Xd, 4, True),
+    naive.assert_close(K.network_forward(ws.Z, ws.A, ws.T, dense.params, ws.table, Xd, 4, -1, None),
+                       K.network_forward(ws.Z, ws.A, ws.T, dense.params, ws.table, Xd, 4, -1, True),
                        np.float32)
 
 
@@ -182,7 +182,7 @@ def test_dense_networks_run_the_dense_only_variant():
 def test_network_forward(dtype, key, n, cap):
     model, params, X, _, _ = setup_network(key, dtype, n)
     ws = Workspace(model.layer_table(), cap, dtype)
-    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, ws.windowed)
+    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, -1, ws.windowed)
     net = reference_net(params, model.arch, model.n_inputs, model.channels)
     want = naive.forward_layers(net, X)[-1][1]
     assert out.shape == (n, model.n_outputs) and out.dtype == dtype
@@ -198,7 +198,7 @@ def test_network_forward_backward(dtype, key, n, cap):
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
         grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON,
-        ws.windowed)
+        0, ws.windowed)
     net = reference_net(params, model.arch, model.n_inputs, model.channels)
     want_loss, want_grads, out = naive.forward_backward_layers(net, X, Y, code)
     flat = np.concatenate([np.concatenate([dW.ravel(), db.ravel()]) for dW, db in want_grads])

@@ -130,6 +130,8 @@ CASES = [
     ("2local2linear-2conv3s2tanh-1local1s1relu", 15, 3, "mse", False),
     ("6relu-2conv3tanh-2local2s2linear", 10, 1, "bce", True),
     ("8relu-4conv3s2relu-3linear", 16, 4, "sparse_cce", True),
+    ("7relu-dropout0.3-3linear", 9, 1, "sparse_cce", True),    # dropout: the identity
+    ("4conv3relu-dropout0.5-3linear", 12, 2, "mse", False),
 ]
 
 

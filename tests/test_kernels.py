@@ -304,7 +304,7 @@ def test_layer_table_matches_the_flat_layout():
 def test_network_forward(dtype, key, n, cap):
     model, params, X, _, _ = setup_network(key, dtype, n)
     ws = Workspace(model.layer_table(), cap, dtype)
-    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, ws.windowed)
+    out = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, -1, ws.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want = naive.forward(weights, acts, X)[-1][1]
@@ -318,7 +318,7 @@ def test_network_forward(dtype, key, n, cap):
 def test_network_predict_is_network_forward_in_two_buffers(dtype, key, n, cap):
     model, params, X, _, _ = setup_network(key, dtype, n)
     ws = Workspace(model.layer_table(), cap, dtype)
-    want = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, ws.windowed).copy()
+    want = K.network_forward(ws.Z, ws.A, ws.T, params, ws.table, X, ws.cap, -1, ws.windowed).copy()
     p_size, t_size = K.predict_sizes(ws.table, cap)
     widest = max(layer.units for layer in model.layers)
     assert (p_size, t_size) == (2 * cap * widest, max(int(r[K.N_IN] * r[K.N_OUT])
@@ -337,7 +337,7 @@ def test_network_forward_backward(dtype, key, n, cap):
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
         grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON,
-        ws.windowed)
+        0, ws.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want_loss, want_grads, out = naive.forward_backward(weights, acts, X, Y, code)
@@ -404,7 +404,7 @@ def test_gradients_bit_identical_across_thread_counts(n):
         grads = np.zeros_like(model.params)
         loss_sum, correct = K.network_forward_backward(
             grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, model.params, table, X, Y, n, 3, PROB_EPSILON,
-            ws.windowed)
+            0, ws.windowed)
         return grads, loss_sum, correct
 
     before = numba.get_num_threads()
