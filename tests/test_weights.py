@@ -214,3 +214,11 @@ def test_weighted_resume_is_bit_identical(tmp_path, monkeypatch):
     list(R.fit(rest))
     assert np.array_equal(rest.model.params, straight.model.params)
     assert R._without_seconds(rest.history) == R._without_seconds(straight.history)
+
+
+def test_sweep_varies_the_class_weight():
+    from nncli.sweep.space import options_from_args, parse_space
+
+    args = ["--arch", "4relu-2linear", "--loss", "sparse_cce", "--class-weight", "none,balanced"]
+    space = parse_space(options_from_args(args))
+    assert space.grid["class_weight"] == ["none", "balanced"]
