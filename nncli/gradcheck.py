@@ -64,9 +64,11 @@ def check_gradients(loss_and_grad: GradFn, params: np.ndarray,
 
 
 def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.0,
-                      l2: float = 0.0) -> GradFn:
+                      l2: float = 0.0, weights: np.ndarray | None = None) -> GradFn:
     """(mean loss + weight penalty, gradient) of ``model`` on rows X, Y as a function of float64
-    parameters: the loss training minimises with --l1 ``l1`` and --l2 ``l2``."""
+    parameters: the loss training minimises with --l1 ``l1`` and --l2 ``l2``, each row's loss
+    multiplied by its entry of ``weights`` when given (--class-weight, --sample-weight)."""
+    w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     X = np.ascontiguousarray(X, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     ws = Workspace(model.layer_table(), len(X), np.float64)
@@ -75,7 +77,7 @@ def model_gradient_fn(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.
     def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
         loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                                  ws.table, X, Y, ws.cap, model.kernel_code,
-                                                 PROB_EPSILON, GRADCHECK_STEP, ws.windowed)
+                                                 PROB_EPSILON, GRADCHECK_STEP, ws.windowed, w)
         if l1 or l2:
             loss_sum += len(X) * K.penalty_forward(params, ws.table, l1, l2)
             K.penalty_backward(grads, params, ws.table, l1, l2)

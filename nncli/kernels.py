@@ -324,9 +324,12 @@ def act_backward(dZ, dA, A, Z, code):
 # --------------------------------------------------------------------------- losses
 
 # Fused loss and gradient. Reduction (Keras): mean over rows; bce and mse also mean over outputs.
+# With row weights w (n,) (Keras's sample_weight and class_weight) row r's loss and its dOut
+# row are multiplied by w[r], the mean still over the n rows (Keras's sum_over_batch_size);
+# w None compiles without them (Numba prunes `w is None`), bit-identical to the unweighted loss.
 # Out, Y (n, k) -> dOut = d(mean loss)/dOut; returns (sum over rows of row losses, n correct)
 @njit(**SERIAL)
-def loss_forward_backward(dOut, Out, Y, code, eps):
+def loss_forward_backward(dOut, Out, Y, code, eps, w):
     n, k = Out.shape
     total = 0.0
     correct = 0
@@ -342,7 +345,7 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 diff = o[j] - y[j]
                 row += diff * diff
                 d[j] = 2.0 * diff * scale_all
-            total += row / k
+            row = row / k
         elif code == 1:
             row = 0.0
             for j in range(k):
@@ -350,7 +353,7 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 row += max(z, 0.0) - z * y[j] + np.log1p(np.exp(-abs(z)))
                 d[j] = (sigmoid(z) - y[j]) * scale_all
                 correct += (z > 0.0) == (y[j] >= 0.5)
-            total += row / k
+            row = row / k
         elif code == 2:
             row = 0.0
             for j in range(k):
@@ -359,7 +362,7 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 inside = eps < o[j] < 1.0 - eps
                 d[j] = ((1.0 - y[j]) / (1.0 - p) - y[j] / p) * scale_all if inside else 0.0
                 correct += (o[j] > 0.5) == (y[j] >= 0.5)
-            total += row / k
+            row = row / k
         elif code == 3:
             # lse = log(1 + sum over the others of e^(o_j - m)) with log1p: a confident, correct
             # row keeps its tiny loss instead of rounding 1 + tiny to 1
@@ -383,7 +386,6 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 if y[j] != 0.0:
                     row += y[j] * (lse - (o[j] - m))
                 d[j] = (np.exp(o[j] - m) / s * ysum - y[j]) * scale_rows
-            total += row
             correct += np.argmax(o) == np.argmax(y)
         else:
             s = 0.0
@@ -402,8 +404,12 @@ def loss_forward_backward(dOut, Out, Y, code, eps):
                 gq += g * q
             for j in range(k):
                 d[j] = (d[j] - gq) / s * scale_rows
-            total += row
             correct += np.argmax(o) == np.argmax(y)
+        if w is not None:
+            row *= w[r]
+            for j in range(k):
+                d[j] *= w[r]
+        total += row
     return total, correct
 
 
@@ -665,17 +671,18 @@ def network_predict(P, T, params, layers, X, cap, windowed):
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y, with
 # the dropout masks of optimizer step `step` (>= 0; gradcheck: any fixed step)
-# grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; returns (loss sum, n correct)
+# grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; w the rows' weights (n,) or None
+# (see loss_forward_backward); returns (loss sum, n correct)
 @njit(**PARALLEL)
 def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
-                             loss_code, eps, step, windowed):
+                             loss_code, eps, step, windowed, w):
     n = X.shape[0]
     n_layers = layers.shape[0]
     out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, step, windowed)
     _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     last = layers[n_layers - 1]
     dA = _view(dAbuf, cap, last[A_OFF], n, last[N_OUT])
-    loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps)
+    loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps, w)
     for l in range(n_layers - 1, -1, -1):
         layer = layers[l]
         n_out = layer[N_OUT]
@@ -718,13 +725,15 @@ def gather_rows(Xb, X, idx):
 # k-th batch (a schedule's; hyper's lr is not read). With l1 or l2 the weight penalty (above)
 # joins each batch's loss (n rows x the penalty of the weights before its update, so that the
 # mean over rows is Keras's reported loss) and its gradient; at 0 and 0 none of it runs.
+# W (rows of X,) weighs each row's loss (gathered into Wb (batch_size,) like X into Xb); None:
+# unweighted, compiled without it.
 # Returns (loss sum over rows, n correct, step,
 # diverged_at): the first row of a batch whose loss was NaN or infinite, which stops the run
 # before that batch's update (-1 when every batch was finite); windowed as for layer_forward
 @njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
                   layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, rates,
-                  step, windowed):
+                  step, windowed, W, Wb):
     loss_sum = 0.0
     correct = 0
     for s in range(start, stop, batch_size):
@@ -734,9 +743,14 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         yb = Yb[:n]
         gather_rows(xb, X, perm[s:e])
         gather_rows(yb, Y, perm[s:e])
+        wb = None
+        if W is not None:
+            wb = Wb[:n]
+            for r in range(n):
+                wb[r] = W[perm[s + r]]
         batch_loss, batch_correct = network_forward_backward(
             grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
-            eps, step, windowed)
+            eps, step, windowed, wb)
         if hyper[5] != 0.0 or hyper[6] != 0.0:
             batch_loss += n * penalty_forward(params, layers, hyper[5], hyper[6])
             penalty_backward(grads, params, layers, hyper[5], hyper[6])
@@ -765,7 +779,8 @@ def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, ep
         e = min(s + cap, X.shape[0])
         out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, -1, windowed)
         dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
-        chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps)
+        chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps,
+                                                          None)
         loss_sum += chunk_loss
         correct += chunk_correct
     return loss_sum, correct

@@ -152,6 +152,8 @@ FIELDS: dict[str, Field] = {
                      lambda v, *_: v is None or v in MISSING_CHOICES),
     "options": Field("an object (the training options)", _is(dict)),
     "early_stopping": Field("null or an object", _optional(_is(dict))),
+    "class_weight": Field("an object of each class's loss weight (--class-weight)",
+                          lambda v, *_: isinstance(v, dict) and all(map(_number, v.values()))),
     "sweep": Field("an object (the sweep that chose the model)", _is(dict)),
 }
 

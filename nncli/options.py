@@ -20,7 +20,7 @@ from typing import Any, Callable
 from nncli.errors import UsageError
 from nncli.metrics import RANKED_METRICS
 from nncli.optim import OPTIMIZERS
-from nncli import schedules
+from nncli import schedules, weights
 
 MISSING_CHOICES = ("mean", "error", "drop")   # nncli.data's policies (a test checks they agree)
 
@@ -192,6 +192,11 @@ OPTIONS: tuple[Option, ...] = (
            field="lr_factor"),
     Option("min_lr", ("--min-lr",), float, 0.0, "--reduce-lr-on-plateau lowers the learning "
            "rate no further than this.", field="min_lr"),
+    Option("class_weight", ("--class-weight",), str, None, "Multiply each training row's "
+           "loss by its class's weight (Keras class_weight): balanced (n_rows / (n_classes * "
+           "count), as scikit-learn), LABEL=W,... (labels as in the file; others weigh 1) or "
+           "none. Classifier losses only; validation losses are not weighted.",
+           field="class_weight", parse=weights.check_class_weight, metavar="WEIGHTS"),
     Option("monitor", ("--monitor",), str, None, "What --early-stopping and "
            f"--reduce-lr-on-plateau watch: {_MONITORS} \\[default: val_loss with validation "
            "data, else loss].", field="monitor",

@@ -227,6 +227,14 @@ def loss(code: int, Out, Y):
     return rows.sum(), grad
 
 
+def weighted_loss(code: int, Out, Y, w):
+    """(sum over rows of w_r x row loss, dMean/dOut) with row weights w (Keras sample_weight,
+    reduction sum_over_batch_size: the weighted row losses summed, divided by the n rows)."""
+    rows, grad = LOSSES[code](Out, Y)
+    w = f64(w)
+    return (w * rows).sum(), grad * w[:, None]
+
+
 def correct(code: int, Out, Y) -> int:
     """Keras accuracy counts: argmax per row for cce, thresholded per element for bce
     (0 on logits, 0.5 on probabilities); mse counts nothing."""

@@ -198,7 +198,7 @@ def test_network_forward_backward(dtype, key, n, cap):
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
         grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON,
-        0, ws.windowed)
+        0, ws.windowed, None)
     net = reference_net(params, model.arch, model.n_inputs, model.channels)
     want_loss, want_grads, out = naive.forward_backward_layers(net, X, Y, code)
     flat = np.concatenate([np.concatenate([dW.ravel(), db.ravel()]) for dW, db in want_grads])

@@ -52,7 +52,7 @@ def test_training_forward_backward_matches_the_reference_with_its_mask(dtype, st
     grads = np.full_like(params, np.nan)
     loss_sum, _ = K.network_forward_backward(grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params,
                                              ws.table, X, Y, ws.cap, 0, PROB_EPSILON, step,
-                                             ws.windowed)
+                                             ws.windowed, None)
     W1, b1, W3, b3 = model.kernel(0), model.bias(0), model.kernel(2), model.bias(2)
     mask = naive.dropout_mask(dropout_key(3, 1), step, len(X), 6, 0.4)
     Z1 = naive.dense(X, W1, b1)

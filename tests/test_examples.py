@@ -119,7 +119,7 @@ def test_loss_from_logits_stays_exact_where_softmax_probabilities_saturate(dtype
     Y = np.array([[0.0, 1.0, 0.0]], dtype)
 
     dZ = np.full_like(Z, np.nan)
-    loss, correct = K.loss_forward_backward(dZ, Z, Y, 3, PROB_EPSILON)      # cce from logits
+    loss, correct = K.loss_forward_backward(dZ, Z, Y, 3, PROB_EPSILON, None)    # cce from logits
     assert loss == 200.0 and correct == 0
     np.testing.assert_allclose(dZ, [[1.0, -1.0, 0.0]], rtol=0, atol=1e-12)
 
@@ -127,7 +127,7 @@ def test_loss_from_logits_stays_exact_where_softmax_probabilities_saturate(dtype
     K.act_forward(P, Z, ACTIVATIONS["softmax"])
     assert P[0, 1] < PROB_EPSILON                                          # saturated
     dP = np.full_like(Z, np.nan)
-    loss_p, _ = K.loss_forward_backward(dP, P, Y, 4, PROB_EPSILON)         # cce from probabilities
+    loss_p, _ = K.loss_forward_backward(dP, P, Y, 4, PROB_EPSILON, None)       # cce from probabilities
     assert loss_p == pytest.approx(-np.log(PROB_EPSILON), rel=1e-6)       # 16.118, not 200
     dZ_p = np.full_like(Z, np.nan)
     K.act_backward(dZ_p, dP, P, Z, ACTIVATIONS["softmax"])

@@ -337,7 +337,7 @@ def test_network_forward_backward(dtype, key, n, cap):
     grads = np.full_like(params, np.nan)                  # every entry must be written
     loss_sum, correct = K.network_forward_backward(
         grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code, PROB_EPSILON,
-        0, ws.windowed)
+        0, ws.windowed, None)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     want_loss, want_grads, out = naive.forward_backward(weights, acts, X, Y, code)
@@ -404,7 +404,7 @@ def test_gradients_bit_identical_across_thread_counts(n):
         grads = np.zeros_like(model.params)
         loss_sum, correct = K.network_forward_backward(
             grads, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, model.params, table, X, Y, n, 3, PROB_EPSILON,
-            0, ws.windowed)
+            0, ws.windowed, None)
         return grads, loss_sum, correct
 
     before = numba.get_num_threads()

@@ -68,6 +68,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
     hyper = optim.hyper_vector(opt, cfg.l1, cfg.l2)   # the penalties: the run's, not the file's
     Xb = np.zeros((batch, run.X.shape[1]), np.float32)
     Yb = np.zeros((batch, run.Y.shape[1]), np.float32)
+    Wb = np.zeros(batch, np.float32) if run.W is not None else None
     X, Y = np.ascontiguousarray(run.X), np.ascontiguousarray(run.Y)
     rng = np.random.default_rng()
     perm = np.empty(n, dtype=np.int64)
@@ -91,7 +92,7 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             ls, c, step, diverged_at = K.train_batches(
                 model.params, grads, st.m, st.v, velocity, Xb, Yb, ws.Z, ws.A,
                 ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
-                PROB_EPSILON, hyper, rates, st.step, ws.windowed)
+                PROB_EPSILON, hyper, rates, st.step, ws.windowed, run.W, Wb)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
             st.loss_sum += ls

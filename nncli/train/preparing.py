@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from nncli import optim, schedules
+from nncli import optim, schedules, weights
 from nncli.arch import LayerSpec, format_arch, layer_shapes, parse_arch
 from nncli.data import Dataset
 from nncli.errors import UsageError
@@ -72,7 +72,12 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         stage.transform_in_place(part, data.source)  # ours: a copy, or handed over (own_data)
     Y_train = stage.scale_targets(Y_train)
     Y_val = stage.scale_targets(Y_val) if Y_val is not None else None
-    run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early, plateau=plateau)
+    class_weight = (weights.class_weights(config.class_weight, loss, Y_train, data.classes,
+                                          data.source) if config.class_weight else None)
+    if class_weight is not None:
+        info["class_weight"] = class_weight
+    run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early, plateau=plateau,
+                   W=weights.row_weights(class_weight, loss, Y_train, None))
     if resume is not None:
         take_over(run, resume)
     return run
@@ -112,6 +117,8 @@ def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> 
         raise UsageError("no training rows left after the validation split")
     _early_stopping(config, loss.classifier, val is not None or n_val > 0)
     _plateau(config, loss.classifier, val is not None or n_val > 0, 1.0)
+    if config.class_weight:
+        weights.class_weights(config.class_weight, loss, Y, data.classes, data.source)
     return Checked(layers, loss, Y, Y_val)
 
 

@@ -169,6 +169,7 @@ class Training:
     early: EarlyStopping | None = None
     plateau: ReduceLROnPlateau | None = None
     resumed_from: str | None = None
+    W: np.ndarray | None = None              # each training row's loss weight (nncli.weights)
 
     @property
     def scheduled(self) -> bool:
