@@ -297,6 +297,31 @@ def test_best_model_is_nncli_train_of_its_trial_bit_for_bit(capsys, tmp_path, di
     assert best["trial_id"] in out          # the sweep is in the best model's metadata
 
 
+def test_regularisation_options_vary_and_each_trial_is_nncli_train(capsys, tmp_path, local_ray,
+                                                                    digits_csv):
+    # issue 19's options vary as any other: dropout inside --arch, --l2, --lr-schedule and
+    # --class-weight; a trial with all of them on is still `nncli train` bit for bit
+    rc, out, err = sweep(capsys, digits_csv, *DIGITS, "--arch",
+                         "16relu-10linear,16relu-dropout0.3-10linear", "--l2", "0,1e-3",
+                         "--lr-schedule", "constant,cosine", "--class-weight", "none,balanced",
+                         "--epochs", "2", "--seed", "5", "--out-dir", tmp_path / "out", "--json")
+    assert rc == 0, err
+    trials = json.loads(out)["trials"]
+    configs = {(t["config"]["arch"], t["config"]["l2"], t["config"]["lr_schedule"],
+                t["config"]["class_weight"]) for t in trials}
+    assert configs == {(a, l2, s, w) for a in ("16relu-10linear", "16relu-dropout0.3-10linear")
+                       for l2 in (0.0, 1e-3) for s in ("constant", "cosine")
+                       for w in ("none", "balanced")}
+    assert all(t["status"] == "finished" and "lr" in t["metrics"] for t in trials
+               if t["config"]["lr_schedule"] == "cosine")
+    everything = next(t for t in trials if "dropout" in t["config"]["arch"]
+                      and t["config"]["l2"] and t["config"]["lr_schedule"] == "cosine"
+                      and t["config"]["class_weight"] == "balanced")
+    trained = train_like(capsys, {**everything["config"], "epochs": 2, "seed": 5}, DIGITS,
+                         tmp_path / "train.safetensors")
+    tensors_equal(Path(everything["model"]), trained)
+
+
 def test_asha_stops_hopeless_trials_early(capsys, tmp_path, local_ray, digits_csv):
     # the good rates first: ASHA never stops the first trial to reach a rung
     rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
