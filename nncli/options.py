@@ -20,7 +20,7 @@ from typing import Any, Callable
 from nncli.errors import UsageError
 from nncli.metrics import RANKED_METRICS
 from nncli.optim import OPTIMIZERS
-from nncli import schedules, weights
+from nncli import schedules, weightspec
 
 MISSING_CHOICES = ("mean", "error", "drop")   # nncli.data's policies (a test checks they agree)
 
@@ -196,7 +196,7 @@ OPTIONS: tuple[Option, ...] = (
            "loss by its class's weight (Keras class_weight): balanced (n_rows / (n_classes * "
            "count), as scikit-learn), LABEL=W,... (labels as in the file; others weigh 1) or "
            "none. Classifier losses only; validation losses are not weighted.",
-           field="class_weight", parse=weights.check_class_weight, metavar="WEIGHTS"),
+           field="class_weight", parse=weightspec.check_class_weight, metavar="WEIGHTS"),
     Option("monitor", ("--monitor",), str, None, "What --early-stopping and "
            f"--reduce-lr-on-plateau watch: {_MONITORS} \\[default: val_loss with validation "
            "data, else loss].", field="monitor",

@@ -21,39 +21,7 @@ import numpy as np
 
 from nncli.errors import UsageError
 from nncli.losses import Loss
-
-NONE = "none"
-BALANCED = "balanced"
-
-
-def check_class_weight(text: str) -> str | None:
-    """--class-weight as typed, its syntax checked: None for 'none' (no weights), else the
-    text ('balanced' or LABEL=W,...). The labels are checked against the data later."""
-    text = text.strip()
-    if text.lower() == NONE:
-        return None
-    if text.lower() == BALANCED:
-        return BALANCED
-    _pairs(text)
-    return text
-
-
-def _pairs(text: str) -> list[tuple[str, float]]:
-    """LABEL=W,... as (label, weight) pairs; UsageError for a malformed one."""
-    out = []
-    for part in text.split(","):
-        label, eq, value = part.rpartition("=")
-        label = label.strip()
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = math.nan
-        if not eq or not label or not 0 <= weight < math.inf:
-            raise UsageError(f"--class-weight {text}: expected balanced, none or LABEL=W,... with "
-                             f"each W a finite number, 0 or more; found {part.strip()!r}")
-        out.append((label, weight))
-    return out
-
+from nncli.weightspec import BALANCED, pairs
 
 def row_classes(loss: Loss, Y: np.ndarray) -> np.ndarray:
     """Each row's class index, from the targets as the loss takes them (one-hot rows for
@@ -91,7 +59,7 @@ def class_weights(spec: str, loss: Loss, Y: np.ndarray, classes: list[str] | Non
             if count:
                 weights[c] = len(index) / (present * float(count))
     else:
-        for label, weight in _pairs(spec):
+        for label, weight in pairs(spec):
             weights[_label_index(label, labels, classes, source)] = weight
     return dict(zip(labels, weights))
 

@@ -149,3 +149,18 @@ def test_a_bad_dropout_rate_is_a_one_line_error(capsys, tmp_path, digits_csv):
     rc, out, err = run(capsys, "train", digits_csv, *COMMON, "--arch",
                        "16relu-dropout1.5-10linear", "-o", tmp_path / "m.safetensors")
     assert_one_line_error(rc, out, err, "dropout rate", "[0, 1)")
+
+
+def test_gradients_through_dropout_after_conv_and_local_layers_match_finite_differences():
+    # the backward pass of windowed layers under one fixed mask, against central differences
+    # in float64; the masks must drop something, or the check would not reach them
+    from nncli.gradcheck import check_gradients, model_gradient_fn, tensor_slices
+    layers = parse_arch("3conv3tanh-dropout0.4-2local2s1tanh-dropout0.3-3linear")
+    model = Model.create(layers, 12, "mse", False, seed=2, channels=2, info={"seed": 7})
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(5, 12)), rng.normal(size=(5, 3))
+    params = model.params.astype(np.float64)
+    loss_fn = model_gradient_fn(model, X, Y)
+    assert loss_fn(params)[0] != pytest.approx(model.evaluate(X, Y)[0], rel=1e-3)
+    checks = check_gradients(loss_fn, params, tensor_slices(model))
+    assert checks and all(check.ok(1e-6) for check in checks), checks

@@ -17,7 +17,7 @@ from nncli.errors import UsageError
 from nncli.gradcheck import check_gradients, model_gradient_fn
 from nncli.losses import PROB_EPSILON, get_loss
 from nncli.model import Model
-from nncli import weights
+from nncli import weights, weightspec
 
 try:
     import naive
@@ -114,8 +114,8 @@ def test_labels_name_classes_by_value_or_text():
             weights.class_weights(spec, get_loss("cce"), Y, None, "t.csv")
     for spec in ("1=-2", "1=x", "=3", "1"):
         with pytest.raises(UsageError, match="LABEL=W"):
-            weights.check_class_weight(spec)
-    assert weights.check_class_weight("None") is None
+            weightspec.check_class_weight(spec)
+    assert weightspec.check_class_weight("None") is None
 
 
 # ---------------------------------------------------------------- the command line
