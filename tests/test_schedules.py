@@ -238,6 +238,17 @@ def test_cli_history_and_json_report_the_scheduled_lr(capsys, tmp_path, regressi
     assert [h["lr"] for h in doc["history"]] == pytest.approx(want, rel=1e-12)
     assert doc["final"]["lr"] == pytest.approx(want[-1], rel=1e-12)
     assert list(rows[0]) == ["epoch", "loss", "lr", "seconds"]
+    rc, out, _ = run(capsys, "info", tmp_path / "m.safetensors", "--json")
+    shown = json.loads(out)["lr_schedule"]
+    assert set(shown) == {"lr_schedule", "warmup_epochs", "reduce_lr_on_plateau", "lr_factor",
+                          "min_lr"}
+    assert shown == {key: doc["options"][key] for key in shown}
+
+
+def test_cli_info_of_a_constant_rate_shows_no_schedule(capsys, tmp_path, regression_csv):
+    _train(capsys, tmp_path, regression_csv)
+    rc, out, _ = run(capsys, "info", tmp_path / "m.safetensors", "--json")
+    assert rc == 0 and json.loads(out)["lr_schedule"] is None
 
 
 def test_cli_constant_run_has_no_lr_column(capsys, tmp_path, regression_csv):

@@ -159,6 +159,12 @@ def test_balanced_raises_the_rare_class_recall(capsys, tmp_path, nines_csv):
     assert weighted > plain
     rc, out, _ = run(capsys, "info", tmp_path / "w.safetensors", "--json")
     assert rc == 0
+    with open(nines_csv, newline="") as f:
+        counts = np.bincount([int(row[-1]) for row in list(csv.reader(f))[1:]])
+    shown = json.loads(out)["row_weights"]["class_weight"]
+    assert shown == pytest.approx({str(c): counts.sum() / (2 * counts[c]) for c in (0, 1)})
+    rc, out, _ = run(capsys, "info", tmp_path / "plain.safetensors", "--json")
+    assert json.loads(out)["row_weights"] is None
 
 
 def test_string_labels_and_the_model_file(capsys, tmp_path, breast_cancer_csv):

@@ -128,6 +128,8 @@ def info(
         "epochs": len(history), "final": history[-1] if history else None,
         "early_stopping": m.info.get("early_stopping"),
         "regularization": _regularization(m),
+        "lr_schedule": _lr_schedule(m.info.get("options") or {}),
+        "row_weights": _row_weights(m),
         "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
                        "rows": state.get("rows")} if saved.is_checkpoint else None,
         "nncli_version": m.info.get("nncli_version"),
@@ -145,7 +147,7 @@ def info(
     for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
                 "classes", "targets", "optimizer", "normalize", "target_normalization", "seed",
                 "epochs", "final",
-                "early_stopping", "regularization", "checkpoint"):
+                "early_stopping", "regularization", "lr_schedule", "row_weights", "checkpoint"):
         value = summary[key]
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     err.print(table)
@@ -176,6 +178,24 @@ def _regularization(m) -> dict | None:
     """The kernel penalties it was trained with, {"l2": L, "l1": L}; None without any."""
     l1, l2 = m.penalties
     return {"l2": l2, "l1": l1} if l1 or l2 else None
+
+
+def _lr_schedule(options: dict) -> dict | None:
+    """How the learning rate moved (--lr-schedule, --warmup-epochs, --reduce-lr-on-plateau);
+    None for a constant rate, and for files from before schedules."""
+    keys = ("lr_schedule", "warmup_epochs", "reduce_lr_on_plateau", "lr_factor", "min_lr")
+    moved = options.get("lr_schedule", "constant") != "constant" or \
+        options.get("warmup_epochs") or options.get("reduce_lr_on_plateau") is not None
+    return {key: options.get(key) for key in keys} if moved else None
+
+
+def _row_weights(m) -> dict | None:
+    """Each class's loss weight (--class-weight) and the column of row weights
+    (--sample-weight); None when training weighed no rows."""
+    options = m.info.get("options") or {}
+    found = {"class_weight": m.info.get("class_weight"),
+             "sample_weight": options.get("sample_weight")}
+    return found if any(value is not None for value in found.values()) else None
 
 
 def _layer_summaries(m) -> list[dict]:
