@@ -123,4 +123,18 @@ def row_weights(class_weight: dict[str, float] | None, loss: Loss, Y: np.ndarray
         W *= np.asarray(list(class_weight.values()), np.float64)[row_classes(loss, Y)]
     if sample is not None:
         W *= sample
-    return np.ascontiguousarray(W, dtype=np.float32)
+    with np.errstate(over="ignore"):   # beyond float32: refused by check_row_weights
+        return np.ascontiguousarray(W, dtype=np.float32)
+
+
+def check_row_weights(W: np.ndarray | None, source: str) -> None:
+    """The training rows' weights (``row_weights``) must be finite in float32 and leave some
+    row weighing more than 0: a run where every row weighs 0 would learn nothing."""
+    if W is None:
+        return
+    if not np.isfinite(W).all():
+        raise UsageError(f"{source}: a training row's weight (--class-weight times "
+                         f"--sample-weight) is beyond float32's range")
+    if not W.any():
+        raise UsageError(f"{source}: every training row has weight 0 (--class-weight and "
+                         f"--sample-weight multiply); nothing would be learnt")
