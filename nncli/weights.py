@@ -127,14 +127,15 @@ def row_weights(class_weight: dict[str, float] | None, loss: Loss, Y: np.ndarray
         return np.ascontiguousarray(W, dtype=np.float32)
 
 
-def check_row_weights(W: np.ndarray | None, source: str) -> None:
+def check_row_weights(W: np.ndarray | None, source: str, given: str) -> None:
     """The training rows' weights (``row_weights``) must be finite in float32 and leave some
-    row weighing more than 0: a run where every row weighs 0 would learn nothing."""
+    row weighing more than 0: a run where every row weighs 0 would learn nothing. ``given``
+    says which options weighed them, as typed."""
     if W is None:
         return
     if not np.isfinite(W).all():
-        raise UsageError(f"{source}: a training row's weight (--class-weight times "
-                         f"--sample-weight) is beyond float32's range")
+        raise UsageError(f"{source}: a training row's weight under {given} is beyond float32's "
+                         f"range")
     if not W.any():
-        raise UsageError(f"{source}: every training row has weight 0 (--class-weight and "
-                         f"--sample-weight multiply); nothing would be learnt")
+        raise UsageError(f"{source}: every training row has weight 0 under {given}; nothing "
+                         f"would be learnt")

@@ -137,8 +137,11 @@ def _check_row_weights(config: TrainConfig, loss: Loss, data: Dataset,
     class_weight = (weights.class_weights(config.class_weight, loss, Y_train, data.classes,
                                           data.source) if config.class_weight else None)
     sample = None if sample is None else sample[:len(Y_train)]
+    given = " ".join(f"{flag} {value}" for flag, value in (
+        ("--class-weight", config.class_weight), ("--sample-weight", config.sample_weight))
+        if value)
     weights.check_row_weights(weights.row_weights(class_weight, loss, Y_train, sample),
-                              data.source)
+                              data.source, given or "the data's row weights")
 
 
 def validation_rows(config: TrainConfig, n: int) -> int:
