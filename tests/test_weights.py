@@ -523,3 +523,21 @@ def test_sweep_takes_the_sample_weight_the_same_for_every_trial():
     assert space.fixed["sample_weight"] == "w" and not space.varying
     with pytest.raises(UsageError, match="--sample-weight cannot vary in a sweep"):
         parse_space(options_from_args([*args[:4], "--sample-weight", "w,v"]))
+
+
+def test_validation_data_is_read_with_or_without_the_weight_column(capsys, tmp_path):
+    """--validation-data is unweighted: its weight column, if any, is no feature either."""
+    data = _weighted_csv(tmp_path / "d.csv", np.linspace(0.5, 2.0, 60))
+    val = _weighted_csv(tmp_path / "val.csv", 1000.0, n=20)
+    lines = val.read_text().splitlines()
+    without = tmp_path / "without.csv"
+    without.write_text("\n".join(",".join(c for j, c in enumerate(line.split(",")) if j != 2)
+                                 for line in lines) + "\n")
+    losses = []
+    for other in (val, without):
+        rc, out, err = run(capsys, "train", data, *WEIGHTED, "--epochs", "2", "--sample-weight",
+                           "w", "--validation-data", other, "--json",
+                           "-o", tmp_path / "m.safetensors")
+        assert rc == 0, err
+        losses.append(json.loads(out)["final"]["val_loss"])
+    assert losses[0] == losses[1]
