@@ -11,16 +11,22 @@ the run weighs nothing.
 training rows (scikit-learn's ``compute_class_weight("balanced", classes=np.unique(y), y)``:
 n_classes counts the classes present); ``--class-weight LABEL=W,...`` names labels as they are
 written in the file, and classes not named weigh 1.
+
+Pure Python besides the functions that compute weights (they import NumPy when called): the
+command line checks --class-weight's text without loading NumPy.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from nncli.errors import UsageError
-from nncli.losses import Loss
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nncli.losses import Loss
 
 NONE = "none"
 BALANCED = "balanced"
@@ -59,6 +65,8 @@ def row_classes(loss: Loss, Y: np.ndarray) -> np.ndarray:
     """Each row's class index, from the targets as the loss takes them (one-hot rows for
     cce and sparse_cce; for bce on one output 0 or 1, a target in [0, 1] rounded as Keras
     does). UsageError for a loss without classes."""
+    import numpy as np
+
     if loss.targets == "values":
         raise UsageError(f"--class-weight applies to classifier losses (bce, cce, sparse_cce), "
                          f"not --loss {loss.name}; use --sample-weight COL to weigh rows")
@@ -81,6 +89,8 @@ def class_weights(spec: str, loss: Loss, Y: np.ndarray, classes: list[str] | Non
                   source: str) -> dict[str, float]:
     """The weight of each class (by label, in class order) that --class-weight ``spec`` gives
     on the training targets ``Y``; UsageError for a label the data's classes do not have."""
+    import numpy as np
+
     index = row_classes(loss, Y)
     labels = class_labels(loss, Y.shape[1], classes)
     weights = [1.0] * len(labels)
@@ -116,6 +126,8 @@ def row_weights(class_weight: dict[str, float] | None, loss: Loss, Y: np.ndarray
                 sample: np.ndarray | None) -> np.ndarray | None:
     """Each training row's weight (float32, contiguous): its class's weight times its own
     (``sample``, --sample-weight's column); None when neither is given."""
+    import numpy as np
+
     if class_weight is None and sample is None:
         return None
     W = np.ones(len(Y), np.float64)
@@ -131,6 +143,8 @@ def check_row_weights(W: np.ndarray | None, source: str, given: str) -> None:
     """The training rows' weights (``row_weights``) must be finite in float32 and leave some
     row weighing more than 0: a run where every row weighs 0 would learn nothing. ``given``
     says which options weighed them, as typed."""
+    import numpy as np
+
     if W is None:
         return
     if not np.isfinite(W).all():
