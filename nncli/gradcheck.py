@@ -17,6 +17,7 @@ from nncli.losses import PROB_EPSILON, check_output_layer, get_loss, prepare_tar
 from nncli.memory import check_fits
 from nncli.model import K, Model, Workspace
 from nncli.options import GRADCHECK_DEFAULTS
+from nncli.weights import class_weights, row_weights
 
 STEP = 1e-6
 FLOOR = 1e-3
@@ -98,22 +99,33 @@ def tensor_slices(model: Model) -> dict[str, slice]:
 
 
 def gradcheck_model(model: Model, X: np.ndarray, Y: np.ndarray, l1: float = 0.0,
-                    l2: float = 0.0) -> list[TensorCheck]:
+                    l2: float = 0.0, weights: np.ndarray | None = None) -> list[TensorCheck]:
     """Check the gradients of ``model`` on preprocessed rows X and prepared, scaled targets Y,
-    of its loss plus the weight penalty of ``l1`` and ``l2``."""
+    of its loss (each row's multiplied by its entry of ``weights`` when given) plus the weight
+    penalty of ``l1`` and ``l2``."""
     params = model.params.astype(np.float64)
-    return check_gradients(model_gradient_fn(model, X, Y, l1, l2), params, tensor_slices(model))
+    return check_gradients(model_gradient_fn(model, X, Y, l1, l2, weights), params,
+                           tensor_slices(model))
 
 
 def gradcheck_on_data(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
-                      penalties: tuple[float, float] | None = None) -> list[TensorCheck]:
+                      penalties: tuple[float, float] | None = None,
+                      class_weight: str | None = None,
+                      sample_weight: np.ndarray | None = None) -> list[TensorCheck]:
     """Check the gradients of a trained ``model`` on raw rows X and raw targets Y (read from
     ``source``), preprocessed as training and eval preprocess them; X is left as it is.
-    ``penalties`` (l1, l2) default to those the model was trained with."""
+    ``penalties`` (l1, l2) default to those the model was trained with. Each row's loss is
+    weighted as training weighs it with --class-weight ``class_weight`` (its syntax checked;
+    ``balanced`` counts the rows checked) and --sample-weight's ``sample_weight`` (one per
+    row), when given."""
     stage = model.preprocessing
-    Y = stage.scale_targets(prepare_targets(model.loss_spec, Y, model.n_outputs, source))
+    spec = model.loss_spec
+    Y = prepare_targets(spec, Y, model.n_outputs, source)
+    per_class = (class_weights(class_weight, spec, Y, model.classes, source) if class_weight
+                 else None)
+    W = row_weights(per_class, spec, Y, sample_weight)
     l1, l2 = model.penalties if penalties is None else penalties
-    return gradcheck_model(model, stage.transform(X, source), Y, l1, l2)
+    return gradcheck_model(model, stage.transform(X, source), stage.scale_targets(Y), l1, l2, W)
 
 
 def gradcheck_arch(layers: list[LayerSpec], loss: str, logits: bool,

@@ -197,6 +197,11 @@ OPTIONS: tuple[Option, ...] = (
            "count), as scikit-learn), LABEL=W,... (labels as in the file; others weigh 1) or "
            "none. Classifier losses only; validation losses are not weighted.",
            field="class_weight", parse=weightspec.check_class_weight, metavar="WEIGHTS"),
+    Option("sample_weight", ("--sample-weight",), str, None, "Multiply each training row's "
+           "loss by its value in this column (name or 0-based index; in an NPZ, the 1-D array "
+           "of that name), a number 0 or more, left out of the features (Keras sample_weight);"
+           " with --class-weight the two multiply. Validation losses are not weighted.",
+           sweep=_DATA_ONCE, field="sample_weight", metavar="COL"),
     Option("monitor", ("--monitor",), str, None, "What --early-stopping and "
            f"--reduce-lr-on-plateau watch: {_MONITORS} \\[default: val_loss with validation "
            "data, else loss].", field="monitor",

@@ -11,6 +11,8 @@ the run weighs nothing.
 training rows (scikit-learn's ``compute_class_weight("balanced", classes=np.unique(y), y)``:
 n_classes counts the classes present); ``--class-weight LABEL=W,...`` names labels as they are
 written in the file, and classes not named weigh 1.
+
+The option's syntax is checked where the command line is read, by nncli.weightspec.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from nncli.errors import UsageError
 from nncli.losses import Loss
 from nncli.weightspec import BALANCED, pairs
+
 
 def row_classes(loss: Loss, Y: np.ndarray) -> np.ndarray:
     """Each row's class index, from the targets as the loss takes them (one-hot rows for
@@ -91,4 +94,19 @@ def row_weights(class_weight: dict[str, float] | None, loss: Loss, Y: np.ndarray
         W *= np.asarray(list(class_weight.values()), np.float64)[row_classes(loss, Y)]
     if sample is not None:
         W *= sample
-    return np.ascontiguousarray(W, dtype=np.float32)
+    with np.errstate(over="ignore"):   # beyond float32: refused by check_row_weights
+        return np.ascontiguousarray(W, dtype=np.float32)
+
+
+def check_row_weights(W: np.ndarray | None, source: str, given: str) -> None:
+    """The training rows' weights (``row_weights``) must be finite in float32 and leave some
+    row weighing more than 0: a run where every row weighs 0 would learn nothing. ``given``
+    says which options weighed them, as typed."""
+    if W is None:
+        return
+    if not np.isfinite(W).all():
+        raise UsageError(f"{source}: a training row's weight under {given} is beyond float32's "
+                         f"range")
+    if not W.any():
+        raise UsageError(f"{source}: every training row has weight 0 under {given}; nothing "
+                         f"would be learnt")

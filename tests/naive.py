@@ -260,11 +260,12 @@ def forward(weights, activations, X):
     return cache
 
 
-def forward_backward(weights, activations, X, Y, code):
-    """(loss sum over rows, [(dW, db), ...] of the mean loss, network output)."""
+def forward_backward(weights, activations, X, Y, code, w=None):
+    """(loss sum over rows, [(dW, db), ...] of the mean loss, network output); with row
+    weights w, of the weighted loss (see weighted_loss)."""
     cache = forward(weights, activations, X)
     out = cache[-1][1]
-    loss_sum, dA = loss(code, out, Y)
+    loss_sum, dA = loss(code, out, Y) if w is None else weighted_loss(code, out, Y, w)
     grads = [None] * len(weights)
     for l in range(len(weights) - 1, -1, -1):
         Z, _ = cache[l]

@@ -256,3 +256,90 @@ def test_an_empty_column_suggests_ignore_which_trains(capsys, tmp_path):
                           "leave it out with --ignore b")
     rc, _, _ = train(capsys, path, tmp_path / "m.safetensors", "--ignore", "b")
     assert rc == 0 and load_model(tmp_path / "m.safetensors").n_inputs == 1
+
+
+# ------------------------------------------------------------ --sample-weight
+
+
+@pytest.fixture
+def weighted(tmp_path) -> str:
+    """with_id's columns, w holding row weights (0.5 to 2)."""
+    a, b = numbers(50, 9), numbers(50, 10)
+    return table(tmp_path, "d.csv", ["id", "a", "b", "w", "t"],
+                 [[str(1000 + i), a[i], b[i], f"{0.5 + (i % 4) / 2:g}", str(i % 2)]
+                  for i in range(50)])
+
+
+def test_the_sample_weight_column_is_left_out_of_the_features(capsys, tmp_path, weighted):
+    model = tmp_path / "m.safetensors"
+    assert train(capsys, weighted, model, "--sample-weight", "w", "--ignore", "id")[0] == 0
+    doc = info(capsys, model)
+    assert [c["name"] for c in doc["columns"]] == ["a", "b"]
+    assert doc["left_out"] == [{"name": "id", "why": "--ignore"},
+                               {"name": "w", "why": "--sample-weight"}]
+    # with --features that do not list it, it is the weight column all the same
+    assert train(capsys, weighted, model, "--sample-weight", "3", "--features", "b")[0] == 0
+    doc = info(capsys, model)
+    assert [c["name"] for c in doc["columns"]] == ["b"]
+    assert {c["name"]: c["why"] for c in doc["left_out"]} == {
+        "id": "not in --features", "a": "not in --features", "w": "--sample-weight"}
+
+
+def _with_cell(path: str, line: int, cell: str) -> str:
+    """The file with column w's cell on 1-based ``line`` replaced."""
+    lines = Path(path).read_text().splitlines()
+    cells = lines[line - 1].split(",")
+    cells[3] = cell
+    lines[line - 1] = ",".join(cells)
+    out = Path(path).with_name("bad.csv")
+    out.write_text("\n".join(lines) + "\n")
+    return str(out)
+
+
+@pytest.mark.parametrize("cell, needle", [
+    ("-0.5", "bad.csv:7:4: negative weight -0.5 in --sample-weight column 'w'"),
+    ("heavy", "bad.csv:7:4: cannot read 'heavy' as a number (--sample-weight column 'w')"),
+    ("NaN", "bad.csv:7:4: missing weight ('NaN' in --sample-weight column 'w'); --missing drop "
+            "leaves such rows out"),
+    ("", "bad.csv:7:4: missing weight (an empty cell in --sample-weight column 'w')"),
+    ("inf", "bad.csv:7:4: infinite value in --sample-weight column 'w'"),
+    ("1e39", "bad.csv:7:4: value 1e39 is too large for float32 in --sample-weight column 'w'"),
+], ids=["negative", "text", "nan", "missing", "infinite", "beyond-float32"])
+def test_a_bad_weight_is_one_line_at_its_cell(capsys, tmp_path, weighted, cell, needle):
+    bad = _with_cell(weighted, 7, cell)
+    rc, out, err = train(capsys, bad, tmp_path / "m.safetensors", "--sample-weight", "w")
+    assert_one_line_error(rc, out, err, needle)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_missing_weight_under_missing_drop_leaves_its_row_out(capsys, tmp_path, weighted):
+    bad = _with_cell(weighted, 7, "NA")
+    rc, out, err = train(capsys, bad, tmp_path / "m.safetensors", "--sample-weight", "w",
+                         "--missing", "drop", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["rows"] == {"train": 49, "validation": 0, "dropped": 1}
+    assert "dropped 1 row" in err and "(line 7)" in err
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--sample-weight", "nope"], ["d.csv: --sample-weight nope: no column named 'nope'; the "
+                                   "columns are: id, a, b, w, t"]),
+    (["--sample-weight", "7"], ["--sample-weight 7: column index 7 is out of range"]),
+    (["--sample-weight", "t"], ["--sample-weight t: that is a target column"]),
+    (["--sample-weight", "w", "--features", "a,w"],
+     ["--features w: that is the --sample-weight column; the row weights are not a feature"]),
+    (["--sample-weight", "w", "--categorical", "w"],
+     ["--categorical w: that is the --sample-weight column"]),
+    (["--sample-weight", "w", "--numeric", "3"], ["--numeric 3: that is the --sample-weight "
+                                                  "column"]),
+    (["--sample-weight", "w", "--ignore", "w"], ["--ignore w: that is the --sample-weight "
+                                                 "column; it is left out of the features "
+                                                 "already"]),
+    (["--sample-weight", "w", "--ignore", "id", "--ignore", "a", "--ignore", "b"],
+     ["no feature columns left", "left out by --ignore and --sample-weight"]),
+], ids=["unknown", "index-out-of-range", "target", "in-features", "categorical", "numeric",
+        "ignored", "nothing-left"])
+def test_sample_weight_columns_that_cannot_be_are_one_line(capsys, tmp_path, weighted, extra,
+                                                          needles):
+    rc, out, err = train(capsys, weighted, tmp_path / "m.safetensors", *extra)
+    assert_one_line_error(rc, out, err, *needles)

@@ -550,6 +550,57 @@ def test_npz_targets_option_refused(tmp_path):
     assert "array 'y'" in str(error_of(load_training_data, path, targets=["0"]))
 
 
+def test_npz_sample_weight_is_a_named_array(tmp_path):
+    path = str(tmp_path / "d.npz")
+    X = np.arange(8, dtype=np.float64).reshape(4, 2)
+    X[1, 0] = np.nan
+    np.savez(path, X=X, y=np.array([0, 1, 0, 1]), w=np.array([0.5, 2, 0, 3]))
+    ds = load_training_data(path, options=ReadOptions(sample_weight="w"))
+    assert ds.sample_weight.dtype == np.float64 and ds.sample_weight.tolist() == [0.5, 2, 0, 3]
+    assert ds.X.shape == (4, 2)                  # the weights are no feature
+    # --missing drop leaves a row's weight out with it
+    ds = load_training_data(path, options=ReadOptions(missing="drop", sample_weight="w"))
+    assert ds.dropped == [1] and ds.sample_weight.tolist() == [0.5, 0, 3]
+    assert load_training_data(path).sample_weight is None
+
+
+@pytest.mark.parametrize("arrays, name, needle", [
+    ({}, "v", "--sample-weight v: the NPZ file has no array 'v' (found: X, y)"),
+    ({}, "X", "--sample-weight X: array 'X' holds the features"),
+    ({"w": np.ones((4, 1))}, "w", "array 'w' (--sample-weight) must be 1-D (a weight per row), "
+                                  "found shape (4, 1)"),
+    ({"w": np.ones(3)}, "w", "arrays 'X' and 'w' have different numbers of rows (4 and 3)"),
+    ({"w": np.array([1, np.nan, 1, 1])}, "w", "NaN in array 'w' (--sample-weight) at row 1"),
+    ({"w": np.array([1, 1, -2, 1])}, "w", "negative weight -2 in array 'w' (--sample-weight) at "
+                                          "row 2 (0-based)"),
+    ({"w": np.array(["a"] * 4)}, "w", "array 'w' (--sample-weight) must hold numbers"),
+], ids=["absent", "features", "2-D", "rows", "nan", "negative", "text"])
+def test_npz_sample_weight_errors(tmp_path, arrays, name, needle):
+    path = str(tmp_path / "d.npz")
+    np.savez(path, X=np.ones((4, 2)), y=np.ones(4), **arrays)
+    message = str(error_of(load_training_data, path, options=ReadOptions(sample_weight=name)))
+    assert message.startswith(f"{path}: ") and needle in message
+
+
+def test_csv_sample_weights_line_up_with_the_rows_left(tmp_path):
+    """--missing drop leaves out a row with a missing feature and one with a missing weight;
+    the weights read afterwards belong to the rows that are left."""
+    path = write(tmp_path, "a,w,b,t\n1,0.5,2,0\n2,1.5,NA,1\n3,,4,0\n4,2.5,5,1\n5,0,6,0\n")
+    ds = load_training_data(path, options=ReadOptions(missing="drop", sample_weight="w"))
+    assert ds.dropped == [3, 4] and ds.line_numbers.tolist() == [2, 5, 6]
+    assert ds.sample_weight.tolist() == [0.5, 2.5, 0.0] and ds.X[:, 0].tolist() == [1, 4, 5]
+    assert ds.feature_names == ["a", "b"]
+    assert [(c.name, c.source, c.why) for c in ds.schema.ignored] == [("w", 1, "--sample-weight")]
+    # otherwise a missing weight is an error at its cell
+    err = error_of(load_training_data, path, options=ReadOptions(sample_weight="1"))
+    assert (err.line, err.column) == (4, 2)
+    assert "missing weight (an empty cell in --sample-weight column 'w'); --missing drop" in str(err)
+    # every row without a weight or a target: nothing left
+    path = write(tmp_path, "a,w,t\n1,,0\n2,NA,1\n", "gaps.csv")
+    assert "every one of the 2 rows has a missing target or weight" in str(
+        error_of(load_training_data, path, options=ReadOptions(missing="drop", sample_weight="w")))
+
+
 def test_npy_is_features_only(tmp_path):
     path = str(tmp_path / "d.npy")
     np.save(path, np.ones((4, 3)))

@@ -322,6 +322,29 @@ def test_regularisation_options_vary_and_each_trial_is_nncli_train(capsys, tmp_p
     tensors_equal(Path(everything["model"]), trained)
 
 
+def test_sample_weighted_sweep_best_is_nncli_train_bit_for_bit(capsys, tmp_path, local_ray):
+    """--sample-weight is the same for every trial: the trials get the weights with the data
+    (through Ray's object store), and the best model is nncli train's of its options."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(120, 3))
+    rows = [f"{a:.4f},{b:.4f},{rng.uniform(0, 3):.3f},{c:.4f},{int(a + b > 0)}"
+            for a, b, c in X]
+    data = tmp_path / "weighted.csv"
+    data.write_text("a,b,w,c,t\n" + "\n".join(rows) + "\n")
+    common = ["--arch", "6relu-2linear", "--loss", "sparse_cce", "--logits",
+              "--validation-split", "0.25", "--sample-weight", "w", "--epochs", "2", "--seed", "5"]
+    rc, out, err = sweep(capsys, data, *common, "--lr", "1e-3,1e-2", "--quiet", "--json",
+                         "--out-dir", tmp_path / "out", "-o", tmp_path / "best.safetensors")
+    assert rc == 0, err
+    best = json.loads(out)["best"]
+    rc, _, err = run(capsys, "train", data, *common, "--lr", str(best["config"]["lr"]), "-q",
+                     "-o", tmp_path / "train.safetensors")
+    assert rc == 0, err
+    tensors_equal(tmp_path / "best.safetensors", tmp_path / "train.safetensors")
+    rc, out, _ = run(capsys, "info", tmp_path / "best.safetensors", "--json")
+    assert rc == 0 and json.loads(out)["sample_weight"] == "w"
+
+
 def test_asha_stops_hopeless_trials_early(capsys, tmp_path, local_ray, digits_csv):
     # the good rates first: ASHA never stops the first trial to reach a rung
     rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,

@@ -43,12 +43,21 @@ def gradcheck(
     l1: Optional[float] = typer.Option(None, "--l1", metavar="L", help="Check the loss with "
                                        "this L1 kernel penalty added, as train --l1 \\[default: "
                                        "MODEL's, else 0]."),
+    class_weight: Optional[str] = typer.Option(None, "--class-weight", metavar="WEIGHTS",
+                                               help="MODEL DATA: weigh each row's loss by its "
+                                                    "class, as train --class-weight (balanced "
+                                                    "counts the rows checked)."),
+    sample_weight: Optional[str] = typer.Option(None, "--sample-weight", metavar="COL",
+                                                help="MODEL DATA: weigh each row's loss by "
+                                                     "this column of DATA, as train "
+                                                     "--sample-weight."),
     json_out: bool = typer.Option(False, "--json", help="Print the errors as JSON on stdout."),
 ) -> None:
     """Compare every analytic gradient with central differences in float64; exit 1 on failure."""
     prepare_numba()
     from nncli import gradcheck as gc
     from nncli.train.preparing import check_penalties
+    from nncli.weightspec import check_class_weight
 
     if batch < 1 or inputs < 1:
         raise UsageError("--batch and --inputs must be at least 1")
@@ -58,20 +67,27 @@ def gradcheck(
             raise UsageError("give either MODEL DATA, or --arch and --loss")
         if channels != 1:
             raise UsageError("--channels applies to --arch; a model file knows its channels")
-        from nncli.data import load_training_data
+        from nncli.data import ReadOptions, load_training_data
         from nncli.modelfile import load_model
 
         m = load_model(model)
         ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
-                                model_targets=model_targets(m))
+                                model_targets=model_targets(m),
+                                options=ReadOptions(sample_weight=sample_weight))
         X, Y = ds.X[:batch], ds.Y[:batch]
+        sample = ds.sample_weight[:batch] if ds.sample_weight is not None else None
         own_l1, own_l2 = m.penalties
         penalties = (own_l1 if l1 is None else l1, own_l2 if l2 is None else l2)
-        results = gc.gradcheck_on_data(m, X, Y, ds.source, penalties)
-        what = f"{model} on {len(X)} rows of {data}" + _penalty_words(*penalties)
+        spec = check_class_weight(class_weight) if class_weight is not None else None
+        results = gc.gradcheck_on_data(m, X, Y, ds.source, penalties, spec, sample)
+        what = (f"{model} on {len(X)} rows of {data}" + _penalty_words(*penalties)
+                + _flag_words(("--class-weight", spec), ("--sample-weight", sample_weight)))
     else:
         if not arch or not loss:
             raise UsageError("gradcheck needs --arch and --loss (or MODEL DATA)")
+        if class_weight is not None or sample_weight is not None:
+            raise UsageError("--class-weight and --sample-weight weigh the rows of MODEL DATA; "
+                             "--arch checks on random rows")
         from nncli.arch import parse_arch
 
         results = gc.gradcheck_arch(parse_arch(arch), loss, logits, inputs, batch, seed,
@@ -98,7 +114,13 @@ def gradcheck(
 
 def _penalty_words(l1: float, l2: float) -> str:
     """The penalties in a gradcheck's title (nothing when there are none)."""
-    return "".join(f" {flag} {value:g}" for flag, value in (("--l2", l2), ("--l1", l1)) if value)
+    return _flag_words(("--l2", l2), ("--l1", l1))
+
+
+def _flag_words(*pairs: tuple[str, float | str | None]) -> str:
+    """' FLAG VALUE' for each (flag, value) that has a value, for a gradcheck's title."""
+    return "".join(f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
+                   for flag, value in pairs if value)
 
 
 # --------------------------------------------------------------------------- info
@@ -129,7 +151,8 @@ def info(
         "early_stopping": m.info.get("early_stopping"),
         "regularization": _regularization(m),
         "lr_schedule": _lr_schedule(m.info.get("options") or {}),
-        "row_weights": _row_weights(m),
+        "class_weight": m.info.get("class_weight"),
+        "sample_weight": (m.info.get("options") or {}).get("sample_weight"),
         "checkpoint": {"epoch": state.get("epoch"), "rows_done": state.get("rows_done"),
                        "rows": state.get("rows")} if saved.is_checkpoint else None,
         "nncli_version": m.info.get("nncli_version"),
@@ -147,9 +170,11 @@ def info(
     for key in ("arch", "inputs", "channels", "outputs", "parameters", "loss", "logits",
                 "classes", "targets", "optimizer", "normalize", "target_normalization", "seed",
                 "epochs", "final",
-                "early_stopping", "regularization", "lr_schedule", "row_weights", "checkpoint"):
+                "early_stopping", "regularization", "lr_schedule", "class_weight",
+                "sample_weight", "checkpoint"):
         value = summary[key]
-        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        shown = _SHOWN.get(key, _json_or_text)
+        table.add_row(key, shown(value) if value is not None else str(value))
     err.print(table)
     layers = Table(title="layers")
     for col in ("", "layer", "kind", "output shape", "parameters"):
@@ -174,6 +199,17 @@ def info(
         tell("left out: " + ", ".join(f"{c['name']} ({c['why']})" for c in summary["left_out"]))
 
 
+def _json_or_text(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+# The rows of info's table shown otherwise than as JSON (each given a value that is not None).
+_SHOWN = {
+    "class_weight": lambda weights: ", ".join(f"{label}={w:.6g}"
+                                              for label, w in weights.items()),
+}
+
+
 def _regularization(m) -> dict | None:
     """The kernel penalties it was trained with, {"l2": L, "l1": L}; None without any."""
     l1, l2 = m.penalties
@@ -187,15 +223,6 @@ def _lr_schedule(options: dict) -> dict | None:
     moved = options.get("lr_schedule", "constant") != "constant" or \
         options.get("warmup_epochs") or options.get("reduce_lr_on_plateau") is not None
     return {key: options.get(key) for key in keys} if moved else None
-
-
-def _row_weights(m) -> dict | None:
-    """Each class's loss weight (--class-weight) and the column of row weights
-    (--sample-weight); None when training weighed no rows."""
-    options = m.info.get("options") or {}
-    found = {"class_weight": m.info.get("class_weight"),
-             "sample_weight": options.get("sample_weight")}
-    return found if any(value is not None for value in found.values()) else None
 
 
 def _layer_summaries(m) -> list[dict]:

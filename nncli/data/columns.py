@@ -1,7 +1,8 @@
 """Which of a table's columns are features at training, and which are forced to a kind: the
 columns named by ``--features``, ``--ignore``, ``--categorical`` and ``--numeric`` (each by
 header name or 0-based index, as ``--target``), resolved against the file's columns and checked
-against each other and the targets once, before any cell is read as a number.
+against each other, the targets and the ``--sample-weight`` column once, before any cell is
+read as a number.
 
 Columns left out this way are recorded in the model's schema (``Schema.ignored``, with why), so
 ``eval`` and ``predict`` read the model's columns by name from a file with any other columns.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nncli.data.schema import IGNORED, NOT_SELECTED
+from nncli.data.schema import IGNORED, NOT_SELECTED, SAMPLE_WEIGHT
 from nncli.data.table import Table, column_label
 from nncli.data.targets import resolve_targets
 from nncli.errors import DataError
@@ -22,6 +23,13 @@ _TARGET_CLASH = {
     "--ignore": "targets are chosen with --target",
     "--categorical": "class labels are categories already",
     "--numeric": "the loss decides how targets are read",
+}
+# Per option naming columns: why it cannot name the --sample-weight column.
+_WEIGHT_CLASH = {
+    "--features": "the row weights are not a feature",
+    "--ignore": "it is left out of the features already",
+    "--categorical": "the row weights are numbers",
+    "--numeric": "it is read as numbers already",
 }
 # The kind each forcing option gives its columns.
 KIND_OPTIONS = {"--categorical": "categorical", "--numeric": "numeric"}
@@ -42,20 +50,24 @@ def split_names(values: tuple[str, ...]) -> list[str]:
 
 
 def choose_columns(table: Table, target_cols: list[int], features: tuple[str, ...] = (),
-                   ignore: tuple[str, ...] = (), forced: dict[str, tuple[str, ...]] | None = None
-                   ) -> ColumnChoice:
+                   ignore: tuple[str, ...] = (), forced: dict[str, tuple[str, ...]] | None = None,
+                   weight: int | None = None) -> ColumnChoice:
     """The feature columns of ``table``: those of ``features`` in that order when given, else
-    every column but the targets; less those of ``ignore``. ``forced`` maps --categorical and
-    --numeric to the columns they name. Anything contradictory is a one-line DataError."""
+    every column but the targets; less those of ``ignore`` and ``weight`` (the --sample-weight
+    column, resolved by the caller). ``forced`` maps --categorical and --numeric to the columns
+    they name. Anything contradictory is a one-line DataError."""
     targets = set(target_cols)
-    chosen = _resolve_each(table, "--features", split_names(features), targets)
-    ignored = _resolve_each(table, "--ignore", list(ignore), targets)
+    chosen = _resolve_each(table, "--features", split_names(features), targets, weight)
+    ignored = _resolve_each(table, "--ignore", list(ignore), targets, weight)
     both = [name for name, j in chosen if j in {i for _, i in ignored}]
     if both:
         raise DataError(f"column {column_label(table, dict(chosen)[both[0]])} is both in "
                         f"--features and in --ignore; give it to one of them", table.source)
     out = {j for _, j in ignored}
     left_out = [(j, IGNORED) for _, j in ignored]
+    if weight is not None:
+        out.add(weight)
+        left_out.append((weight, SAMPLE_WEIGHT))
     if chosen:
         cols = [j for _, j in chosen]
         left_out += [(j, NOT_SELECTED) for j in range(table.n_columns)
@@ -63,20 +75,24 @@ def choose_columns(table: Table, target_cols: list[int], features: tuple[str, ..
     else:
         cols = [j for j in range(table.n_columns) if j not in targets and j not in out]
     if not cols:
+        by = " and ".join(flag for flag, given in (("--ignore", ignored),
+                                                    ("--sample-weight", weight is not None))
+                          if given)
         why = (f"all {table.n_columns} columns are targets" if not out else
-               f"of its {table.n_columns} columns, {len(out)} are left out by --ignore and "
+               f"of its {table.n_columns} columns, {len(out)} are left out by {by} and "
                f"the others are targets")
         raise DataError(f"no feature columns left: {why}", table.source)
     left_out.sort()
-    return ColumnChoice(cols, left_out, _kinds(table, forced or {}, targets, dict(left_out)))
+    return ColumnChoice(cols, left_out,
+                        _kinds(table, forced or {}, targets, weight, dict(left_out)))
 
 
 def _kinds(table: Table, forced: dict[str, tuple[str, ...]], targets: set[int],
-           left_out: dict[int, str]) -> dict[int, str]:
+           weight: int | None, left_out: dict[int, str]) -> dict[int, str]:
     """Table column -> the kind --categorical or --numeric forces on it."""
     kinds: dict[int, str] = {}
     for flag, names in forced.items():
-        for name, j in _resolve_each(table, flag, list(names), targets, repeats=True):
+        for name, j in _resolve_each(table, flag, list(names), targets, weight, repeats=True):
             if j in left_out:
                 raise DataError(f"{flag} {name}: column {column_label(table, j)} is not a "
                                 f"feature ({left_out[j]})", table.source)
@@ -88,15 +104,18 @@ def _kinds(table: Table, forced: dict[str, tuple[str, ...]], targets: set[int],
 
 
 def _resolve_each(table: Table, flag: str, names: list[str], targets: set[int],
-                  repeats: bool = False) -> list[tuple[str, int]]:
-    """(name as typed, table column) for each name an option gives, refusing targets (and,
-    unless ``repeats``, a column named twice)."""
+                  weight: int | None, repeats: bool = False) -> list[tuple[str, int]]:
+    """(name as typed, table column) for each name an option gives, refusing targets and the
+    --sample-weight column ``weight`` (and, unless ``repeats``, a column named twice)."""
     out: list[tuple[str, int]] = []
     for name in names:
         j = resolve_targets(table, [name], what="column", option=flag)[0]
         if j in targets:
             raise DataError(f"{flag} {name}: that is a target column; {_TARGET_CLASH[flag]}",
                             table.source)
+        if j == weight:
+            raise DataError(f"{flag} {name}: that is the --sample-weight column; "
+                            f"{_WEIGHT_CLASH[flag]}", table.source)
         if not repeats and j in {i for _, i in out}:
             raise DataError(f"{flag}: column {column_label(table, j)} is given twice",
                             table.source)

@@ -13,6 +13,8 @@ from nncli.data.columns import choose_columns
 from nncli.data.features import encode_array, encode_table, fit_array, fit_table
 from nncli.data.missing import MEAN, MODEL_FILL, MissingPolicy, missing_policy
 from nncli.data.numpy_files import finite_float32, npy_blocks, read_npy, read_npz
+from nncli.data.row_weights import (csv_sample_weights, npz_sample_weights,
+                                    refuse_input_column, weight_column)
 from nncli.data.schema import Encoded, Schema
 from nncli.data.table import PREVIEW, STDIN_NAME, Table, numbered, preview, target_numbering
 from nncli.data.targets import csv_targets, missing_target_rows, resolve_targets
@@ -34,6 +36,8 @@ class ReadOptions:
     numeric: tuple[str, ...] = ()        # columns read as numbers (other cells: missing)
     ignore: tuple[str, ...] = ()         # columns left out
     features: tuple[str, ...] = ()       # only these columns, in this order ("a,b" splits)
+    # the column (an NPZ's array) of row weights, left out of the features (see row_weights)
+    sample_weight: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         # callers outside nncli.data pass the name the user typed: converted once, here
@@ -58,17 +62,21 @@ class Dataset:
     dropped: list[int] = field(default_factory=list)
     schema: Schema | None = None  # the input columns (learnt here, or the model's)
     encoded: Encoded = field(default_factory=Encoded)
+    # (n,) float64: each row's --sample-weight, None when the rows are not weighted
+    sample_weight: np.ndarray | None = None
 
     @classmethod
     def from_arrays(cls, X: np.ndarray, Y: np.ndarray, source: str = "<arrays>",
-                    classes: list[str] | None = None) -> "Dataset":
-        """A dataset of numeric features and targets made in memory (tests, scripts); the
-        arrays are used as they are when they are C-contiguous float32 already."""
+                    classes: list[str] | None = None,
+                    sample_weight: np.ndarray | None = None) -> "Dataset":
+        """A dataset of numeric features and targets (and row weights) made in memory (tests,
+        scripts); the arrays are used as they are when they are C-contiguous float32 already."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         Y = np.ascontiguousarray(Y, dtype=np.float32).reshape(len(X), -1)
         names = numbered("x", X.shape[1])
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         return cls(X, Y, names, target_numbering(Y.shape[1]), [], classes, source,
-                   schema=Schema.numeric(names))
+                   schema=Schema.numeric(names), sample_weight=weights)
 
     def dropped_message(self) -> str:
         """'dropped N rows ... (first at line L)' for the user, or '' when none were dropped."""
@@ -116,10 +124,12 @@ def load_training_data(path: str, targets: list[str] | None = None,
     ``options.missing`` (see nncli.data.features); a missing target is an error unless it is
     ``drop``. ``model_targets`` (a model's target names and columns) are the targets when
     ``targets`` is not given: by name when the header has them all, else by position.
+    ``options.sample_weight`` names the column of row weights (see nncli.data.row_weights).
     """
     options = options or ReadOptions()
+    weight = options.sample_weight
     table = _read(path, stdin, want_y=True, separator=options.delimiter,
-                  encoding=options.encoding)
+                  encoding=options.encoding, members=(weight,) if weight else ())
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
@@ -134,14 +144,18 @@ def load_training_data(path: str, targets: list[str] | None = None,
         raise DataError("the file reads as a single column: no ',', ';', tab or '|' separates "
                         "its fields alike in the first lines; if it uses another delimiter, "
                         "give it with --delimiter", table.source)
+    weight_col = weight_column(table, weight, target_cols) if weight else None
     choice = choose_columns(table, target_cols, options.features, options.ignore,
                             {"--categorical": options.categorical,
-                             "--numeric": options.numeric}) if schema is None else None
+                             "--numeric": options.numeric},
+                            weight_col) if schema is None else None
     dropped: list[int] = []
     if options.missing.drops_rows:
-        gaps = missing_target_rows(table, target_cols)
+        needed = target_cols + ([weight_col] if weight_col is not None else [])
+        gaps = missing_target_rows(table, needed)
         if gaps.all():
-            raise DataError(f"every one of the {len(gaps)} rows has a missing target; nothing "
+            what = "target or weight" if weight else "target"
+            raise DataError(f"every one of the {len(gaps)} rows has a missing {what}; nothing "
                             f"is left to train on", table.source)
         if gaps.any():
             dropped = table.line_numbers[gaps].tolist()
@@ -151,8 +165,12 @@ def load_training_data(path: str, targets: list[str] | None = None,
         X, schema, more = fit_table(table, choice, options.missing, encoded)
     else:
         cols = _model_columns(table, schema, target_cols, targets_in_file=True)
+        if weight_col is not None:
+            refuse_input_column(table, weight, weight_col, cols)
         X, more = encode_table(table, cols, schema, options.missing, encoded)
     Y, found_classes = csv_targets(table, target_cols, classes)
+    # after every row --missing drop leaves out is gone, as the targets
+    sample = csv_sample_weights(table, weight_col) if weight_col is not None else None
     names = table.column_names
     named = table.header is not None
     return Dataset(X=X, Y=Y, feature_names=schema.feature_names(),
@@ -160,7 +178,7 @@ def load_training_data(path: str, targets: list[str] | None = None,
                    else target_numbering(len(target_cols)),
                    target_columns=target_cols, classes=found_classes, source=table.source,
                    line_numbers=table.line_numbers, dropped=sorted(dropped + more),
-                   schema=schema, encoded=encoded)
+                   schema=schema, encoded=encoded, sample_weight=sample)
 
 
 def load_features(path: str, schema: Schema, target_columns: list[int] | None = None,
@@ -257,15 +275,15 @@ def _csv_feature_blocks(path: str, schema: Schema, target_columns: list[int] | N
 
 def _read(path: str, stdin: typing.BinaryIO | None, want_y: bool,
           is_model_header: HeaderTest | None = None, separator: str | None = None,
-          encoding: str | None = None) -> Table:
+          encoding: str | None = None, members: tuple[str, ...] = ()) -> Table:
     """Dispatch on the format; ``is_model_header`` recognises a first row as a header too.
     NPZ/NPY features keep NaN and infinity: the missing-value policy decides; ``encoding``
-    concerns CSV only."""
+    concerns CSV only, ``members`` (more arrays to read) NPZ only."""
     if path == "-":
         return parse_csv(read_stdin(stdin), STDIN_NAME, is_model_header, separator, encoding)
     lowered = path.lower()
     if lowered.endswith(".npz"):
-        return read_npz(path, want_y, finite=False)
+        return read_npz(path, want_y, finite=False, members=members)
     if lowered.endswith(".npy"):
         return read_npy(path)
     return parse_csv(read_bytes(path), path, is_model_header, separator, encoding)
@@ -306,9 +324,12 @@ def _npz_training_data(table: Table, targets: list[str] | None, options: ReadOpt
     dropped = np.flatnonzero(~keep).tolist()
     # Targets here are numbers even for a model with classes: the caller checks their range.
     Y = finite_float32(y[keep] if dropped else y, "array 'y'", path)
+    sample = (npz_sample_weights(table, options.sample_weight)[keep]
+              if options.sample_weight else None)
     return Dataset(X=X, Y=Y, feature_names=schema.feature_names(),
                    target_names=target_numbering(Y.shape[1]), target_columns=[],
-                   classes=None, source=path, dropped=dropped, schema=schema, encoded=encoded)
+                   classes=None, source=path, dropped=dropped, schema=schema, encoded=encoded,
+                   sample_weight=sample)
 
 
 def _model_header_test(names: list[str] | None,

@@ -15,8 +15,10 @@ from nncli.data.text import open_binary
 from nncli.errors import DataError
 
 
-def read_npz(path: str, want_y: bool, finite: bool = True) -> Table:
-    """Arrays X (checked, float32) and y (as stored, if present and wanted) of an NPZ file."""
+def read_npz(path: str, want_y: bool, finite: bool = True,
+             members: tuple[str, ...] = ()) -> Table:
+    """Arrays X (checked, float32) and y (as stored, if present and wanted) of an NPZ file,
+    and those of ``members`` it holds, as stored, in ``Table.members``."""
     with open_binary(path) as f:
         _check_npz_sizes(f, path)
         try:
@@ -32,8 +34,11 @@ def read_npz(path: str, want_y: bool, finite: bool = True) -> Table:
                                 path)
             X = _load_member(archive, "X", path)
             y = _load_member(archive, "y", path) if want_y and "y" in names else None
+            more = {name: _load_member(archive, name, path) for name in members
+                    if name in names}
     X = _checked_features(X, "array 'X'", path, finite)
-    return Table(source=path, kind="npz", n_columns=X.shape[1], X=X, y=y, array_names=names)
+    return Table(source=path, kind="npz", n_columns=X.shape[1], X=X, y=y, array_names=names,
+                 members=more)
 
 
 def read_npy(path: str) -> Table:

@@ -14,7 +14,7 @@ One :class:`Column` per input column, in the order of the features:
 
 A text column whose values are all different (an identifier, such as R's row names) is left
 out at training and listed in ``Schema.ignored``, as are the columns ``--ignore`` names or
-``--features`` leaves out (each with why).
+``--features`` leaves out, and the row weights of ``--sample-weight`` (each with why).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ MISSING_NAME = "<missing>"
 IDENTIFIER = "identifier"
 IGNORED = "--ignore"
 NOT_SELECTED = "not in --features"
-LEFT_OUT_WHY = (IDENTIFIER, IGNORED, NOT_SELECTED)
+SAMPLE_WEIGHT = "--sample-weight"
+LEFT_OUT_WHY = (IDENTIFIER, IGNORED, NOT_SELECTED, SAMPLE_WEIGHT)
 # Cells that are not numbers shown per numeric column in a note, with their lines.
 SHOWN_CELLS = 3
 
@@ -80,7 +81,7 @@ class Column:
 @dataclass
 class LeftOut:
     """A column of the training file that is not an input column, and why (IDENTIFIER,
-    IGNORED, NOT_SELECTED)."""
+    IGNORED, NOT_SELECTED, SAMPLE_WEIGHT)."""
 
     name: str
     source: int | None = None

@@ -35,7 +35,8 @@ class Table:
     itself for a CSV without quotes and the rows re-joined without quotes otherwise.
     :meth:`rows` turns a range of rows into strings, for the parsers that want them a chunk at
     a time.
-    For NPZ/NPY, ``X`` is already a checked float32 array and ``y`` is the NPZ's ``y`` as stored.
+    For NPZ/NPY, ``X`` is already a checked float32 array and ``y`` is the NPZ's ``y`` as stored
+    (``members``: other arrays of an NPZ that the reader asked for, as stored).
     """
 
     source: str
@@ -51,6 +52,7 @@ class Table:
     X: np.ndarray | None = None
     y: np.ndarray | None = None
     array_names: list[str] = field(default_factory=list)
+    members: dict[str, np.ndarray] = field(default_factory=dict)   # NPZ arrays asked for
 
     @property
     def n_rows(self) -> int:

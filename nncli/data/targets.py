@@ -137,7 +137,8 @@ def _numeric_targets(table: Table, j: int, column: np.ndarray) -> np.ndarray:
 
 
 def missing_target_rows(table: Table, target_cols: list[int]) -> np.ndarray:
-    """Per row: is any of its target cells missing (see cells.MISSING_CELLS)?"""
+    """Per row: is any of its cells in ``target_cols`` missing (see cells.MISSING_CELLS)? The
+    targets', and the --sample-weight column's: --missing drop leaves such rows out."""
     rows = np.zeros(table.n_rows, dtype=bool)
     for j in target_cols:
         rows |= _missing_cells(column_text(table, j))

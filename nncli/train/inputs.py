@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nncli.data import Dataset
 from nncli.errors import UsageError
@@ -32,7 +32,9 @@ def load_inputs(config: TrainConfig, data: str, validation_data: str | None = No
     """Read the training data (``-``: standard input), the validation data and the model a
     run starts from, as ``nncli train`` does: the training file's columns are learnt here
     (or, continuing from a model, read with that model's columns), and the validation file is
-    read with the same columns and classes. Hand the result to :func:`prepare`."""
+    read with the same columns and classes, without row weights (validation is unweighted, as
+    Keras's, and its file need not have the --sample-weight column). Hand the result to
+    :func:`prepare`."""
     from nncli.data import ReadOptions, load_training_data
     from nncli.modelfile import load_model, read_model_file
 
@@ -43,12 +45,12 @@ def load_inputs(config: TrainConfig, data: str, validation_data: str | None = No
     start = saved.model if saved is not None else base
     options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical),
                           tuple(config.numeric), tuple(config.ignore), tuple(config.features),
-                          encoding=config.encoding)
+                          encoding=config.encoding, sample_weight=config.sample_weight)
     ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
                             stdin=stdin, options=options,
                             schema=start.input_schema() if start is not None else None)
     vds = None
     if validation_data is not None:
-        vds = load_training_data(validation_data, targets, classes=ds.classes, options=options,
-                                 schema=ds.schema)
+        vds = load_training_data(validation_data, targets, classes=ds.classes,
+                                 options=replace(options, sample_weight=None), schema=ds.schema)
     return Inputs(ds, vds, base, saved)

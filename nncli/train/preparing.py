@@ -49,6 +49,9 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
         n_val = validation_rows(config, len(X))
         X_train, Y_train = X[:len(X) - n_val], Y[:len(Y) - n_val]
         X_val, Y_val = (X[len(X) - n_val:], Y[len(Y) - n_val:]) if n_val else (None, None)
+    # the training rows' --sample-weight: Keras's validation_split holds the last rows'
+    # weights out with them (and weighs no validation row)
+    sample = None if data.sample_weight is None else data.sample_weight[:len(X_train)]
     early = _early_stopping(config, loss.classifier, X_val is not None)
     plateau = _plateau(config, loss.classifier, X_val is not None, opt["learning_rate"])
     info = {"optimizer": opt, "seed": config.seed, "normalize": config.normalize,
@@ -77,7 +80,7 @@ def prepare(config: TrainConfig, data: Dataset, val: Dataset | None = None,
     if class_weight is not None:
         info["class_weight"] = class_weight
     run = Training(model, config, X_train, Y_train, X_val, Y_val, early=early, plateau=plateau,
-                   W=weights.row_weights(class_weight, loss, Y_train, None))
+                   W=weights.row_weights(class_weight, loss, Y_train, sample))
     if resume is not None:
         take_over(run, resume)
     return run
@@ -99,7 +102,7 @@ def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> 
     scaling the features (a sweep checks each combination before it starts any): the
     architecture, the loss against the last layer, the options' ranges, the classes, the
     memory training needs, the targets against the output layer, the validation split, early
-    stopping."""
+    stopping, the row weights."""
     layers = parse_arch(config.arch)
     loss = get_loss(config.loss)
     n_out = layer_shapes(layers, data.X.shape[1], config.channels)[-1].n_out
@@ -117,9 +120,28 @@ def validate(config: TrainConfig, data: Dataset, val: Dataset | None = None) -> 
         raise UsageError("no training rows left after the validation split")
     _early_stopping(config, loss.classifier, val is not None or n_val > 0)
     _plateau(config, loss.classifier, val is not None or n_val > 0, 1.0)
-    if config.class_weight:
-        weights.class_weights(config.class_weight, loss, Y, data.classes, data.source)
+    _check_row_weights(config, loss, data, Y[:len(Y) - n_val])
     return Checked(layers, loss, Y, Y_val)
+
+
+def _check_row_weights(config: TrainConfig, loss: Loss, data: Dataset,
+                       Y_train: np.ndarray) -> None:
+    """--class-weight's labels against the data, and the training rows' weights: --class-weight
+    times --sample-weight, which must leave some row weighing more than 0."""
+    sample = data.sample_weight
+    if config.sample_weight is not None and (sample is None or len(sample) != len(data.X)):
+        raise UsageError(f"--sample-weight {config.sample_weight}: {data.source} was read "
+                         f"without one weight per row")
+    if not config.class_weight and sample is None:
+        return
+    class_weight = (weights.class_weights(config.class_weight, loss, Y_train, data.classes,
+                                          data.source) if config.class_weight else None)
+    sample = None if sample is None else sample[:len(Y_train)]
+    given = " ".join(f"{flag} {value}" for flag, value in (
+        ("--class-weight", config.class_weight), ("--sample-weight", config.sample_weight))
+        if value)
+    weights.check_row_weights(weights.row_weights(class_weight, loss, Y_train, sample),
+                              data.source, given or "the data's row weights")
 
 
 def validation_rows(config: TrainConfig, n: int) -> int:
