@@ -10,7 +10,7 @@ One module per responsibility: ``app`` (the Typer app, ``command``, the stderr c
 messages, the helpers several commands share and ``main``, which maps errors to exit codes),
 ``options`` (Typer parameters from the library's option table), ``training`` (train),
 ``using`` (eval, predict), ``inspecting`` (gradcheck, info), ``plotting`` (plot),
-``sweeping`` (sweep), ``exporting`` (export) and ``completing`` (the hidden completions
+``crossvalidating`` (cv), ``sweeping`` (sweep), ``exporting`` (export) and ``completing`` (the hidden completions
 command). A command is registered on ``app`` when its module is imported, and ``nncli --help``
 lists them in that order: keep the imports below in the order the help should show.
 """
@@ -22,10 +22,11 @@ from nncli.cli.training import train
 from nncli.cli.using import eval_, predict
 from nncli.cli.inspecting import gradcheck, info
 from nncli.cli.plotting import plot
+from nncli.cli.crossvalidating import cv
 from nncli.cli.sweeping import sweep
 from nncli.cli.exporting import export
 from nncli.cli.completing import completion_script, completions
 # isort: on
 
-__all__ = ["app", "err", "main", "train", "eval_", "predict", "gradcheck", "info", "plot",
+__all__ = ["app", "err", "main", "train", "eval_", "predict", "gradcheck", "info", "plot", "cv",
            "sweep", "export", "completions", "completion_script"]

@@ -120,6 +120,18 @@ def load_training_data(path: str, targets: list[str] | None = None,
     options = options or ReadOptions()
     table = _read(path, stdin, want_y=True, separator=options.delimiter,
                   encoding=options.encoding)
+    return training_data(table, targets, classes, options, schema, model_targets)
+
+
+def training_data(table: Table, targets: list[str] | None = None,
+                  classes: list[str] | None = None, options: ReadOptions | None = None,
+                  schema: Schema | None = None,
+                  model_targets: tuple[list[str], list[int]] | None = None) -> Dataset:
+    """The Dataset of a table already read (see :func:`load_training_data`, which reads the
+    file and calls this; cross-validation reads it once and calls this on each fold's rows).
+    The table's rows may be left out in place (``--missing drop``): hand over a copy
+    (``Table.subset``) to keep them."""
+    options = options or ReadOptions()
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)
