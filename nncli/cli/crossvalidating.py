@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _OPTIONS = tuple(o for o in OPTIONS if o.name != "output")
 _REFUSED = frozenset(o.name for o in OPTIONS if o.cv)
 # the fold entry's keys that are not the held-out metrics
-_BOOKKEEPING = ("fold", "model", "train_rows", "epochs", "seconds", "rows")
+_BOOKKEEPING = ("fold", "model", "train_rows", "validation_rows", "epochs", "seconds", "rows")
 
 
 @command(summary="Cross-validate a training over K folds of DATA.",
@@ -108,6 +108,8 @@ class _FoldDisplay:
         pass
 
     def done(self, fold: "FoldResult") -> None:
+        for message in fold.messages:
+            say(f"{message} (fold {fold.fold}'s held-out rows)")
         if self.quiet:
             return
         shown = "  ".join(f"{key} {value:.4f}" for key, value in fold.metrics.items()

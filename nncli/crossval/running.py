@@ -73,12 +73,14 @@ class CvFolder:
 
 @dataclass
 class FoldResult:
-    """One fold: its number (1-based), how many rows trained its model over how many epochs,
-    the model's metrics on the held-out rows (``nncli eval``'s report), what reading them said,
-    and the model file when kept."""
+    """One fold: its number (1-based), how many rows trained its model (and validated it,
+    split off by --validation-split, as ``nncli train --json``'s ``rows`` counts them) over how
+    many epochs, the model's metrics on the held-out rows (``nncli eval``'s report), what
+    reading those said, and the model file when kept."""
 
     fold: int
     train_rows: int
+    validation_rows: int
     epochs: int
     metrics: dict
     seconds: float
@@ -87,10 +89,12 @@ class FoldResult:
     result: Result | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        """The fold's entry of ``--json``'s ``folds``: fold, model, train_rows, epochs,
-        seconds, then the metrics under ``eval --json``'s names (``rows``: held-out rows)."""
+        """The fold's entry of ``--json``'s ``folds``: fold, model, train_rows,
+        validation_rows, epochs, seconds, then the metrics under ``eval --json``'s names
+        (``rows``: the held-out rows)."""
         head = {"fold": self.fold, "model": None if self.model is None else str(self.model),
-                "train_rows": self.train_rows, "epochs": self.epochs,
+                "train_rows": self.train_rows, "validation_rows": self.validation_rows,
+                "epochs": self.epochs,
                 "seconds": round(self.seconds, 3)}
         return {**head, **self.metrics}
 
@@ -146,8 +150,10 @@ def run_folds(folds: Folds, targets: list[str] | None = None,
                              options=ReadOptions(encoding=config.encoding),
                              schema=model.input_schema())
         metrics = evaluate(model, held.X, held.Y, held.source, held.line_numbers, own_data=True)
-        fold = FoldResult(i, len(result.run.X), len(result.run.history), metrics,
-                          time.perf_counter() - start, path, held.messages(), result)
+        trained = result.run
+        fold = FoldResult(i, len(trained.X), 0 if trained.X_val is None else len(trained.X_val),
+                          len(trained.history), metrics, time.perf_counter() - start, path,
+                          held.messages(), result)
         results.append(fold)
         if done is not None:
             done(fold)
