@@ -11,8 +11,9 @@ messages, the helpers several commands share and ``main``, which maps errors to 
 ``options`` (Typer parameters from the library's option table), ``training`` (train),
 ``using`` (eval, predict), ``inspecting`` (gradcheck, info), ``plotting`` (plot),
 ``crossvalidating`` (cv), ``sweeping`` (sweep), ``exporting`` (export) and ``completing``
-(the hidden completions command). A command is registered on ``app`` when its module is imported, and ``nncli --help``
-lists them in that order: keep the imports below in the order the help should show.
+(the hidden completions command). A command is registered on ``app`` when its module is
+imported, and ``nncli --help`` lists them in that order: keep the imports below in the order
+the help should show.
 """
 
 # the order of these imports is the order of the commands in --help
