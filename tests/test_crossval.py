@@ -258,6 +258,11 @@ def test_an_earlier_cv_in_the_folder_is_replaced_and_other_files_refused(capsys,
     for name in ("fold1.safetensors", "fold7.safetensors", "cv.json"):
         (out / name).write_text("old")
     options = {**DIGITS_OPTIONS, "epochs": 1}
+    # a run that fails before its first fold is trained leaves the earlier one alone
+    rc, stdout, err = run(capsys, "cv", DIGITS, "--folds", 2, *argv(options),
+                          "--validation-data", DIGITS, "-o", out)
+    assert_one_line_error(rc, stdout, err, "not both")
+    assert (out / "fold7.safetensors").read_text() == "old"
     cv_run(capsys, DIGITS, 2, options, out)
     assert sorted(p.name for p in out.iterdir()) == ["cv.json", "fold1.safetensors",
                                                     "fold2.safetensors"]

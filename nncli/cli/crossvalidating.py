@@ -71,8 +71,8 @@ def cv(data: str = typer.Argument(..., help="CSV, NPZ (X, y) or '-' for CSV on s
 
 class _FoldDisplay:
     """What cv shows on stderr as its folds train: the compile note before the first, a spinner
-    naming the fold and epoch on a terminal, and one line per finished fold (none with
-    --quiet)."""
+    naming the fold and epoch on a terminal, and one line per finished fold with its metrics
+    (none with --quiet)."""
 
     def __init__(self, k: int, quiet: bool) -> None:
         self.k, self.quiet, self.number, self.spinner = k, quiet, 0, None
@@ -108,44 +108,46 @@ class _FoldDisplay:
         pass
 
     def done(self, fold: "FoldResult") -> None:
+        from nncli.crossval.summary import is_number
+
         for message in fold.messages:
             say(f"{message} (fold {fold.fold}'s held-out rows)")
         if self.quiet:
             return
-        shown = "  ".join(f"{key} {value:.4f}" for key, value in fold.metrics.items()
-                          if key not in _BOOKKEEPING and _is_number(value))
-        tell(f"fold {fold.fold}/{self.k}: {fold.train_rows} training rows, "
-             f"{fold.metrics['rows']} held out, {fold.epochs} epochs: {shown}  "
-             f"{fold.seconds:.1f}s")
+        shown = "  ".join(f"{key} {value:.6g}" for key, value in fold.metrics.items()
+                          if key not in _BOOKKEEPING and is_number(value))
+        validated = f" (+{fold.validation_rows} validation)" if fold.validation_rows else ""
+        epochs = f"{fold.epochs} epoch{'s' if fold.epochs != 1 else ''}"
+        tell(f"fold {fold.fold}/{self.k}: {fold.train_rows} training rows{validated}, "
+             f"{fold.metrics['rows']} held out, {epochs}: {shown}  {fold.seconds:.1f}s")
 
     def _text(self, epoch: int, epochs: int) -> str:
         return f"fold {self.number}/{self.k}: epoch {epoch}/{epochs}"
 
 
 def _render(doc: dict) -> None:
-    """The mean ± std of each metric, beside each fold's value: the top-level numbers and those
-    of flat objects (``macro``, ``label_accuracy``); deeper ones (``per_class``) are in --json
-    only."""
-    folds = doc["folds"]
-    table = Table(title=f"cross-validation over {len(folds)} folds (std: population, ddof 0)")
+    """The mean and std of each metric (each fold's values are on its line above): the
+    top-level numbers and those of flat objects (``macro``, ``label_accuracy``); deeper ones
+    (``per_class``) are in --json only."""
+    table = Table(title=f"cross-validation over {len(doc['folds'])} folds")
     table.add_column("metric")
-    table.add_column("mean ± std", justify="right")
-    for f in folds:
-        table.add_column(f"fold {f['fold']}", justify="right")
+    table.add_column("mean", justify="right", no_wrap=True)
+    table.add_column("std (ddof 0)", justify="right", no_wrap=True)
     for name, path in _shown_metrics(doc["mean"]):
-        mean, std = _at(doc["mean"], path), _at(doc["std"], path)
-        table.add_row(name, f"{mean:.4f} ± {std:.4f}",
-                      *(f"{_at(f, path):.4f}" for f in folds))
+        # as eval shows its metrics: six significant digits (an mse may be in the thousands)
+        table.add_row(name, f"{_at(doc['mean'], path):.6g}", f"{_at(doc['std'], path):.6g}")
     err.print(table)
 
 
 def _shown_metrics(mean: dict) -> list[tuple[str, tuple[str, ...]]]:
+    from nncli.crossval.summary import is_number
+
     out = []
     for key, value in mean.items():
         if key in _BOOKKEEPING:
             continue
         if isinstance(value, dict):
-            if all(_is_number(v) for v in value.values()):
+            if all(is_number(v) for v in value.values()):
                 out += [(f"{key} {inner}", (key, inner)) for inner in value]
         else:
             out.append((key, (key,)))
@@ -156,7 +158,3 @@ def _at(doc: dict, path: tuple[str, ...]):
     for key in path:
         doc = doc[key]
     return doc
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

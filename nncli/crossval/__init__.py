@@ -55,8 +55,6 @@ def cross_validate(data: str, k: int, options: dict[str, Any], stratify: bool = 
     for message in folds.messages:
         if say is not None:
             say(message)
-    if folder is not None:
-        folder.clear()
     results = run_folds(folds, targets, options.get("validation_data"),
                         options.get("init_from"), folder, display, done)
     doc = document(results, _recorded(folds, data, options, out_dir))

@@ -33,8 +33,8 @@ def fold_file(i: int) -> str:
 @dataclass
 class CvFolder:
     """``-o DIR``: fold1.safetensors ... foldK.safetensors and cv.json. A folder that exists
-    must be empty or hold an earlier cross-validation's files only: those are removed before
-    the first fold trains (``clear``), so the folder never mixes two runs."""
+    must be empty or hold an earlier cross-validation's files only: those stay until the first
+    fold's model is written, and go then, so the folder never mixes two runs."""
 
     path: Path
 
@@ -56,15 +56,19 @@ class CvFolder:
                              f"give a new or empty folder")
         check_writable(path / SUMMARY_FILE, "the cross-validation")
 
-    def clear(self) -> None:
-        """Create the folder, or remove an earlier cross-validation's files from it."""
-        self.path.mkdir(exist_ok=True)
-        for p in self.path.iterdir():
-            if self._ours(p.name):
-                p.unlink()
-
     def model(self, i: int) -> Path:
+        """Where fold ``i``'s model goes (1-based)."""
         return self.path / fold_file(i)
+
+    def save(self, i: int, model) -> None:
+        """Write fold ``i``'s model; the first creates the folder or clears an earlier run's
+        files out of it."""
+        if i == 1:
+            self.path.mkdir(exist_ok=True)
+            for p in self.path.iterdir():
+                if self._ours(p.name):
+                    p.unlink()
+        save_model(model, self.model(i))
 
     @staticmethod
     def _ours(name: str) -> bool:
@@ -86,7 +90,6 @@ class FoldResult:
     seconds: float
     model: Path | None = None
     messages: list[str] = field(default_factory=list)
-    result: Result | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         """The fold's entry of ``--json``'s ``folds``: fold, model, train_rows,
@@ -100,12 +103,12 @@ class FoldResult:
 
 
 class FoldSink(Sink):
-    """A fold's run as the command line runs it: SIGINT/SIGTERM caught for its duration (the
-    first stops it after the current chunk), and its model written when it finishes (when
-    kept); an unfinished fold writes nothing."""
+    """Fold ``i``'s run as the command line runs it: SIGINT/SIGTERM caught for its duration
+    (the first stops it after the current chunk), and its model written to ``folder`` when it
+    finishes (when kept); an unfinished fold writes nothing."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, folder: CvFolder | None, i: int) -> None:
+        self.folder, self.i = folder, i
 
     @contextmanager
     def session(self, run: Training) -> Iterator[StopFn | None]:
@@ -113,8 +116,8 @@ class FoldSink(Sink):
             yield stop
 
     def finished(self, result: Result) -> None:
-        if self.path is not None:
-            save_model(result.run.model, self.path)
+        if self.folder is not None:
+            self.folder.save(self.i, result.run.model)
 
 
 def run_folds(folds: Folds, targets: list[str] | None = None,
@@ -134,10 +137,9 @@ def run_folds(folds: Folds, targets: list[str] | None = None,
         start = time.perf_counter()
         inputs = load_inputs(config, folds.training_rows(i - 1), validation_data, targets,
                              init_from)
-        path = folder.model(i) if folder is not None else None
         sinks = [display(i)] if display is not None else []
         try:
-            result = run(config, inputs, Sinks(*sinks, FoldSink(path)), own_data=True)
+            result = run(config, inputs, Sinks(*sinks, FoldSink(folder, i)), own_data=True)
         except Interrupted as e:
             kept = (f"; the {i - 1} finished folds' models are in {folder.path}"
                     if folder is not None and i > 1 else "")
@@ -152,8 +154,8 @@ def run_folds(folds: Folds, targets: list[str] | None = None,
         metrics = evaluate(model, held.X, held.Y, held.source, held.line_numbers, own_data=True)
         trained = result.run
         fold = FoldResult(i, len(trained.X), 0 if trained.X_val is None else len(trained.X_val),
-                          len(trained.history), metrics, time.perf_counter() - start, path,
-                          held.messages(), result)
+                          len(trained.history), metrics, time.perf_counter() - start,
+                          folder.model(i) if folder is not None else None, held.messages())
         results.append(fold)
         if done is not None:
             done(fold)

@@ -30,7 +30,7 @@ def mean_and_std(folds: list[dict]) -> tuple[dict, dict]:
             inner = mean_and_std(values)
             if inner[0]:
                 mean[key], std[key] = inner
-        elif all(_is_number(v) for v in values):
+        elif all(is_number(v) for v in values):
             array = np.array(values, dtype=np.float64)
             mean[key], std[key] = float(array.mean()), float(array.std())
     return mean, std
@@ -62,5 +62,6 @@ def document(results: list[FoldResult], options: dict[str, Any]) -> dict:
     return doc
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A metric's value (an int or a float, not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
