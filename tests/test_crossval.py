@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -305,3 +306,8 @@ def test_rare_classes_get_scikit_learns_note(capsys, tmp_path):
     rc, _, err = run(capsys, "cv", data, "--folds", 3, *argv({**DIGITS_OPTIONS, "epochs": 1}))
     assert rc == 0, err
     assert "the least populated class (9) has only 2 rows, fewer than the 3 folds" in err
+    # a line per fold with its metrics, then the table of their mean and std
+    for i in (1, 2, 3):
+        line = rf"^fold {i}/3: \d+ training rows \(\+\d+ validation\), \d+ held out, 1 epoch: loss "
+        assert re.search(line, err, re.MULTILINE), err
+    assert "cross-validation over 3 folds" in err and "std (ddof 0)" in err

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from nncli.crossval.plan import Folds
-from nncli.data import ReadOptions, training_data
+from nncli.data import training_data
 from nncli.errors import DivergedError, Interrupted, UsageError
 from nncli.evaluate import evaluate
 from nncli.files import check_writable
@@ -149,7 +149,6 @@ def run_folds(folds: Folds, targets: list[str] | None = None,
                                 e.hint) from None
         model = result.model
         held = training_data(folds.held_out_rows(i - 1), targets, classes=model.classes,
-                             options=ReadOptions(encoding=config.encoding),
                              schema=model.input_schema())
         metrics = evaluate(model, held.X, held.Y, held.source, held.line_numbers, own_data=True)
         trained = result.run
