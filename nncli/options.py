@@ -1,9 +1,10 @@
 """The options of a training run, each declared once: ``OPTIONS``.
 
-A row says an option's flag, type, default and help, and what a sweep may do with it. From the
-table come ``nncli train``'s options (nncli.cli.options turns rows into Typer parameters), the
-options ``nncli sweep`` accepts and which of them may vary, ``TrainConfig`` (the options that
-shape the model and its training, stored in the model file), and ``--json``'s ``options``.
+A row says an option's flag, type, default and help, what a sweep may do with it and why
+``nncli cv`` refuses it, if it does. From the table come ``nncli train``'s options
+(nncli.cli.options turns rows into Typer parameters), ``nncli cv``'s, the options ``nncli
+sweep`` accepts and which of them may vary, ``TrainConfig`` (the options that shape the model
+and its training, stored in the model file), and ``--json``'s ``options``.
 
 The command line's spellings that differ from the library's are declared here too: a flag that
 negates a field (``--no-normalize`` sets ``normalize`` False), ``--drop-invalid-rows`` (the same
