@@ -5,8 +5,8 @@ Probabilities are computed in float64 from what the last layer outputs: the link
 softmax) applied to logits (--logits), the outputs themselves otherwise. A softmax (cce) model's
 class is the argmax of its probabilities. A sigmoid (bce) model's output, one binary class or
 each label of a multi-label model, is positive when its probability is above the threshold,
-``p > T`` (Keras's ``BinaryAccuracy`` and ``Precision``; the default T = 0.5 is exactly the rule
-of nncli before --threshold, and of training's accuracy).
+``p > T`` (Keras's ``BinaryAccuracy`` and ``Precision``; the default T = 0.5 is the rule of
+nncli before --threshold, and of training's accuracy).
 """
 
 from __future__ import annotations

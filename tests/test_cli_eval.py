@@ -200,6 +200,9 @@ def test_sample_weight_weighs_every_score_but_the_loss(capsys, sk, tmp_path, bin
     assert isinstance(report["per_class"]["1"]["support"], float)
     rc, out, err = run(capsys, "eval", binary_model, weighted, "--sample-weight", "nope")
     assert_one_line_error(rc, out, err, "--sample-weight nope")
+    zeros = with_column(data, tmp_path / "zeros.csv", "w", 0 * w)
+    rc, out, err = run(capsys, "eval", binary_model, zeros, "--sample-weight", "w")
+    assert_one_line_error(rc, out, err, "zeros.csv", "sum to 0")
 
 
 def test_predict_class_threshold_decides_as_eval(capsys, binary_model):
