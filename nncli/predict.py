@@ -3,7 +3,8 @@
 ``proba`` (default): probabilities; the link (sigmoid/softmax) is applied when the model was
 trained with --logits, so the user never has to remember. One column per class for softmax
 models (named by class), one per label for sigmoid outputs (a single binary output is the
-probability of the second class, e.g. ``malignant`` of benign/malignant). Regression: values, in the targets' own units.
+probability of the second class, e.g. ``malignant`` of benign/malignant). Regression: values,
+in the targets' own units.
 ``class``: the predicted label, one column (or one 0/1 column per label for multi-label), decided
 as ``eval`` decides (nncli.decision): argmax for softmax, probability above ``threshold`` (default
 0.5) for sigmoid outputs.
