@@ -106,8 +106,8 @@ def _render_eval(report: dict) -> None:
 
         err.print(_score_table("per output", "output", report["per_output"], PER_OUTPUT))
     if "confusion_matrix" in report:
-        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
-        cm.add_column("")
+        cm = Table(title="confusion matrix")
+        cm.add_column("true \\ predicted")   # rows true classes, columns predicted ones
         for name in report["labels"]:
             cm.add_column(name, justify="right")
         for name, row in zip(report["labels"], report["confusion_matrix"]):
