@@ -596,13 +596,16 @@ def layer_forward(Z, A, X, params, layer, WTbuf, step, windowed):
         return
     if windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
+    code = layer[ACT]
+    fused = code == 0 or code == 1       # linear and relu as the tiles are stored
     if kind == CONV:
         Wc, bc = _conv_weights(params, layer)
-        conv1d_forward(Z, X, Wc, bc, layer[STRIDE])
+        conv1d_forward(Z, A, X, Wc, bc, layer[STRIDE], code if fused else -1)
     else:
         Wl, bl = _local_weights(params, layer)
-        local1d_forward(Z, X, Wl, bl, layer[STRIDE])
-    act_forward(A, Z, layer[ACT])
+        local1d_forward(Z, A, X, Wl, bl, layer[STRIDE], code if fused else -1)
+    if not fused:
+        act_forward(A, Z, code)
 
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,

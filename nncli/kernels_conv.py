@@ -13,27 +13,45 @@ gradients; float32 for training and float64 for gradcheck from the same source):
   stride > k) are never read, and get a zero gradient.
 
 The window of position p is the contiguous slice X[r, p*s*C : (p*s + k)*C] (k*C values,
-index t = j*C + c), so every position is a small dense product with W reshaped (k*C, F): the
-conv weights for every p, the local weights W[p] for position p. Internally the weights travel
-as W3 (Q, k*C, F) and the biases as B2 (Q, F), Q = 1 (shared) or P (one set per position).
+index t = j*C + c), so every layer is a set of products with W reshaped (k*C, F), and they run
+through the register tiles of nncli.kernels_gemm, the windows read where they lie in X (an
+implicit im2col: nothing is copied):
 
-Determinism: forward and dX give each batch row to one thread; dW gives each thread whole rows
-of W reshaped (k*C, F) (conv) or whole (position, t) rows (local) and sums over batch rows and
-positions in one fixed order; db is summed on one thread. Results are bit-identical whatever the
-thread count. Below 2^16 multiply-adds a kernel runs on one thread through the same row
-functions (waking threads costs more than it saves).
+  conv forward   Z (n*P, F) = windows (n*P, k*C) @ W + b, one product whose rows are the
+                 windows (gemm_gathered: each row of A at its own offset)
+  conv dW        dW (k*C, F) = windows^T @ dZ (n*P, F), one product whose reduction steps are
+                 the windows (gemm_gathered: each step at its own offset)
+  local forward  Z[:, p] = windows of p (n, k*C: rows of X, evenly strided) @ W[p] + b[p]
+  local dW       dW[p] = (windows of p)^T @ dZ[:, p]
+  dX (both)      for each position p in order: dX[:, window p] += dZ[:, p] @ W[q]^T, the tiles
+                 adding into dX (W^T copied once a call; q = 0 or p)
+  db             sums of dZ's columns, on one thread
 
-This module imports only numba and its compile flags (nncli.kernel_flags), and reads no module
-globals other than those flags. Numba keys a cached function on its own source file only;
-nncli's cache folder is keyed by a digest of every kernel module and the flags
-(nncli.kernel_cache), so an edit to any of them recompiles.
+The forward kernels store linear or relu into A as the tiles are stored (as dense_nn).
+Internally the weights travel as W3 (Q, k*C, F) and the biases as B2 (Q, F), Q = 1 (shared) or
+P (one set per position). Each call allocates the int64 offsets of the windows (n*P) and the
+transposed weights: O(n*P + k*C*F) against the products' O(n*P*k*C*F).
+
+Determinism: each element of Z and dW belongs to one tile, which sums it in the order of its
+reduction index with one fused multiply-add per step (dW's steps: rows, then positions); each
+element of dX is summed over positions p in order, each term over f in order; threads own
+whole tiles (dX: whole rows of it); db is summed on one thread. So results are bit-identical
+whatever the thread count and whatever the tile (8 x 32 with AVX-512, 6 x 16 without). Below
+2^16 multiply-adds a kernel runs on one thread (waking threads costs more than it saves).
+
+This module imports only numpy, numba, its compile flags (nncli.kernel_flags) and the tiles of
+nncli.kernels_gemm, and reads no module globals other than those flags. Numba keys a cached
+function on its own source file only; nncli's cache folder is keyed by a digest of every kernel
+module and the flags (nncli.kernel_cache), so an edit to any of them recompiles.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
-from nncli.kernel_flags import FAST, PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernels_gemm import _groups, _int, gemm_gathered, panel, tile
 
 
 # --------------------------------------------------------------------------- shape checks
@@ -60,109 +78,119 @@ def _positions(Z, X, W3, B2, k, C, stride):
     return P
 
 
-# --------------------------------------------------------------------------- row functions
+# --------------------------------------------------------------------------- index vectors
+#
+# Built in serial helpers: an array expression or np.arange inside a parallel function would
+# become a parallel loop of its own, waking the threads.
 
-# z (P*F,) = for each position p: B2[q] + x[p*sC : p*sC + kC] @ W3[q], q = 0 or p
-@njit(fastmath=FAST, **SERIAL)
-def _forward_row(z, x, W3, B2, sC):
-    kC = W3.shape[1]
-    F = W3.shape[2]
-    P = z.shape[0] // F
-    for p in range(P):
-        q = 0 if W3.shape[0] == 1 else p
-        W2 = W3[q]
-        bq = B2[q]
-        zp = z[p * F:(p + 1) * F]
-        for f in range(F):
-            zp[f] = bq[f]
-        base = p * sC
+# Offsets of the windows of X (n, L*C) flat: starts[r P + p] = r L*C + p sC
+@njit(**SERIAL)
+def _window_starts(n, P, LC, sC):
+    starts = np.empty(n * P, np.int64)
+    for r in range(n):
+        for p in range(P):
+            starts[r * P + p] = r * LC + p * sC
+    return starts
+
+
+# 0, 1, ..., count - 1: the offsets of the elements of one window
+@njit(**SERIAL)
+def _steps(count):
+    steps = np.empty(count, np.int64)
+    for i in range(count):
+        steps[i] = i
+    return steps
+
+
+# WT[q, f, t] = W3[q, t, f]: the weights as the input gradient's products read them
+@njit(**SERIAL)
+def _transposed(W3):
+    Q, kC, F = W3.shape
+    WT = np.empty((Q, F, kC), W3.dtype)
+    for q in range(Q):
         for t in range(kC):
-            xv = x[base + t]
-            w = W2[t]
             for f in range(F):
-                zp[f] += xv * w[f]
+                WT[q, f, t] = W3[q, t, f]
+    return WT
 
 
-# dx (L*C,) = sum over positions p of dz[p*F : (p+1)*F] @ W3[q]^T placed at window p
-# (overlapping windows add up; inputs no window reads stay 0)
-@njit(fastmath=FAST, **SERIAL)
-def _dx_row(dx, dz, W3, sC):
-    kC = W3.shape[1]
-    F = W3.shape[2]
-    P = dz.shape[0] // F
-    zero = dx.dtype.type(0)
-    for i in range(dx.shape[0]):
-        dx[i] = zero
-    for p in range(P):
-        q = 0 if W3.shape[0] == 1 else p
-        W2 = W3[q]
-        dzp = dz[p * F:(p + 1) * F]
-        base = p * sC
-        for t in range(kC):
-            w = W2[t]
-            s = zero
-            for f in range(F):
-                s += dzp[f] * w[f]
-            dx[base + t] += s
+# --------------------------------------------------------------------------- groups of tiles
+
+# dX rows r0..r1 = 0, then for each position p in order dX[r, p sC : p sC + kC] +=
+# dZ[r, p F : (p+1) F] @ WT[q] (q = 0 shared or p): overlapping windows add up in the order of p,
+# inputs no window reads stay 0
+# dX (n, L*C), dZ (n, P*F), WT (Q, F, kC)
+@njit(**SERIAL)
+def _dx_group(dX, dZ, WT, sC, r0, r1):
+    nr = tile(dX)[1]
+    n, LC = dX.shape
+    PF = dZ.shape[1]
+    Q, F, kC = WT.shape
+    zero = dX.dtype.type(0)
+    for r in range(r0, r1):
+        for i in range(LC):
+            dX[r, i] = zero
+    dx = dX.reshape(n * LC)
+    wt = WT.reshape(Q * F * kC)
+    for p in range(PF // F):
+        q = 0 if Q == 1 else p
+        for j0 in range(0, kC, nr):
+            panel(dx, r0 * LC + p * sC + j0, LC, dZ.reshape(n * PF), r0 * PF + p * F, PF,
+                  _int(1), wt, q * F * kC + j0, kC, F, r1 - r0, min(nr, kC - j0), _int(1), wt,
+                  _int(0), dx, _int(-1))
 
 
-# dw (F,) = sum over rows r, then positions p0 <= p < p1, of X[r, p*sC + t] * dZ[r, p*F : (p+1)*F]
-@njit(fastmath=FAST, **SERIAL)
-def _dw_row(dw, X, dZ, t, p0, p1, sC):
-    F = dw.shape[0]
-    for f in range(F):
-        dw[f] = 0
-    for r in range(X.shape[0]):
-        x = X[r]
-        dz = dZ[r]
-        for p in range(p0, p1):
-            xv = x[p * sC + t]
-            o = p * F
-            for f in range(F):
-                dw[f] += xv * dz[o + f]
-
-
-# --------------------------------------------------------------------------- shared drivers
-
-# Z (n, P*F) = windows of X (n, L*C) times W3 (Q, kC, F) plus B2 (Q, F); one row per thread
-@njit(**PARALLEL)
-def _windows_forward(Z, X, W3, B2, sC):
-    n = X.shape[0]
-    if n * Z.shape[1] * W3.shape[1] < 65536:
-        for r in range(n):
-            _forward_row(Z[r], X[r], W3, B2, sC)
-    else:
-        for r in prange(n):
-            _forward_row(Z[r], X[r], W3, B2, sC)
-
-
-# dX (n, L*C) from dZ (n, P*F) and W3 (Q, kC, F); one row per thread
+# dX (n, L*C) from dZ (n, P*F) and W3 (Q, kC, F); threads own groups of rows
 @njit(**PARALLEL)
 def _windows_dx(dX, dZ, W3, sC):
+    mr, nr = tile(dX)
     n = dZ.shape[0]
+    WT = _transposed(W3)
+    _, height, groups = _groups(n, 1, mr, nr)
     if n * dZ.shape[1] * W3.shape[1] < 65536:
-        for r in range(n):
-            _dx_row(dX[r], dZ[r], W3, sC)
+        for g in range(groups):
+            _dx_group(dX, dZ, WT, sC, g * height, min(g * height + height, n))
     else:
-        for r in prange(n):
-            _dx_row(dX[r], dZ[r], W3, sC)
+        for g in prange(groups):
+            _dx_group(dX, dZ, WT, sC, g * height, min(g * height + height, n))
+
+
+# dB2 (Q, F) = sum over rows r (and over positions p when Q = 1) of dZ (n, P*F), in the order
+# of r then p, on one thread
+@njit(**SERIAL)
+def _bias_sums(dB2, dZ):
+    Q, F = dB2.shape
+    db = dB2.reshape(Q * F)
+    for i in range(Q * F):
+        db[i] = 0
+    for r in range(dZ.shape[0]):
+        dz = dZ[r]
+        for o in range(0, dZ.shape[1], Q * F):
+            for i in range(Q * F):
+                db[i] += dz[o + i]
 
 
 # --------------------------------------------------------------------------- convolution
 
-# Z[r, p, f] = b[f] + sum_{j, c} X[r, p*stride + j, c] W[j, c, f]   (windows share W)
-# X (n, L*C), W (k, C, F), b (F,) -> Z (n, P*F), P = (L - k) // stride + 1
+# Z[r, p, f] = b[f] + sum_{j, c} X[r, p*stride + j, c] W[j, c, f]   (windows share W), and
+# A = act(Z) with act 0 (linear) or 1 (relu) as the tiles are stored; act -1 leaves A alone.
+# One product of (n P) x (k C) windows by W (k C, F): its rows are the windows, read where they
+# lie in X (gemm_gathered), so nothing is copied
+# X (n, L*C), W (k, C, F), b (F,) -> Z, A (n, P*F), P = (L - k) // stride + 1
 @njit(**PARALLEL)
-def conv1d_forward(Z, X, W, b, stride):
+def conv1d_forward(Z, A, X, W, b, stride, act):
     k, C, F = W.shape
-    W3 = W.reshape((1, k * C, F))
-    B2 = b.reshape((1, F))
-    _positions(Z, X, W3, B2, k, C, stride)
-    _windows_forward(Z, X, W3, B2, stride * C)
+    kC = k * C
+    P = _positions(Z, X, W.reshape((1, kC, F)), b.reshape((1, F)), k, C, stride)
+    n = X.shape[0]
+    gemm_gathered(Z.reshape((n * P, F)), X.reshape(X.size),
+                  _window_starts(n, P, X.shape[1], stride * C), _steps(kC), W.reshape((kC, F)),
+                  _int(2), b, A.reshape((n * P, F)), act)
 
 
 # dW[j, c, f] = sum_{r, p} X[r, p*stride + j, c] dZ[r, p, f]   db[f] = sum_{r, p} dZ[r, p, f]
 # dX[r, p*stride + j, c] += sum_f dZ[r, p, f] W[j, c, f] over every window p (when with_dX)
+# dW is windows^T dZ, a product whose reduction steps are the n P windows (gemm_gathered)
 # dZ (n, P*F), X (n, L*C), W (k, C, F) -> dX (n, L*C), dW (k, C, F), db (F,)
 @njit(**PARALLEL)
 def conv1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
@@ -170,35 +198,65 @@ def conv1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     kC = k * C
     sC = stride * C
     W3 = W.reshape((1, kC, F))
-    dW2 = dW.reshape((kC, F))
     P = _positions(dZ, X, W3, db.reshape((1, F)), k, C, stride)
     n = X.shape[0]
-    if n * P * kC * F < 65536:
-        for t in range(kC):
-            _dw_row(dW2[t], X, dZ, t, 0, P, sC)
-    else:
-        for t in prange(kC):
-            _dw_row(dW2[t], X, dZ, t, 0, P, sC)
-    for f in range(F):
-        db[f] = 0
-    for r in range(n):
-        for p in range(P):
-            for f in range(F):
-                db[f] += dZ[r, p * F + f]
+    dW2 = dW.reshape((kC, F))
+    gemm_gathered(dW2, X.reshape(X.size), _steps(kC), _window_starts(n, P, X.shape[1], sC),
+                  dZ.reshape((n * P, F)), _int(0), db, dW2, _int(-1))
+    _bias_sums(db.reshape((1, F)), dZ)
     if with_dX:
         _windows_dx(dX, dZ, W3, sC)
 
 
 # --------------------------------------------------------------------------- locally connected
 
-# Z[r, p, f] = b[p, f] + sum_{j, c} X[r, p*stride + j, c] W[p, j, c, f]   (weights per position)
-# X (n, L*C), W (P, k, C, F), b (P, F) -> Z (n, P*F), P = (L - k) // stride + 1
+# Rows r0..r1 of position p, columns j0..j0 + NR of Z = b[p] + windows @ W3[p], A = act(Z)
+@njit(**SERIAL)
+def _local_forward_group(Z, A, X, W3, B2, sC, p, r0, r1, j0, act):
+    nr = tile(Z)[1]
+    n, PF = Z.shape
+    LC = X.shape[1]
+    P, kC, F = W3.shape
+    panel(Z.reshape(n * PF), r0 * PF + p * F + j0, PF, X.reshape(n * LC), r0 * LC + p * sC, LC,
+          _int(1), W3.reshape(P * kC * F), p * kC * F + j0, F, kC, r1 - r0, min(nr, F - j0),
+          _int(2), B2.reshape(P * F), p * F + j0, A.reshape(n * PF), act)
+
+
+# Rows t0..t1, columns j0..j0 + NR of dW3[p] = windows of position p ^T @ dZ[:, p]
+@njit(**SERIAL)
+def _local_dw_group(dW3, X, dZ, sC, p, t0, t1, j0):
+    nr = tile(dW3)[1]
+    P, kC, F = dW3.shape
+    n, LC = X.shape
+    PF = dZ.shape[1]
+    dw = dW3.reshape(P * kC * F)
+    panel(dw, (p * kC + t0) * F + j0, F, X.reshape(n * LC), p * sC + t0, _int(1), LC,
+          dZ.reshape(n * PF), p * F + j0, PF, n, t1 - t0, min(nr, F - j0), _int(0), dw, _int(0),
+          dw, _int(-1))
+
+
+# Z[r, p, f] = b[p, f] + sum_{j, c} X[r, p*stride + j, c] W[p, j, c, f]   (weights per position),
+# A = act(Z) as conv1d_forward. P products of n x (k C) windows by W[p] (k C, F), the windows
+# read in place (strided rows of X); threads own (rows, position, columns) groups
+# X (n, L*C), W (P, k, C, F), b (P, F) -> Z, A (n, P*F), P = (L - k) // stride + 1
 @njit(**PARALLEL)
-def local1d_forward(Z, X, W, b, stride):
+def local1d_forward(Z, A, X, W, b, stride, act):
     P, k, C, F = W.shape
     W3 = W.reshape((P, k * C, F))
     _positions(Z, X, W3, b, k, C, stride)
-    _windows_forward(Z, X, W3, b, stride * C)
+    mr, nr = tile(Z)
+    n = X.shape[0]
+    panels, height, groups = _groups(n, F, mr, nr)
+    if n * Z.shape[1] * W3.shape[1] < 65536:
+        for q in range(P * groups):
+            g = q % groups // panels
+            _local_forward_group(Z, A, X, W3, b, stride * C, q // groups, g * height,
+                                 min(g * height + height, n), q % panels * nr, act)
+    else:
+        for q in prange(P * groups):
+            g = q % groups // panels
+            _local_forward_group(Z, A, X, W3, b, stride * C, q // groups, g * height,
+                                 min(g * height + height, n), q % panels * nr, act)
 
 
 # dW[p, j, c, f] = sum_r X[r, p*stride + j, c] dZ[r, p, f]   db[p, f] = sum_r dZ[r, p, f]
@@ -212,19 +270,18 @@ def local1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     W3 = W.reshape((P, kC, F))
     dW3 = dW.reshape((P, kC, F))
     _positions(dZ, X, W3, db, k, C, stride)
-    n = X.shape[0]
-    if n * P * kC * F < 65536:
-        for q in range(P * kC):
-            _dw_row(dW3[q // kC, q % kC], X, dZ, q % kC, q // kC, q // kC + 1, sC)
+    mr, nr = tile(dW)
+    panels, height, groups = _groups(kC, F, mr, nr)
+    if X.shape[0] * P * kC * F < 65536:
+        for q in range(P * groups):
+            g = q % groups // panels
+            _local_dw_group(dW3, X, dZ, sC, q // groups, g * height, min(g * height + height, kC),
+                            q % panels * nr)
     else:
-        for q in prange(P * kC):
-            _dw_row(dW3[q // kC, q % kC], X, dZ, q % kC, q // kC, q // kC + 1, sC)
-    db2 = db.reshape(P * F)
-    for i in range(P * F):
-        db2[i] = 0
-    for r in range(n):
-        dz = dZ[r]
-        for i in range(P * F):
-            db2[i] += dz[i]
+        for q in prange(P * groups):
+            g = q % groups // panels
+            _local_dw_group(dW3, X, dZ, sC, q // groups, g * height, min(g * height + height, kC),
+                            q % panels * nr)
+    _bias_sums(db, dZ)
     if with_dX:
         _windows_dx(dX, dZ, W3, sC)

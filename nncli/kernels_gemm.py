@@ -19,8 +19,16 @@ leaves fewer than 4 groups). A tile's sums start from zero, from C (the later bl
 of a reduction) or from a bias row, and after the last block they can also be stored through
 linear or relu into a second array: a dense layer's Z and A in one pass (dense_nn).
 
+The same tile reads A through int64 offsets instead of strides in gathered_kernel
+(gemm_gathered): A's element (i, p) at rows[i] + cols[p], so a convolution's windows are the
+rows (forward) or the reduction steps (weight gradient) of a product, read where they lie in
+the input (nncli.kernels_conv). ``panel`` and ``gathered_panel`` run one column panel of tiles
+over a whole reduction at any offsets and leading dimensions, for callers that lay out their
+own products (the locally connected layers, a windowed layer's input gradient).
+
 Determinism: each element of C belongs to one tile, which sums it in the order of the reduction
-index with one fused multiply-add per step, whatever the thread count.
+index with one fused multiply-add per step, whatever the thread count and whatever the tile's
+shape (the 8 x 32 and 6 x 16 tiles give the same bits).
 
 This module imports only numpy, numba, llvmlite and its compile flags (nncli.kernel_flags), and
 reads no module globals other than those flags. Numba keys a cached function on its own source
@@ -75,6 +83,155 @@ def _data(context, builder, ty, value, offset):
     return builder.gep(context.make_array(ty)(context, builder, value).data, [offset])
 
 
+def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc_, m_valid_,
+               n_valid_, begin_, bias_at, d, act_):
+    """The LLVM IR of one tile (see micro_kernel) into `builder`: C, B, the bias and D given as
+    pointers to their first element, A as the pointer `a` with a_row(i) the offset of row i (an
+    i64, called once per row before the loop; rows past m_valid ask for row 0) and a_column(p)
+    the offset of step p of the reduction (called inside the loop)."""
+    rows, vectors, lanes = _tile_shape(context, dtype)
+    vty = ir.VectorType(context.get_data_type(dtype), lanes)
+    i64 = ir.IntType(64)
+    zero64 = ir.Constant(i64, 0)
+    name = f"v{lanes}f{dtype.bitwidth}"
+    i32 = ir.IntType(32)
+    mty = ir.VectorType(ir.IntType(1), lanes)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                         f"llvm.fma.{name}")
+    # named for opaque pointers; LLVM 14 (numba 0.60) re-mangles the name for its typed ones
+    masked_load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
+        f"llvm.masked.load.{name}.p0")
+    masked_store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
+        f"llvm.masked.store.{name}.p0")
+    align = ir.Constant(i32, 4)
+    zeros = ir.Constant(vty, None)
+
+    def vector_at(base, offset):
+        return builder.bitcast(builder.gep(base, [offset]), vty.as_pointer())
+
+    # rows past m_valid read row 0 of A and store nothing; lanes past n_valid are masked
+    a_rows = []
+    row_valid = []
+    for i in range(rows):
+        row = ir.Constant(i64, i)
+        row_valid.append(builder.icmp_signed("<", row, m_valid_))
+        a_rows.append(a_row(builder.select(row_valid[i], row, zero64)))
+    n_splat = builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                                     n_valid_, ir.Constant(i32, 0))
+    n_splat = builder.shuffle_vector(n_splat, ir.Constant(ir.VectorType(i64, lanes),
+                                                          ir.Undefined),
+                                     ir.Constant(ir.VectorType(i32, lanes), None))
+    col_masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes),
+                                                      [v * lanes + j for j in range(lanes)]),
+                                     n_splat) for v in range(vectors)]
+    no_lanes = ir.Constant(mty, None)
+    c_masks = [[builder.select(row_valid[i], col_masks[v], no_lanes) for v in range(vectors)]
+               for i in range(rows)]
+    def tile_vectors(base):
+        return [[vector_at(base, builder.add(builder.mul(ir.Constant(i64, i), ldc_),
+                                             ir.Constant(i64, v * lanes)))
+                 for v in range(vectors)] for i in range(rows)]
+
+    c_vectors = tile_vectors(c)
+    tiles = [(i, v) for i in range(rows) for v in range(vectors)]
+
+    fn = builder.function
+    not_loaded = fn.append_basic_block("tile_not_loaded")
+    load_block = fn.append_basic_block("tile_load")
+    bias_block = fn.append_basic_block("tile_bias")
+    head = fn.append_basic_block("tile_head")
+    body = fn.append_basic_block("tile_body")
+    done = fn.append_basic_block("tile_done")
+    builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 1)),
+                    load_block, not_loaded)
+    builder.position_at_end(not_loaded)
+    builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 2)),
+                    bias_block, head)
+    builder.position_at_end(load_block)
+    old = {(i, v): builder.call(masked_load, [c_vectors[i][v], align, c_masks[i][v], zeros])
+           for i, v in tiles}
+    builder.branch(head)
+    builder.position_at_end(bias_block)
+    biases = [builder.call(masked_load, [vector_at(bias_at, ir.Constant(i64, v * lanes)), align,
+                                         col_masks[v], zeros]) for v in range(vectors)]
+    builder.branch(head)
+
+    builder.position_at_end(head)
+    start = {}
+    for i, v in tiles:
+        start[i, v] = builder.phi(vty)
+        start[i, v].add_incoming(zeros, not_loaded)
+        start[i, v].add_incoming(old[i, v], load_block)
+        start[i, v].add_incoming(biases[v], bias_block)
+    whole = fn.append_basic_block("tile_whole")
+    masked = fn.append_basic_block("tile_masked")
+    builder.cbranch(builder.icmp_signed(">", kc_, zero64), whole, done)
+    builder.position_at_end(whole)
+    builder.cbranch(builder.icmp_signed(">=", n_valid_, ir.Constant(i64, vectors * lanes)),
+                    body, masked)
+    a_lane = ir.Constant(i32, 0)
+    splat = ir.Constant(ir.VectorType(i32, lanes), None)
+
+    def reduction(loop, plain):
+        """The loop over p in block `loop`, entered from `whole`; B's lanes masked unless
+        plain. Returns the accumulators after its last step."""
+        builder.position_at_end(loop)
+        p = builder.phi(i64)
+        p.add_incoming(zero64, whole)
+        acc = {}
+        for t in tiles:
+            acc[t] = builder.phi(vty)
+            acc[t].add_incoming(start[t], whole)
+        b_row = builder.mul(p, ldb_)
+        b_vectors = []
+        for v in range(vectors):
+            at = vector_at(b, builder.add(b_row, ir.Constant(i64, v * lanes)))
+            b_vectors.append(builder.load(at, align=4) if plain else
+                             builder.call(masked_load, [at, align, col_masks[v], zeros]))
+        a_col = a_column(p)
+        new = {}
+        for i in range(rows):
+            scalar = builder.load(builder.gep(a, [builder.add(a_rows[i], a_col)]))
+            one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, a_lane)
+            broadcast = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), splat)
+            for v in range(vectors):
+                new[i, v] = builder.call(fma, [broadcast, b_vectors[v], acc[i, v]])
+        p_next = builder.add(p, ir.Constant(i64, 1))
+        p.add_incoming(p_next, loop)
+        for t in tiles:
+            acc[t].add_incoming(new[t], loop)
+        builder.cbranch(builder.icmp_signed("<", p_next, kc_), loop, done)
+        return new
+
+    # a whole tile's panel is read with plain loads (masked ones cost more without AVX-512)
+    after = [(body, reduction(body, True)), (masked, reduction(masked, False))]
+    builder.position_at_end(done)
+    final = {}
+    for t in tiles:
+        final[t] = builder.phi(vty)
+        final[t].add_incoming(start[t], head)
+        for block, new in after:
+            final[t].add_incoming(new[t], block)
+    for i, v in tiles:
+        builder.call(masked_store, [final[i, v], c_vectors[i][v], align, c_masks[i][v]])
+    # the epilogue: the sums, or their relu (value where > 0, else +0 as nncli's relu), to D
+    epilogue = fn.append_basic_block("tile_epilogue")
+    after = fn.append_basic_block("tile_after")
+    builder.cbranch(builder.icmp_signed(">=", act_, ir.Constant(act_.type, 0)), epilogue,
+                    after)
+    builder.position_at_end(epilogue)
+    relu = builder.icmp_signed("==", act_, ir.Constant(act_.type, 1))
+    d_vectors = tile_vectors(d)
+    for i, v in tiles:
+        value = builder.select(relu, builder.select(
+            builder.fcmp_ordered(">", final[i, v], zeros), final[i, v], zeros), final[i, v])
+        builder.call(masked_store, [value, d_vectors[i][v], align, c_masks[i][v]])
+    builder.branch(after)
+    builder.position_at_end(after)
+
+
 @intrinsic
 def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, kc, m_valid,
                  n_valid, begin, bias, bias_off, D, d_off, act):
@@ -92,194 +249,113 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
         (C_, c_off_, ldc_, A_, a_off_, a_rs_, a_cs_, B_, b_off_, ldb_, kc_, m_valid_, n_valid_,
          begin_, bias_, bias_off_, D_, d_off_, act_) = args
         aty = signature.args
-        rows, vectors, lanes = _tile_shape(context, aty[0].dtype)
-        vty = ir.VectorType(context.get_data_type(aty[0].dtype), lanes)
-        i64 = ir.IntType(64)
-        zero64 = ir.Constant(i64, 0)
-        name = f"v{lanes}f{aty[0].dtype.bitwidth}"
-        i32 = ir.IntType(32)
-        mty = ir.VectorType(ir.IntType(1), lanes)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
-                                             f"llvm.fma.{name}")
-        # named for opaque pointers; LLVM 14 (numba 0.60) re-mangles the name for its typed ones
-        masked_load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
-            f"llvm.masked.load.{name}.p0")
-        masked_store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
-            f"llvm.masked.store.{name}.p0")
-        align = ir.Constant(i32, 4)
-        zeros = ir.Constant(vty, None)
-        c = _data(context, builder, aty[0], C_, c_off_)
-        a = _data(context, builder, aty[3], A_, a_off_)
-        b = _data(context, builder, aty[7], B_, b_off_)
-        bias_at = _data(context, builder, aty[14], bias_, bias_off_)
-        d = _data(context, builder, aty[16], D_, d_off_)
-
-        def vector_at(base, offset):
-            return builder.bitcast(builder.gep(base, [offset]), vty.as_pointer())
-
-        # rows past m_valid read row 0 of A and store nothing; lanes past n_valid are masked
-        a_rows = []
-        row_valid = []
-        for i in range(rows):
-            row = ir.Constant(i64, i)
-            row_valid.append(builder.icmp_signed("<", row, m_valid_))
-            a_rows.append(builder.mul(builder.select(row_valid[i], row, zero64), a_rs_))
-        n_splat = builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
-                                         n_valid_, ir.Constant(i32, 0))
-        n_splat = builder.shuffle_vector(n_splat, ir.Constant(ir.VectorType(i64, lanes),
-                                                              ir.Undefined),
-                                         ir.Constant(ir.VectorType(i32, lanes), None))
-        col_masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes),
-                                                          [v * lanes + j for j in range(lanes)]),
-                                         n_splat) for v in range(vectors)]
-        no_lanes = ir.Constant(mty, None)
-        c_masks = [[builder.select(row_valid[i], col_masks[v], no_lanes) for v in range(vectors)]
-                   for i in range(rows)]
-        def tile_vectors(base):
-            return [[vector_at(base, builder.add(builder.mul(ir.Constant(i64, i), ldc_),
-                                                 ir.Constant(i64, v * lanes)))
-                     for v in range(vectors)] for i in range(rows)]
-
-        c_vectors = tile_vectors(c)
-        tiles = [(i, v) for i in range(rows) for v in range(vectors)]
-
-        fn = builder.function
-        not_loaded = fn.append_basic_block("tile_not_loaded")
-        load_block = fn.append_basic_block("tile_load")
-        bias_block = fn.append_basic_block("tile_bias")
-        head = fn.append_basic_block("tile_head")
-        body = fn.append_basic_block("tile_body")
-        done = fn.append_basic_block("tile_done")
-        builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 1)),
-                        load_block, not_loaded)
-        builder.position_at_end(not_loaded)
-        builder.cbranch(builder.icmp_signed("==", begin_, ir.Constant(begin_.type, 2)),
-                        bias_block, head)
-        builder.position_at_end(load_block)
-        old = {(i, v): builder.call(masked_load, [c_vectors[i][v], align, c_masks[i][v], zeros])
-               for i, v in tiles}
-        builder.branch(head)
-        builder.position_at_end(bias_block)
-        biases = [builder.call(masked_load, [vector_at(bias_at, ir.Constant(i64, v * lanes)), align,
-                                             col_masks[v], zeros]) for v in range(vectors)]
-        builder.branch(head)
-
-        builder.position_at_end(head)
-        start = {}
-        for i, v in tiles:
-            start[i, v] = builder.phi(vty)
-            start[i, v].add_incoming(zeros, not_loaded)
-            start[i, v].add_incoming(old[i, v], load_block)
-            start[i, v].add_incoming(biases[v], bias_block)
-        whole = fn.append_basic_block("tile_whole")
-        masked = fn.append_basic_block("tile_masked")
-        builder.cbranch(builder.icmp_signed(">", kc_, zero64), whole, done)
-        builder.position_at_end(whole)
-        builder.cbranch(builder.icmp_signed(">=", n_valid_, ir.Constant(i64, vectors * lanes)),
-                        body, masked)
-        a_lane = ir.Constant(i32, 0)
-        splat = ir.Constant(ir.VectorType(i32, lanes), None)
-
-        def reduction(loop, plain):
-            """The loop over p in block `loop`, entered from `whole`; B's lanes masked unless
-            plain. Returns the accumulators after its last step."""
-            builder.position_at_end(loop)
-            p = builder.phi(i64)
-            p.add_incoming(zero64, whole)
-            acc = {}
-            for t in tiles:
-                acc[t] = builder.phi(vty)
-                acc[t].add_incoming(start[t], whole)
-            b_row = builder.mul(p, ldb_)
-            b_vectors = []
-            for v in range(vectors):
-                at = vector_at(b, builder.add(b_row, ir.Constant(i64, v * lanes)))
-                b_vectors.append(builder.load(at, align=4) if plain else
-                                 builder.call(masked_load, [at, align, col_masks[v], zeros]))
-            a_col = builder.mul(p, a_cs_)
-            new = {}
-            for i in range(rows):
-                scalar = builder.load(builder.gep(a, [builder.add(a_rows[i], a_col)]))
-                one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, a_lane)
-                broadcast = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), splat)
-                for v in range(vectors):
-                    new[i, v] = builder.call(fma, [broadcast, b_vectors[v], acc[i, v]])
-            p_next = builder.add(p, ir.Constant(i64, 1))
-            p.add_incoming(p_next, loop)
-            for t in tiles:
-                acc[t].add_incoming(new[t], loop)
-            builder.cbranch(builder.icmp_signed("<", p_next, kc_), loop, done)
-            return new
-
-        # a whole tile's panel is read with plain loads (masked ones cost more without AVX-512)
-        after = [(body, reduction(body, True)), (masked, reduction(masked, False))]
-        builder.position_at_end(done)
-        final = {}
-        for t in tiles:
-            final[t] = builder.phi(vty)
-            final[t].add_incoming(start[t], head)
-            for block, new in after:
-                final[t].add_incoming(new[t], block)
-        for i, v in tiles:
-            builder.call(masked_store, [final[i, v], c_vectors[i][v], align, c_masks[i][v]])
-        # the epilogue: the sums, or their relu (value where > 0, else +0 as nncli's relu), to D
-        epilogue = fn.append_basic_block("tile_epilogue")
-        after = fn.append_basic_block("tile_after")
-        builder.cbranch(builder.icmp_signed(">=", act_, ir.Constant(act_.type, 0)), epilogue,
-                        after)
-        builder.position_at_end(epilogue)
-        relu = builder.icmp_signed("==", act_, ir.Constant(act_.type, 1))
-        d_vectors = tile_vectors(d)
-        for i, v in tiles:
-            value = builder.select(relu, builder.select(
-                builder.fcmp_ordered(">", final[i, v], zeros), final[i, v], zeros), final[i, v])
-            builder.call(masked_store, [value, d_vectors[i][v], align, c_masks[i][v]])
-        builder.branch(after)
-        builder.position_at_end(after)
+        _emit_tile(context, builder, aty[0].dtype, _data(context, builder, aty[0], C_, c_off_),
+                   ldc_, _data(context, builder, aty[3], A_, a_off_),
+                   lambda i: builder.mul(i, a_rs_), lambda p: builder.mul(p, a_cs_),
+                   _data(context, builder, aty[7], B_, b_off_), ldb_, kc_, m_valid_, n_valid_,
+                   begin_, _data(context, builder, aty[14], bias_, bias_off_),
+                   _data(context, builder, aty[16], D_, d_off_), act_)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-# Rows r0..r1 of C, columns j0..j0 + NR (or to N), over the whole reduction in blocks of 256:
-# the first block starts from `first` (0 zeros, 2 the bias), the others from C; the last one
-# also writes D through the epilogue `act` (see micro_kernel)
-# C, D (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs); bias (N,)
+@intrinsic
+def gathered_kernel(typingctx, C, c_off, ldc, A, rows, r_off, cols, k_off, B, b_off, ldb, kc,
+                    m_valid, n_valid, begin, bias, bias_off, D, d_off, act):
+    """micro_kernel with A's element (i, p) at A[rows[r_off + i] + cols[k_off + p]] (rows and
+    cols int64 offsets into A flat): the rows, or the steps of the reduction, of a product
+    whose operand is not evenly strided, such as the windows of a convolution read where they
+    lie (an implicit im2col). The rest as micro_kernel."""
+    sig = types.void(C, c_off, ldc, A, rows, r_off, cols, k_off, B, b_off, ldb, kc, m_valid,
+                     n_valid, begin, bias, bias_off, D, d_off, act)
+
+    def codegen(context, builder, signature, args):
+        (C_, c_off_, ldc_, A_, rows_, r_off_, cols_, k_off_, B_, b_off_, ldb_, kc_, m_valid_,
+         n_valid_, begin_, bias_, bias_off_, D_, d_off_, act_) = args
+        aty = signature.args
+        row_at = _data(context, builder, aty[4], rows_, r_off_)
+        col_at = _data(context, builder, aty[6], cols_, k_off_)
+        _emit_tile(context, builder, aty[0].dtype, _data(context, builder, aty[0], C_, c_off_),
+                   ldc_, _data(context, builder, aty[3], A_, ir.Constant(ir.IntType(64), 0)),
+                   lambda i: builder.load(builder.gep(row_at, [i])),
+                   lambda p: builder.load(builder.gep(col_at, [p])),
+                   _data(context, builder, aty[8], B_, b_off_), ldb_, kc_, m_valid_, n_valid_,
+                   begin_, _data(context, builder, aty[15], bias_, bias_off_),
+                   _data(context, builder, aty[17], D_, d_off_), act_)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# m rows of C, the one at c_off + i ldc for row i (D's the same), and `cols` (<= NR) columns,
+# over the whole reduction of K steps in blocks of 256: the first block starts from `first`
+# (0 zeros, 1 C, 2 the bias at bias_off), the others from C; the last one also writes D through
+# the epilogue `act` (see micro_kernel). A at a_off + i a_rs + p a_cs, B at b_off + p ldb; all
+# arrays flat
 @njit(**SERIAL)
-def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
-    mr, nr = tile(C)
-    M, N = C.shape
-    K = B.shape[0]
-    c = C.reshape(M * N)
-    d = D.reshape(M * N)
-    b = B.reshape(K * N)
-    cols = min(nr, N - j0)
+def panel(c, c_off, ldc, A, a_off, a_rs, a_cs, b, b_off, ldb, K, m, cols, first, bias, bias_off,
+          d, act):
+    mr = tile(c)[0]
     for k0 in range(0, max(K, 1), 256):
         kc = min(256, K - k0)
         begin = first if k0 == 0 else 1
         last = act if k0 + 256 >= K else -1
-        for i in range(r0, r1, mr):
-            micro_kernel(c, i * N + j0, N, A, i * a_rs + k0 * a_cs, a_rs, a_cs, b, k0 * N + j0,
-                         N, kc, min(mr, r1 - i), cols, begin, bias, j0, d, i * N + j0, last)
+        for i in range(0, m, mr):
+            micro_kernel(c, c_off + i * ldc, ldc, A, a_off + i * a_rs + k0 * a_cs, a_rs, a_cs, b,
+                         b_off + k0 * ldb, ldb, kc, min(mr, m - i), cols, begin, bias, bias_off,
+                         d, c_off + i * ldc, last)
 
 
-# C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in groups of
-# tiles: 8 tiles high (a group's rows of A stay in L2 while its panel of B stays in L1), fewer
-# when that leaves under 4 groups to share between threads (the split never changes a sum: each
-# element stays in one tile); on one thread under 2^16 multiply-adds. (The thread count itself
-# is not consulted: numba.get_num_threads in a kernel keeps Numba from caching it.)
+# panel with A's element (i, p) at A[rows[r_off + i] + cols[p]], K = len(cols) (gathered_kernel)
+@njit(**SERIAL)
+def gathered_panel(c, c_off, ldc, A, rows, r_off, cols, b, b_off, ldb, m, n_cols, first, bias,
+                   bias_off, d, act):
+    mr = tile(c)[0]
+    K = cols.shape[0]
+    for k0 in range(0, max(K, 1), 256):
+        kc = min(256, K - k0)
+        begin = first if k0 == 0 else 1
+        last = act if k0 + 256 >= K else -1
+        for i in range(0, m, mr):
+            gathered_kernel(c, c_off + i * ldc, ldc, A, rows, r_off + i, cols, k0, b,
+                            b_off + k0 * ldb, ldb, kc, min(mr, m - i), n_cols, begin, bias,
+                            bias_off, d, c_off + i * ldc, last)
+
+
+# How an (M, N) C is shared between threads: (panels of NR columns, height of a group of rows,
+# groups). Groups of tiles 8 tiles high (a group's rows of A stay in L2 while its panel of B
+# stays in L1), fewer when that leaves under 4 groups to share between threads (the split never
+# changes a sum: each element stays in one tile). (The thread count itself is not consulted:
+# numba.get_num_threads in a kernel keeps Numba from caching it.)
+@njit(**SERIAL)
+def _groups(M, N, mr, nr):
+    panels = (N + nr - 1) // nr
+    height = 8 * mr
+    while height > mr and panels * ((M + height - 1) // height) < 4:
+        height -= mr
+    return panels, height, panels * ((M + height - 1) // height)
+
+
+# Rows r0..r1 of C, columns j0..j0 + NR (or to N), as panel
+# C, D (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs); bias (N,)
+@njit(**SERIAL)
+def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
+    nr = tile(C)[1]
+    M, N = C.shape
+    K = B.shape[0]
+    panel(C.reshape(M * N), r0 * N + j0, N, A, r0 * a_rs, a_rs, a_cs, B.reshape(K * N), j0, N, K,
+          r1 - r0, min(nr, N - j0), first, bias, j0, D.reshape(M * N), act)
+
+
+# C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in the
+# groups of _groups; on one thread under 2^16 multiply-adds
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**PARALLEL)
 def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
-    panels = (N + nr - 1) // nr
-    height = 8 * mr
-    while height > mr and panels * ((M + height - 1) // height) < 4:
-        height -= mr
-    groups = panels * ((M + height - 1) // height)
+    panels, height, groups = _groups(M, N, mr, nr)
     if M * N * B.shape[0] < 65536:
         for q in range(groups):
             g = q // panels
@@ -290,6 +366,36 @@ def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
         g = q // panels
         _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
                     min(g * height + height, M), first, bias, D, act)
+
+
+# Rows r0..r1 of C, columns j0..j0 + NR (or to N), as gathered_panel
+@njit(**SERIAL)
+def _gathered_group(C, A, rows, cols, B, j0, r0, r1, first, bias, D, act):
+    nr = tile(C)[1]
+    M, N = C.shape
+    gathered_panel(C.reshape(M * N), r0 * N + j0, N, A, rows, r0, cols,
+                   B.reshape(B.shape[0] * N), j0, N, r1 - r0, min(nr, N - j0), first, bias, j0,
+                   D.reshape(M * N), act)
+
+
+# C = op(A) B (+ bias), D = act(C) as _gemm, with op(A)[i, p] = A[rows[i] + cols[p]]: a product
+# whose rows (or reduction steps) are windows of A read where they lie
+# A flat; rows (M,), cols (K,) int64; B (K, N), bias (N,) -> C, D (M, N), all C-contiguous
+@njit(**PARALLEL)
+def gemm_gathered(C, A, rows, cols, B, first, bias, D, act):
+    mr, nr = tile(C)
+    M, N = C.shape
+    panels, height, groups = _groups(M, N, mr, nr)
+    if M * N * cols.shape[0] < 65536:
+        for q in range(groups):
+            g = q // panels
+            _gathered_group(C, A, rows, cols, B, (q % panels) * nr, g * height,
+                            min(g * height + height, M), first, bias, D, act)
+        return
+    for q in prange(groups):
+        g = q // panels
+        _gathered_group(C, A, rows, cols, B, (q % panels) * nr, g * height,
+                        min(g * height + height, M), first, bias, D, act)
 
 
 # The value as a plain int64: a constant argument is typed as a literal, and every distinct set

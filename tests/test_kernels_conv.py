@@ -5,6 +5,10 @@ through a two-layer stack, and bit-identical results at 1 and 2 threads."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -21,7 +25,10 @@ DTYPES = [np.float32, np.float64]
 
 # (n, L, C, kernel, stride, filters): n=1, C=1 and 3, stride 1 and >1, a window as wide as the
 # input, windows that leave inputs unread at the end or between them (stride > kernel), the
-# lecture's first layer, and sizes past the kernels' one-thread threshold (2^16 multiply-adds)
+# lecture's first layer, sizes past the kernels' one-thread threshold (2^16 multiply-adds), and
+# for the register tiles: rows and filters that are not a multiple of a tile (8 x 32 with
+# AVX-512, 6 x 16 without), filters wider than a tile, windows of k*C > 256 (reductions in
+# blocks of 256), MNIST-1D's second layer at an odd batch
 CASES = [
     (1, 1, 1, 1, 1, 1),
     (1, 7, 1, 3, 1, 2),
@@ -32,6 +39,8 @@ CASES = [
     (2, 100, 1, 20, 10, 1),
     (64, 50, 3, 7, 2, 16),
     (33, 40, 4, 3, 2, 8),
+    (7, 12, 40, 7, 2, 37),
+    (13, 36, 32, 3, 2, 32),
 ]
 IDS = ["n{}-L{}-C{}-k{}-s{}-F{}".format(*case) for case in CASES]
 
@@ -93,6 +102,13 @@ def weight_shapes(kind, L, C, k, s, F):
 
 
 FORWARD = {"conv": KC.conv1d_forward, "local": KC.local1d_forward}
+
+
+def forward(kind, Z, X, W, b, stride):
+    """Z = the layer's sums (act -1: no activation, A not written)."""
+    FORWARD[kind](Z, Z, X, W, b, stride, -1)
+
+
 BACKWARD = {"conv": KC.conv1d_backward, "local": KC.local1d_backward}
 
 
@@ -123,9 +139,31 @@ def test_reference_windows_by_hand():
 def test_forward(kind, case, dtype):
     X, W, b, dZ = setup(kind, case, dtype)
     Z = np.full(dZ.shape, np.nan, dtype=dtype)              # every entry must be written
-    FORWARD[kind](Z, X, W, b, case[4])
+    forward(kind, Z, X, W, b, case[4])
     assert Z.dtype == dtype
     naive.assert_close(Z, ref_forward(kind, X, W, b, case[4]), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [-1, 0, 1])
+@pytest.mark.parametrize("kind", ["conv", "local"])
+def test_forward_applies_linear_or_relu_as_it_stores(kind, act, dtype):
+    case = (13, 36, 3, 3, 2, 37)             # two panels of filters, rows past a tile
+    X, W, b, dZ = setup(kind, case, dtype, seed=5)
+    Z = np.full(dZ.shape, np.nan, dtype=dtype)
+    sentinel = rand(np.random.default_rng(5), dZ.shape, dtype)
+    A = sentinel.copy()
+    FORWARD[kind](Z, A, X, W, b, case[4], act)
+    want = ref_forward(kind, X, W, b, case[4])
+    naive.assert_close(Z, want, dtype)
+    if act == -1:
+        assert np.array_equal(A, sentinel)
+    else:
+        assert np.array_equal(A, np.maximum(Z, 0) if act == 1 else Z)
+        assert (act == 1) == bool(np.any(A != Z))
+    # in place, as prediction runs it: A is Z
+    FORWARD[kind](A, A, X, W, b, case[4], 1)
+    assert np.array_equal(A, np.maximum(Z, 0))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -189,9 +227,9 @@ def test_conv_is_local_with_the_same_weights_everywhere():
     P = positions(20, 5, 3)
     Zc = np.empty((4, P * 3))
     Zl = np.empty((4, P * 3))
-    KC.conv1d_forward(Zc, X, W, b, 3)
-    KC.local1d_forward(Zl, X, np.ascontiguousarray(np.broadcast_to(W, (P, 5, 2, 3))),
-                       np.ascontiguousarray(np.broadcast_to(b, (P, 3))), 3)
+    KC.conv1d_forward(Zc, Zc, X, W, b, 3, -1)
+    KC.local1d_forward(Zl, Zl, X, np.ascontiguousarray(np.broadcast_to(W, (P, 5, 2, 3))),
+                       np.ascontiguousarray(np.broadcast_to(b, (P, 3))), 3, -1)
     np.testing.assert_allclose(Zc, Zl, rtol=1e-14)
 
 
@@ -199,14 +237,14 @@ def test_conv_is_local_with_the_same_weights_everywhere():
 def test_shapes_that_do_not_fit_raise_instead_of_reading_out_of_bounds(kind):
     X, W, b, dZ = setup(kind, (2, 10, 1, 3, 2, 2), np.float64)
     with pytest.raises(ValueError, match="positions"):
-        FORWARD[kind](np.empty((2, dZ.shape[1] + 2)), X, W, b, 2)
+        forward(kind, np.empty((2, dZ.shape[1] + 2)), X, W, b, 2)
     with pytest.raises(ValueError, match="positions"):
-        FORWARD[kind](np.empty(dZ.shape), X, W, b, 1)        # stride 1 gives more positions
+        forward(kind, np.empty(dZ.shape), X, W, b, 1)        # stride 1 gives more positions
     with pytest.raises(ValueError, match="wider"):
-        FORWARD[kind](np.empty((2, 2)), np.ascontiguousarray(X[:, :2]), W, b, 2)
+        forward(kind, np.empty((2, 2)), np.ascontiguousarray(X[:, :2]), W, b, 2)
     with pytest.raises(ValueError, match="positions"):
-        BACKWARD[kind](np.empty_like(X), np.empty_like(W), np.empty_like(b), dZ[:, :-2], X, W,
-                       2, True)
+        BACKWARD[kind](np.empty_like(X), np.empty_like(W), np.empty_like(b),
+                       np.ascontiguousarray(dZ[:, :-2]), X, W, 2, True)
 
 
 # --------------------------------------------------------------------------- finite differences
@@ -220,10 +258,10 @@ def stack_loss_and_grads(kinds, params, X, G, shape):
     P1 = positions(X.shape[1] // C, k1, s1)
     P2 = positions(P1, k2, s2)
     Z1 = np.empty((n, P1 * F1))
-    FORWARD[kinds[0]](Z1, X, W1, b1, s1)
+    forward(kinds[0], Z1, X, W1, b1, s1)
     A1 = np.tanh(Z1)
     Z2 = np.empty((n, P2 * F2))
-    FORWARD[kinds[1]](Z2, A1, W2, b2, s2)
+    forward(kinds[1], Z2, A1, W2, b2, s2)
     A2 = np.tanh(Z2)
     loss = float((G * A2).sum())
     dZ2 = G * (1.0 - A2 ** 2)
@@ -273,7 +311,7 @@ def test_bit_identical_across_thread_counts(kind):
 
     def run():
         Z = np.empty(dZ.shape, np.float32)
-        FORWARD[kind](Z, X, W, b, case[4])
+        forward(kind, Z, X, W, b, case[4])
         dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty_like(b)
         BACKWARD[kind](dX, dW, db, dZ, X, W, case[4], True)
         return Z, dX, dW, db
@@ -289,3 +327,52 @@ def test_bit_identical_across_thread_counts(kind):
     for a, c in zip(one, two):
         assert np.array_equal(a, c)
     assert all(np.abs(a).max() > 0 for a in one)
+
+
+# The kernels compiled for a CPU without AVX-512 (LLVM told it is a Haswell: the 6 x 16 tile)
+# give the same bits as this process's (8 x 32 with AVX-512): each element is summed in one
+# order whatever the tile
+OTHER_TARGET = """
+import sys
+import numpy as np
+import nncli.model  # readies Numba: the cache folder of NNCLI_CACHE_DIR
+from numba import njit
+from nncli import kernels_conv as KC, kernels_gemm as G
+
+print(*njit(lambda C: G.tile(C))(np.empty((1, 1), np.float32)))
+data = np.load(sys.argv[1])
+for kind, forward, backward in (("conv", KC.conv1d_forward, KC.conv1d_backward),
+                                ("local", KC.local1d_forward, KC.local1d_backward)):
+    X, W, b, dZ = (data[f"{kind}_{name}"] for name in ("X", "W", "b", "dZ"))
+    Z, A = np.empty_like(dZ), np.empty_like(dZ)
+    forward(Z, A, X, W, b, 2, 1)
+    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty_like(b)
+    backward(dX, dW, db, dZ, X, W, 2, True)
+    for name, value in zip(("Z", "A", "dX", "dW", "db"), (Z, A, dX, dW, db)):
+        print(kind, name, value.tobytes().hex())
+"""
+
+
+def test_a_cpu_without_avx512_gives_the_same_bits(tmp_path):
+    case = (45, 40, 32, 3, 2, 32)           # MNIST-1D's second layer, 45 rows: no tile is whole
+    arrays, want = {}, []
+    for kind in ("conv", "local"):
+        X, W, b, dZ = setup(kind, case, np.float32, seed=13)
+        arrays.update({f"{kind}_X": X, f"{kind}_W": W, f"{kind}_b": b, f"{kind}_dZ": dZ})
+        Z, A = np.empty_like(dZ), np.empty_like(dZ)
+        FORWARD[kind](Z, A, X, W, b, 2, 1)
+        dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty_like(b)
+        BACKWARD[kind](dX, dW, db, dZ, X, W, 2, True)
+        want += [f"{kind} {name} {value.tobytes().hex()}"
+                 for name, value in zip(("Z", "A", "dX", "dW", "db"), (Z, A, dX, dW, db))]
+    np.savez(tmp_path / "data.npz", **arrays)
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+           "NNCLI_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", OTHER_TARGET, str(tmp_path / "data.npz")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tile, *got = proc.stdout.splitlines()
+    assert tile == "6 16"
+    for line, expected in zip(got, want, strict=True):
+        assert line == expected, line.split()[:2]
