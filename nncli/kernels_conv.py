@@ -25,7 +25,7 @@ implicit im2col: nothing is copied):
   local dW       dW[p] = (windows of p)^T @ dZ[:, p]
   dX (both)      for each position p in order: dX[:, window p] += dZ[:, p] @ W[q]^T, the tiles
                  adding into dX (W^T copied once a call; q = 0 or p)
-  db             sums of dZ's columns, on one thread
+  db             sums of dZ's columns (sum_rows: one row of the tile), on one thread
 
 The forward kernels store linear or relu into A as the tiles are stored (as dense_nn).
 Internally the weights travel as W3 (Q, k*C, F) and the biases as B2 (Q, F), Q = 1 (shared) or
@@ -51,7 +51,7 @@ import numpy as np
 from numba import njit, prange
 
 from nncli.kernel_flags import PARALLEL, SERIAL
-from nncli.kernels_gemm import _groups, _int, gemm_gathered, panel, tile
+from nncli.kernels_gemm import _groups, _int, gemm_gathered, panel, sum_rows, tile
 
 
 # --------------------------------------------------------------------------- shape checks
@@ -155,21 +155,6 @@ def _windows_dx(dX, dZ, W3, sC):
             _dx_group(dX, dZ, WT, sC, g * height, min(g * height + height, n))
 
 
-# dB2 (Q, F) = sum over rows r (and over positions p when Q = 1) of dZ (n, P*F), in the order
-# of r then p, on one thread
-@njit(**SERIAL)
-def _bias_sums(dB2, dZ):
-    Q, F = dB2.shape
-    db = dB2.reshape(Q * F)
-    for i in range(Q * F):
-        db[i] = 0
-    for r in range(dZ.shape[0]):
-        dz = dZ[r]
-        for o in range(0, dZ.shape[1], Q * F):
-            for i in range(Q * F):
-                db[i] += dz[o + i]
-
-
 # --------------------------------------------------------------------------- convolution
 
 # Z[r, p, f] = b[f] + sum_{j, c} X[r, p*stride + j, c] W[j, c, f]   (windows share W), and
@@ -203,7 +188,7 @@ def conv1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     dW2 = dW.reshape((kC, F))
     gemm_gathered(dW2, X.reshape(X.size), _steps(kC), _window_starts(n, P, X.shape[1], sC),
                   dZ.reshape((n * P, F)), _int(0), db, dW2, _int(-1))
-    _bias_sums(db.reshape((1, F)), dZ)
+    sum_rows(db, dZ.reshape(dZ.size), F)
     if with_dX:
         _windows_dx(dX, dZ, W3, sC)
 
@@ -282,6 +267,6 @@ def local1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
             g = q % groups // panels
             _local_dw_group(dW3, X, dZ, sC, q // groups, g * height, min(g * height + height, kC),
                             q % panels * nr)
-    _bias_sums(db, dZ)
+    sum_rows(db.reshape(P * F), dZ.reshape(dZ.size), P * F)
     if with_dX:
         _windows_dx(dX, dZ, W3, sC)

@@ -84,12 +84,14 @@ def _data(context, builder, ty, value, offset):
 
 
 def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc_, m_valid_,
-               n_valid_, begin_, bias_at, d, act_):
+               n_valid_, begin_, bias_at, d, act_, rows=None):
     """The LLVM IR of one tile (see micro_kernel) into `builder`: C, B, the bias and D given as
     pointers to their first element, A as the pointer `a` with a_row(i) the offset of row i (an
     i64, called once per row before the loop; rows past m_valid ask for row 0) and a_column(p)
-    the offset of step p of the reduction (called inside the loop)."""
-    rows, vectors, lanes = _tile_shape(context, dtype)
+    the offset of step p of the reduction (called inside the loop). `rows` overrides the
+    tile's height."""
+    height, vectors, lanes = _tile_shape(context, dtype)
+    rows = rows or height
     vty = ir.VectorType(context.get_data_type(dtype), lanes)
     i64 = ir.IntType(64)
     zero64 = ir.Constant(i64, 0)
@@ -286,6 +288,38 @@ def gathered_kernel(typingctx, C, c_off, ldc, A, rows, r_off, cols, k_off, B, b_
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def column_sums(typingctx, C, c_off, B, b_off, ldb, kc, n_valid, begin):
+    """C[c_off + j] = s[j] + sum_{p < kc} B[b_off + p ldb + j] for j < n_valid (at most NR, as
+    micro_kernel's tile): one row of the tile with A all ones, so each column is summed in the
+    order of p, the bits of adding B's rows one by one (1 x b is exact). s is 0 (begin 0) or
+    C's old value (begin 1)."""
+    sig = types.void(C, c_off, B, b_off, ldb, kc, n_valid, begin)
+
+    def codegen(context, builder, signature, args):
+        C_, c_off_, B_, b_off_, ldb_, kc_, n_valid_, begin_ = args
+        aty = signature.args
+        i64 = ir.IntType(64)
+        zero = ir.Constant(i64, 0)
+        one = cgutils.alloca_once_value(builder, context.get_constant(aty[0].dtype, 1.0))
+        c = _data(context, builder, aty[0], C_, c_off_)
+        _emit_tile(context, builder, aty[0].dtype, c, zero, one, lambda i: zero,
+                   lambda p: zero, _data(context, builder, aty[2], B_, b_off_), ldb_, kc_,
+                   ir.Constant(i64, 1), n_valid_, begin_, c, c, ir.Constant(i64, -1), rows=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# out[j] = sum over the rows of M (m, width) flat of M[., j], in the order of the rows, for
+# j < width (column_sums a panel of NR columns at a time); out (width,)
+@njit(**SERIAL)
+def sum_rows(out, M, width):
+    nr = tile(out)[1]
+    for j0 in range(0, width, nr):
+        column_sums(out, j0, M, j0, width, M.shape[0] // width, min(nr, width - j0), _int(0))
 
 
 # m rows of C, the one at c_off + i ldc for row i (D's the same), and `cols` (<= NR) columns,
