@@ -4,18 +4,19 @@
     python benchmarks/bench_conv.py                 # 2 networks x 2 batch sizes x 2 thread counts
     python benchmarks/bench_conv.py --nets mnist1d --threads 1 --runs 5
 
-Networks (``NETS``): the README's MNIST-1D network 32conv5relu-32conv3s2relu-32conv3s2relu-10linear
-(40 x 1 -> 36 x 32 -> 17 x 32 -> 8 x 32 -> 10; 8970 parameters; logits out, sparse cross-entropy
-from logits) on datasets/mnist1d_train.csv (4000 signals of 40 samples, standardised once,
-repeated ``--repeat`` times), and the lecture's EKG network 1local20s10relu-1local5s2relu-1sigmoid
-(100 -> 9 -> 3 -> 1; 211 parameters; binary cross-entropy on its sigmoid) on synthetic strips (noise,
-half of them with one narrow beat, as tests/test_cli_conv.py; 16000 x ``--repeat`` strips). Adam
-lr 1e-3 (epsilon 1e-7, as Keras), Glorot init, shuffled every epoch. PyTorch runs the same stacks
-channels first, eager: conv layers as nn.Conv1d, local layers (PyTorch has none) as windows cut
-with Tensor.unfold times a weight per position in one batched product (torch.baddbmm); the (n, L,
-C) signals are transposed once to (n, C, L) before timing. (PyTorch flattens the last conv's
-output channel-major, nncli position-major: the dense layer's weights are a permutation of each
-other, the work is the same.)
+Networks (``NETS``): the README's MNIST-1D network
+32conv5relu-32conv3s2relu-32conv3s2relu-10linear (40 x 1 -> 36 x 32 -> 17 x 32 -> 8 x 32 -> 10;
+8970 parameters; logits out, sparse cross-entropy from logits) on datasets/mnist1d_train.csv
+(4000 signals of 40 samples, standardised once, repeated ``--repeat`` times), and the lecture's
+EKG network 1local20s10relu-1local5s2relu-1sigmoid (100 -> 9 -> 3 -> 1; 211 parameters; binary
+cross-entropy on its sigmoid) on synthetic strips (noise, half of them with one narrow beat, as
+tests/test_cli_conv.py; 16000 x ``--repeat`` strips). Adam lr 1e-3 (epsilon 1e-7, as Keras),
+Glorot init, shuffled every epoch. PyTorch runs the same stacks channels first, eager: conv
+layers as nn.Conv1d, local layers (PyTorch has none) as windows cut with Tensor.unfold times a
+weight per position in one batched product (torch.baddbmm); the (n, L, C) signals are
+transposed once to (n, C, L) before timing. (PyTorch flattens the last conv's output
+channel-major, nncli position-major: the dense layer's weights are a permutation of each other,
+the work is the same.)
 
 Every measurement runs in a fresh subprocess with its thread count fixed before any library
 loads: samples/s as the median of ``--epochs`` epochs after a warm-up epoch (nncli's kernels are
@@ -23,8 +24,8 @@ compiled, or loaded from Numba's cache, before that). With ``--runs N`` every ce
 times, the peers one after the other within a run, and the table gives the median and the range
 of the N figures and of their ratio. "limit" is bench.py's: the samples/s NumPy's float32 matmul
 peak at 2048^3 (OpenBLAS choosing its own kernel; measured once a run, the best run kept) would
-allow at 6 x (multiply-adds of a sample's forward pass) FLOPs a sample. Nothing here asserts anything: it prints a markdown table
-(stdout) and writes benchmarks/results/conv.json.
+allow at 6 x (multiply-adds of a sample's forward pass) FLOPs a sample. Nothing here asserts
+anything: it prints a markdown table (stdout) and writes benchmarks/results/conv.json.
 """
 
 from __future__ import annotations

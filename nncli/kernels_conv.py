@@ -136,8 +136,8 @@ def _dx_group(dX, dZ, WT, sC, r0, r1):
         q = 0 if Q == 1 else p
         for j0 in range(0, kC, nr):
             panel(dx, r0 * LC + p * sC + j0, LC, dZ.reshape(n * PF), r0 * PF + p * F, PF,
-                  _int(1), wt, q * F * kC + j0, kC, F, r1 - r0, min(nr, kC - j0), _int(1), wt,
-                  _int(0), dx, _int(-1))
+                  _int(1), None, None, wt, q * F * kC + j0, kC, F, r1 - r0, min(nr, kC - j0),
+                  _int(1), wt, _int(0), dx, _int(-1))
 
 
 # dX (n, L*C) from dZ (n, P*F) and W3 (Q, kC, F); threads own groups of rows
@@ -203,8 +203,8 @@ def _local_forward_group(Z, A, X, W3, B2, sC, p, r0, r1, j0, act):
     LC = X.shape[1]
     P, kC, F = W3.shape
     panel(Z.reshape(n * PF), r0 * PF + p * F + j0, PF, X.reshape(n * LC), r0 * LC + p * sC, LC,
-          _int(1), W3.reshape(P * kC * F), p * kC * F + j0, F, kC, r1 - r0, min(nr, F - j0),
-          _int(2), B2.reshape(P * F), p * F + j0, A.reshape(n * PF), act)
+          _int(1), None, None, W3.reshape(P * kC * F), p * kC * F + j0, F, kC, r1 - r0,
+          min(nr, F - j0), _int(2), B2.reshape(P * F), p * F + j0, A.reshape(n * PF), act)
 
 
 # Rows t0..t1, columns j0..j0 + NR of dW3[p] = windows of position p ^T @ dZ[:, p]
@@ -215,7 +215,7 @@ def _local_dw_group(dW3, X, dZ, sC, p, t0, t1, j0):
     n, LC = X.shape
     PF = dZ.shape[1]
     dw = dW3.reshape(P * kC * F)
-    panel(dw, (p * kC + t0) * F + j0, F, X.reshape(n * LC), p * sC + t0, _int(1), LC,
+    panel(dw, (p * kC + t0) * F + j0, F, X.reshape(n * LC), p * sC + t0, _int(1), LC, None, None,
           dZ.reshape(n * PF), p * F + j0, PF, n, t1 - t0, min(nr, F - j0), _int(0), dw, _int(0),
           dw, _int(-1))
 

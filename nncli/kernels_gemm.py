@@ -22,7 +22,7 @@ linear or relu into a second array: a dense layer's Z and A in one pass (dense_n
 The same tile reads A through int64 offsets instead of strides in gathered_kernel
 (gemm_gathered): A's element (i, p) at rows[i] + cols[p], so a convolution's windows are the
 rows (forward) or the reduction steps (weight gradient) of a product, read where they lie in
-the input (nncli.kernels_conv). ``panel`` and ``gathered_panel`` run one column panel of tiles
+the input (nncli.kernels_conv). ``panel`` runs one column panel of tiles, strided or gathered,
 over a whole reduction at any offsets and leading dimensions, for callers that lay out their
 own products (the locally connected layers, a windowed layer's input gradient).
 
@@ -325,36 +325,27 @@ def sum_rows(out, M, width):
 # m rows of C, the one at c_off + i ldc for row i (D's the same), and `cols` (<= NR) columns,
 # over the whole reduction of K steps in blocks of 256: the first block starts from `first`
 # (0 zeros, 1 C, 2 the bias at bias_off), the others from C; the last one also writes D through
-# the epilogue `act` (see micro_kernel). A at a_off + i a_rs + p a_cs, B at b_off + p ldb; all
-# arrays flat
+# the epilogue `act` (see micro_kernel). A at a_off + i a_rs + p a_cs, or with offset vectors
+# (rows not None: gathered_kernel) A's element (i, p) at rows[a_off + i a_rs] + offsets[p];
+# B at b_off + p ldb; all arrays flat. (rows None is resolved while compiling: Numba prunes the
+# branch it does not take, so the strided products never compile the gathered kernel.)
 @njit(**SERIAL)
-def panel(c, c_off, ldc, A, a_off, a_rs, a_cs, b, b_off, ldb, K, m, cols, first, bias, bias_off,
-          d, act):
+def panel(c, c_off, ldc, A, a_off, a_rs, a_cs, rows, offsets, b, b_off, ldb, K, m, cols, first,
+          bias, bias_off, d, act):
     mr = tile(c)[0]
     for k0 in range(0, max(K, 1), 256):
         kc = min(256, K - k0)
         begin = first if k0 == 0 else 1
         last = act if k0 + 256 >= K else -1
         for i in range(0, m, mr):
-            micro_kernel(c, c_off + i * ldc, ldc, A, a_off + i * a_rs + k0 * a_cs, a_rs, a_cs, b,
-                         b_off + k0 * ldb, ldb, kc, min(mr, m - i), cols, begin, bias, bias_off,
-                         d, c_off + i * ldc, last)
-
-
-# panel with A's element (i, p) at A[rows[r_off + i] + cols[p]], K = len(cols) (gathered_kernel)
-@njit(**SERIAL)
-def gathered_panel(c, c_off, ldc, A, rows, r_off, cols, b, b_off, ldb, m, n_cols, first, bias,
-                   bias_off, d, act):
-    mr = tile(c)[0]
-    K = cols.shape[0]
-    for k0 in range(0, max(K, 1), 256):
-        kc = min(256, K - k0)
-        begin = first if k0 == 0 else 1
-        last = act if k0 + 256 >= K else -1
-        for i in range(0, m, mr):
-            gathered_kernel(c, c_off + i * ldc, ldc, A, rows, r_off + i, cols, k0, b,
-                            b_off + k0 * ldb, ldb, kc, min(mr, m - i), n_cols, begin, bias,
-                            bias_off, d, c_off + i * ldc, last)
+            if rows is None:
+                micro_kernel(c, c_off + i * ldc, ldc, A, a_off + i * a_rs + k0 * a_cs, a_rs,
+                             a_cs, b, b_off + k0 * ldb, ldb, kc, min(mr, m - i), cols, begin,
+                             bias, bias_off, d, c_off + i * ldc, last)
+            else:
+                gathered_kernel(c, c_off + i * ldc, ldc, A, rows, a_off + i * a_rs, offsets, k0,
+                                b, b_off + k0 * ldb, ldb, kc, min(mr, m - i), cols, begin, bias,
+                                bias_off, d, c_off + i * ldc, last)
 
 
 # How an (M, N) C is shared between threads: (panels of NR columns, height of a group of rows,
@@ -372,64 +363,36 @@ def _groups(M, N, mr, nr):
 
 
 # Rows r0..r1 of C, columns j0..j0 + NR (or to N), as panel
-# C, D (M, N), B (K, N) C-contiguous; A flat with strides (a_rs, a_cs); bias (N,)
+# C, D (M, N), B (K, N) C-contiguous; A flat; bias (N,)
 @njit(**SERIAL)
-def _tile_group(C, A, a_rs, a_cs, B, j0, r0, r1, first, bias, D, act):
+def _tile_group(C, A, a_rs, a_cs, rows, offsets, B, j0, r0, r1, first, bias, D, act):
     nr = tile(C)[1]
     M, N = C.shape
     K = B.shape[0]
-    panel(C.reshape(M * N), r0 * N + j0, N, A, r0 * a_rs, a_rs, a_cs, B.reshape(K * N), j0, N, K,
-          r1 - r0, min(nr, N - j0), first, bias, j0, D.reshape(M * N), act)
+    panel(C.reshape(M * N), r0 * N + j0, N, A, r0 * a_rs, a_rs, a_cs, rows, offsets,
+          B.reshape(K * N), j0, N, K, r1 - r0, min(nr, N - j0), first, bias, j0, D.reshape(M * N),
+          act)
 
 
-# C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), in the
-# groups of _groups; on one thread under 2^16 multiply-adds
+# C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), or
+# A[rows[i] + offsets[p]] when rows is not None (then a_rs = 1, a_cs unused), in the groups of
+# _groups; on one thread under 2^16 multiply-adds
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**PARALLEL)
-def _gemm(C, A, a_rs, a_cs, B, first, bias, D, act):
+def _gemm(C, A, a_rs, a_cs, rows, offsets, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
     panels, height, groups = _groups(M, N, mr, nr)
     if M * N * B.shape[0] < 65536:
         for q in range(groups):
             g = q // panels
-            _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
+            _tile_group(C, A, a_rs, a_cs, rows, offsets, B, (q % panels) * nr, g * height,
                         min(g * height + height, M), first, bias, D, act)
         return
     for q in prange(groups):
         g = q // panels
-        _tile_group(C, A, a_rs, a_cs, B, (q % panels) * nr, g * height,
+        _tile_group(C, A, a_rs, a_cs, rows, offsets, B, (q % panels) * nr, g * height,
                     min(g * height + height, M), first, bias, D, act)
-
-
-# Rows r0..r1 of C, columns j0..j0 + NR (or to N), as gathered_panel
-@njit(**SERIAL)
-def _gathered_group(C, A, rows, cols, B, j0, r0, r1, first, bias, D, act):
-    nr = tile(C)[1]
-    M, N = C.shape
-    gathered_panel(C.reshape(M * N), r0 * N + j0, N, A, rows, r0, cols,
-                   B.reshape(B.shape[0] * N), j0, N, r1 - r0, min(nr, N - j0), first, bias, j0,
-                   D.reshape(M * N), act)
-
-
-# C = op(A) B (+ bias), D = act(C) as _gemm, with op(A)[i, p] = A[rows[i] + cols[p]]: a product
-# whose rows (or reduction steps) are windows of A read where they lie
-# A flat; rows (M,), cols (K,) int64; B (K, N), bias (N,) -> C, D (M, N), all C-contiguous
-@njit(**PARALLEL)
-def gemm_gathered(C, A, rows, cols, B, first, bias, D, act):
-    mr, nr = tile(C)
-    M, N = C.shape
-    panels, height, groups = _groups(M, N, mr, nr)
-    if M * N * cols.shape[0] < 65536:
-        for q in range(groups):
-            g = q // panels
-            _gathered_group(C, A, rows, cols, B, (q % panels) * nr, g * height,
-                            min(g * height + height, M), first, bias, D, act)
-        return
-    for q in prange(groups):
-        g = q // panels
-        _gathered_group(C, A, rows, cols, B, (q % panels) * nr, g * height,
-                        min(g * height + height, M), first, bias, D, act)
 
 
 # The value as a plain int64: a constant argument is typed as a literal, and every distinct set
@@ -443,14 +406,16 @@ def _int(value):
 # A (m, k), B (k, n) -> C (m, n), all C-contiguous
 @njit(**PARALLEL)
 def matmul_nn(C, A, B):
-    _gemm(C, A.reshape(A.size), A.shape[1], _int(1), B, _int(0), C.reshape(C.size), C, _int(-1))
+    _gemm(C, A.reshape(A.size), A.shape[1], _int(1), None, None, B, _int(0), C.reshape(C.size), C,
+          _int(-1))
 
 
 # C = A^T @ B (a weight gradient X^T dZ: A's rows are read as columns, no transpose needed)
 # A (k, m), B (k, n) -> C (m, n), all C-contiguous
 @njit(**PARALLEL)
 def matmul_tn(C, A, B):
-    _gemm(C, A.reshape(A.size), _int(1), A.shape[1], B, _int(0), C.reshape(C.size), C, _int(-1))
+    _gemm(C, A.reshape(A.size), _int(1), A.shape[1], None, None, B, _int(0), C.reshape(C.size), C,
+          _int(-1))
 
 
 # Z = X @ W + b and A = act(Z) in one pass (bias as the sums' start, the activation as the
@@ -458,7 +423,15 @@ def matmul_tn(C, A, B):
 # X (n, n_in), W (n_in, n_out), b (n_out,) -> Z, A (n, n_out), all C-contiguous
 @njit(**PARALLEL)
 def dense_nn(Z, A, X, W, b, act):
-    _gemm(Z, X.reshape(X.size), X.shape[1], _int(1), W, _int(2), b, A, _int(act))
+    _gemm(Z, X.reshape(X.size), X.shape[1], _int(1), None, None, W, _int(2), b, A, _int(act))
+
+
+# C = op(A) B (+ bias), D = act(C) with op(A)[i, p] = A[rows[i] + offsets[p]]: a product whose
+# rows (or reduction steps) are windows of A read where they lie; first and act as panel's
+# A flat; rows (M,), offsets (K,) int64; B (K, N), bias (N,) -> C, D (M, N), all C-contiguous
+@njit(**PARALLEL)
+def gemm_gathered(C, A, rows, offsets, B, first, bias, D, act):
+    _gemm(C, A, _int(1), _int(0), rows, offsets, B, first, bias, D, act)
 
 
 # True when n columns of C fill at least half a tile: narrower products (the last layer's 10
