@@ -20,7 +20,7 @@ of a reduction) or from a bias row, and after the last block they can also be st
 linear or relu into a second array: a dense layer's Z and A in one pass (dense_nn).
 
 The same tile reads A through int64 offsets instead of strides in gathered_kernel
-(gemm_gathered): A's element (i, p) at rows[i] + cols[p], so a convolution's windows are the
+(gemm_gathered): A's element (i, p) at rows[i] + offsets[p], so a convolution's windows are the
 rows (forward) or the reduction steps (weight gradient) of a product, read where they lie in
 the input (nncli.kernels_conv). ``panel`` runs one column panel of tiles, strided or gathered,
 over a whole reduction at any offsets and leading dimensions, for callers that lay out their
@@ -263,21 +263,21 @@ def micro_kernel(typingctx, C, c_off, ldc, A, a_off, a_rs, a_cs, B, b_off, ldb, 
 
 
 @intrinsic
-def gathered_kernel(typingctx, C, c_off, ldc, A, rows, r_off, cols, k_off, B, b_off, ldb, kc,
+def gathered_kernel(typingctx, C, c_off, ldc, A, rows, r_off, offsets, k_off, B, b_off, ldb, kc,
                     m_valid, n_valid, begin, bias, bias_off, D, d_off, act):
-    """micro_kernel with A's element (i, p) at A[rows[r_off + i] + cols[k_off + p]] (rows and
-    cols int64 offsets into A flat): the rows, or the steps of the reduction, of a product
+    """micro_kernel with A's element (i, p) at A[rows[r_off + i] + offsets[k_off + p]] (rows and
+    offsets int64 offsets into A flat): the rows, or the steps of the reduction, of a product
     whose operand is not evenly strided, such as the windows of a convolution read where they
     lie (an implicit im2col). The rest as micro_kernel."""
-    sig = types.void(C, c_off, ldc, A, rows, r_off, cols, k_off, B, b_off, ldb, kc, m_valid,
+    sig = types.void(C, c_off, ldc, A, rows, r_off, offsets, k_off, B, b_off, ldb, kc, m_valid,
                      n_valid, begin, bias, bias_off, D, d_off, act)
 
     def codegen(context, builder, signature, args):
-        (C_, c_off_, ldc_, A_, rows_, r_off_, cols_, k_off_, B_, b_off_, ldb_, kc_, m_valid_,
+        (C_, c_off_, ldc_, A_, rows_, r_off_, offsets_, k_off_, B_, b_off_, ldb_, kc_, m_valid_,
          n_valid_, begin_, bias_, bias_off_, D_, d_off_, act_) = args
         aty = signature.args
         row_at = _data(context, builder, aty[4], rows_, r_off_)
-        col_at = _data(context, builder, aty[6], cols_, k_off_)
+        col_at = _data(context, builder, aty[6], offsets_, k_off_)
         _emit_tile(context, builder, aty[0].dtype, _data(context, builder, aty[0], C_, c_off_),
                    ldc_, _data(context, builder, aty[3], A_, ir.Constant(ir.IntType(64), 0)),
                    lambda i: builder.load(builder.gep(row_at, [i])),
