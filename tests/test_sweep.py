@@ -373,8 +373,10 @@ def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ra
     options = {"arch": "32relu-10linear", "loss": "sparse_cce", "logits": True,
                "validation_split": "0.2", "epochs": "6", "batch_size": "4",
                "lr": "1e-3,3e-3"}
+    # a checkpoint every epoch: the kill comes after epoch 2, within the second
     request = Request(str(digits_csv), options, out_dir=str(tmp_path / "out"),
-                      output=str(tmp_path / "best.safetensors"), max_failures=2)
+                      output=str(tmp_path / "best.safetensors"), max_failures=2,
+                      checkpoint_seconds=0)
     space = parse_space(options)
     killed: dict = {}
     seen: list[tuple[str, int, str]] = []   # (trial, epoch, status) of every event
@@ -406,7 +408,8 @@ def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_
     out_dir = tmp_path / "out"
     argv = [sys.executable, "-m", "nncli", "sweep", str(digits_csv), "--arch", "32relu-10linear",
             *DIGITS, "--lr", "1e-3,3e-3", "--epochs", "30", "--batch-size", "4", "--quiet",
-            "--out-dir", str(out_dir), "-o", str(tmp_path / "best.safetensors")]
+            "--checkpoint-seconds", "0", "--out-dir", str(out_dir), "-o",
+            str(tmp_path / "best.safetensors")]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

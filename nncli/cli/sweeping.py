@@ -42,6 +42,11 @@ def sweep(
     threads_per_trial: int = typer.Option(Request.threads_per_trial, "--threads-per-trial",
                                           help="CPUs each trial asks Ray for (and compute "
                                                "threads it uses)."),
+    checkpoint_seconds: float = typer.Option(Request.checkpoint_seconds,
+                                             "--checkpoint-seconds",
+                                             help="A trial checkpoints at most this often, and "
+                                                  "at its end (0: every epoch); a retried "
+                                                  "trial goes on from its last checkpoint."),
     address: Optional[str] = typer.Option(None, "--address", help="HOST:PORT of an existing Ray "
                                           "cluster \\[default: start one on this machine]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Where Ray Tune keeps "
@@ -78,7 +83,7 @@ def sweep(
         request = Request(data if data == "-" else str(Path(data).resolve()),
                           options_from_args(ctx.args), samples, metric, scheduler, grace_epochs,
                           max_failures, threads_per_trial, address, storage,
-                          str(output.resolve()), str(folder.resolve()))
+                          str(output.resolve()), str(folder.resolve()), checkpoint_seconds)
     space = parse_space(request.options, request.samples)
     prepare_numba()
     table = _LiveTrials(space.varying, request.metric, quiet)

@@ -1,8 +1,10 @@
 """The sweep's driver: check every combination, read the data once, run the trials on Ray Tune,
 and leave the leaderboard, every trial's model and the best model behind.
 
-Ray is imported only once the sweep has been checked (``nncli.sweep.tuning``), so a typo in
-the grid costs no Ray start, and a missing Ray is one line naming the extra to install.
+Ray is imported only once the sweep has been checked against the data (``nncli.sweep.tuning``),
+so a typo in the grid costs no Ray start, and a missing Ray is one line naming the extra to
+install. Ray then starts in the background (``nncli.sweep.starting``) while the driver compiles
+or loads the kernels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nncli.errors import NncliError, UsageError
 from nncli.jsondoc import load_json, shown
 from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
 from nncli.sweep.space import Space, check_options, metric_mode
+from nncli.sweep.starting import RayStart, import_ray
 
 REQUEST_FILE = "sweep.json"
 # Where Ray's own output goes while the sweep runs (nncli.sweep.redirect), in the sweep's folder.
@@ -30,7 +33,6 @@ RAY_LOG = "ray.log"
 # listens is an error within 30 s too.
 JOIN_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "8",
                  "RAY_gcs_server_request_timeout_seconds": "8"}
-INSTALL_HINT = "nncli sweep needs Ray Tune: pip install 'nncli[sweep]'"
 # The number of trials a leaderboard recorded in the best model's metadata lists.
 LEADERBOARD_IN_MODEL = 20
 
@@ -52,6 +54,7 @@ class Request:
     storage: str | None = None
     output: str = "best.safetensors"
     out_dir: str = ""
+    checkpoint_seconds: float = 5.0         # a trial checkpoints at most this often (0: each epoch)
 
     def save(self) -> None:
         path = Path(self.out_dir) / REQUEST_FILE
@@ -99,8 +102,9 @@ def _fits(value, hint) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(hint))
     kind = typing.get_origin(hint) or hint
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in (int, float):   # JSON has one kind of number: 10 is a float too
+        numbers = (int,) if kind is int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
     return isinstance(value, kind)
 
 
@@ -108,7 +112,7 @@ def _words(hint) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_words(arg) for arg in typing.get_args(hint))
     kind = typing.get_origin(hint) or hint
-    return {str: "text", int: "a whole number", dict: "an object",
+    return {str: "text", int: "a whole number", float: "a number", dict: "an object",
             type(None): "null"}.get(kind, kind.__name__)
 
 
@@ -143,6 +147,9 @@ def run_sweep(request: Request, space: Space,
     if request.max_failures < 0 or request.threads_per_trial < 1 or request.grace_epochs < 1:
         raise UsageError("--max-failures must be 0 or more, --threads-per-trial and "
                          "--grace-epochs at least 1")
+    if not 0 <= request.checkpoint_seconds < float("inf"):
+        raise UsageError(f"--checkpoint-seconds must be 0 or more, received "
+                         f"{request.checkpoint_seconds}")
     if request.scheduler not in ("fifo", "asha"):
         raise UsageError(f"unknown --scheduler '{request.scheduler}'; expected fifo or asha")
     fixed = space.fixed
@@ -163,29 +170,32 @@ def run_sweep(request: Request, space: Space,
     check_writable(request.output, "the best model")
     out_dir = Path(request.out_dir)
     _check_out_dir(out_dir, restore)
-    try:
-        if request.address is not None:
-            # Ray reads these when it is imported and when it connects (the user's win)
-            for key, value in JOIN_TIMEOUTS.items():
-                os.environ.setdefault(key, value)
-        from nncli.sweep import tuning
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
-    # Compile (or load) the kernels here, once, before the trials load them from the cache.
-    warm_up(first, inputs.data.X.shape[1], inputs.val is not None or first.validation_split > 0)
-    plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs), out_dir,
-                       request.scheduler, request.grace_epochs, request.max_failures,
-                       request.threads_per_trial, first.seed, request.address, request.storage)
-    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed,
-            "init_from": inputs.init_from}
+    import_ray()
     if request.address is not None:
+        # Ray reads these when it is imported and when it connects (the user's win)
+        for key, value in JOIN_TIMEOUTS.items():
+            os.environ.setdefault(key, value)
+        from nncli.sweep import tuning
+
         tuning.check_reachable(request.address)   # nobody there: no folder left behind
     out_dir.mkdir(parents=True, exist_ok=True)
-    with output_into(out_dir / RAY_LOG), display or nullcontext(), \
-            tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
-        # the request once Ray answers: a cluster that did not leaves no sweep to --resume
-        request.save()
-        outcome = tuning.run(plan, args, on_event, restore)
+    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed,
+            "init_from": inputs.init_from}
+    with output_into(out_dir / RAY_LOG), RayStart(request.address) as starting:
+        # Compile (or load) every trial's kernels here while Ray starts, once, before the
+        # trials load them from the cache.
+        validation = inputs.val is not None or first.validation_split > 0
+        for _, config in configs:
+            warm_up(config, inputs.data.X.shape[1], validation)
+        tuning = starting.ready()
+        plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs),
+                           out_dir, request.scheduler, request.grace_epochs,
+                           request.max_failures, request.threads_per_trial, first.seed,
+                           request.address, request.storage, request.checkpoint_seconds)
+        with display or nullcontext(), _terminate_as_interrupt() as stopped:
+            # the request once Ray answers: a cluster that did not leaves no sweep to --resume
+            request.save()
+            outcome = tuning.run(plan, args, on_event, restore)
     return _finish(request, space, outcome, mode, stopped.signum)
 
 

@@ -1,12 +1,15 @@
 """Running a sweep on Ray Tune: the only module of nncli that imports ray.
 
-A trial is a Ray Tune function trainable that runs the training of ``nncli train``
-(``train.run``, with a ``TuneSink``) on arrays the driver read once and put into Ray's object
-store (``tune.with_parameters``): workers on other machines need neither the file nor a shared
-filesystem for the data. After every epoch the trial reports its metrics and an nncli
-checkpoint (the model file with its training state) through Tune's checkpoint API, so a trial
-whose worker dies is restarted from its last epoch (``--max-failures``) and ASHA can stop it
-between epochs; its last report carries the finished model.
+A trial is one configuration of the sweep: a Ray Tune function trainable that runs the training
+of ``nncli train`` (``train.run``, with a ``TuneSink``) on arrays the driver read once and put
+into Ray's object store (``tune.with_parameters``): workers on other machines need neither the
+file nor a shared filesystem for the data. A trial reports its metrics to Tune after every epoch
+(a report is a small dictionary: no file is written), so ASHA can stop it between epochs. It
+checkpoints (the model file with its training state, through Tune's checkpoint API) only now
+and then: at most every ``checkpoint_seconds`` of training, at each epoch where ASHA may stop it
+(its rungs, so a stopped trial keeps its model where it stopped), and at its end, whose report
+carries the finished model. A trial whose worker dies is restarted from its last checkpoint
+(``--max-failures``), losing at most ``checkpoint_seconds`` of training.
 
 Checkpoints and Tune's own state live under ``storage`` (default: the sweep's folder). On a
 cluster of several machines that folder must be one every node can write (a shared mount, or
@@ -19,11 +22,13 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -39,6 +44,9 @@ MODEL_FILE = "model.safetensors"
 # How long joining an existing cluster may take before it is an error (the issue: 30 s).
 JOIN_SECONDS = 20.0
 TUNE_NAME = "tune"
+# ASHA's reduction factor (Ray Tune's default, written out: ``asha_rungs`` derives from it the
+# epochs where ASHA decides whether a trial goes on).
+REDUCTION_FACTOR = 4
 # The key of a trial's reports that says it trained to its end: not Tune's own "done", which
 # Tune sets on the last result of a trial its scheduler stopped too.
 FINISHED_KEY = "nncli_finished"
@@ -67,10 +75,25 @@ class Plan:
     seed: int = 0
     address: str | None = None
     storage: str | None = None        # where Tune keeps checkpoints; default out_dir/...
+    checkpoint_seconds: float = 0.0   # a trial checkpoints at most this often (0: every epoch)
 
     @property
     def storage_path(self) -> str:
         return self.storage or str(self.out_dir.resolve())
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """The epochs after which the scheduler may stop a trial (besides its last)."""
+        return asha_rungs(self.grace_epochs, self.epochs) if self.scheduler == "asha" else ()
+
+
+def asha_rungs(grace_epochs: int, epochs: int,
+               reduction_factor: int = REDUCTION_FACTOR) -> tuple[int, ...]:
+    """The epochs at which Ray Tune's ASHA (one bracket) compares a trial with the others and
+    may stop it: ``grace_epochs`` times the powers of the reduction factor, as its rungs are
+    laid out (tested against Ray's own)."""
+    count = int(np.log(epochs / grace_epochs) / np.log(reduction_factor) + 1)
+    return tuple(grace_epochs * reduction_factor ** k for k in range(count))
 
 
 @dataclass
@@ -113,7 +136,21 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
     try:
         yield
     finally:
+        if address is None:
+            _stop_autoscaler()
         ray.shutdown()
+
+
+def _stop_autoscaler() -> None:
+    """End the local instance's autoscaler monitor at once. ray.shutdown stops it after the GCS,
+    and it then spends its whole second of grace trying to tell the GCS it was stopped
+    (measured: 1.0 of the 1.35 s ray.shutdown took); one machine has nothing to autoscale."""
+    try:
+        node = ray._private.worker._global_node  # noqa: SLF001 - no public handle on it
+        if node is not None and node.is_head():
+            node.kill_monitor(check_alive=False)
+    except Exception:  # noqa: BLE001 - a private API: without it, ray.shutdown waits its second
+        pass
 
 
 def _join(address: str, runtime_env: dict) -> None:
@@ -177,9 +214,11 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
     """Run (or with ``restore``, continue) the sweep of ``plan``; ``trainable_args`` are what
     every trial gets (the data sets, the fixed options, the starting model) and ``on_event``
     hears of every trial's start, epoch and end."""
-    trainable = tune.with_resources(tune.with_parameters(trial, threads=plan.threads_per_trial,
-                                                         **trainable_args),
-                                    {"cpu": plan.threads_per_trial})
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, threads=plan.threads_per_trial,
+                             checkpoint_seconds=plan.checkpoint_seconds, rungs=plan.rungs,
+                             **trainable_args),
+        {"cpu": plan.threads_per_trial})
     events = _Events(plan, on_event)
     tune_dir = os.path.join(plan.storage_path, TUNE_NAME)
     if restore:
@@ -198,10 +237,11 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
     return _outcome(plan, grid, events)
 
 
-def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None) -> None:
+def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None,
+          checkpoint_seconds: float = 0.0, rungs: tuple[int, ...] = ()) -> None:
     """One trial: the run of ``nncli train`` with ``fixed`` options and this trial's
-    ``config``, on the driver's data, reporting to Tune after every epoch (see the module
-    docstring)."""
+    ``config``, on the driver's data, reporting to Tune after every epoch and checkpointing
+    now and then (see the module docstring)."""
     from nncli.kernel_cache import prepare_numba
 
     prepare_numba(threads)
@@ -216,47 +256,60 @@ def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None)
         with checkpoint.as_directory() as folder:
             resume = read_model_file(Path(folder) / MODEL_FILE)
     run(options, Inputs(data, val, None if resume else init_from, resume),
-        TuneSink(ray.get_runtime_context().get_node_id()))
+        TuneSink(ray.get_runtime_context().get_node_id(), checkpoint_seconds, rungs))
 
 
 class TuneSink:
-    """A trial's Sink (nncli.train.running): after every epoch, its metrics and an nncli
-    checkpoint (the model file with its training state) to ``tune.report``; the last epoch's
-    report carries the finished model instead, and the metrics of the weights it ends with."""
+    """A trial's Sink (nncli.train.running): after every epoch, its metrics to ``tune.report``,
+    with an nncli checkpoint (the model file with its training state) when one is due: after
+    ``every`` seconds since the last (0: every epoch) or at an epoch of ``rungs``; the last
+    epoch's report carries the finished model instead, and the metrics of the weights it ends
+    with."""
 
-    def __init__(self, node: str) -> None:
-        self.node = node
+    def __init__(self, node: str, every: float = 0.0, rungs: tuple[int, ...] = ()) -> None:
+        self.node, self.every, self.rungs = node, every, frozenset(rungs)
+        self.saved = time.monotonic()
 
     @contextmanager
     def session(self, run):
         yield None
 
     def prepared(self, run) -> None:
-        pass
+        self.saved = time.monotonic()
 
     def progress(self, epoch: int, done: int, total: int, loss: float) -> None:
         pass
 
     def epoch(self, run, report) -> None:
-        if run.epochs_left:   # the last epoch is reported with the finished model
+        if not run.epochs_left:   # the last epoch is reported with the finished model
+            return
+        if report.epoch in self.rungs or time.monotonic() - self.saved >= self.every:
             from nncli.train import checkpoint_parts
 
-            self._report(run.model, report.as_dict(), checkpoint_parts(run), done=False)
+            self._report(report.as_dict(), run.model, checkpoint_parts(run), done=False)
+        else:
+            self._report(report.as_dict())
 
     def stopped(self, run, error) -> None:
         pass
 
     def finished(self, result) -> None:
         if result.run.history:
-            self._report(result.model, result.kept, (), done=True)
+            self._report(result.kept, result.model, (), done=True)
 
-    def _report(self, model, metrics: dict, parts: tuple, done: bool) -> None:
+    def _report(self, metrics: dict, model=None, parts: tuple = (), done: bool = False) -> None:
+        """``metrics`` to Tune, with ``model`` (and the checkpoint ``parts``) as a checkpoint
+        when given."""
+        metrics = {**metrics, "node": self.node, FINISHED_KEY: done}
+        if model is None:
+            tune.report(metrics)
+            return
         from nncli.modelfile import save_model
 
         with tempfile.TemporaryDirectory() as folder:
             save_model(model, Path(folder) / MODEL_FILE, *parts)
-            tune.report({**metrics, "node": self.node, FINISHED_KEY: done},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        self.saved = time.monotonic()
 
 
 # ------------------------------------------------------------------------------ internals
@@ -276,8 +329,11 @@ def _param_space(space: Space) -> dict:
 def _tune_config(plan: Plan) -> tune.TuneConfig:
     scheduler = None
     if plan.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(plan.epochs, 1),
-                                  grace_period=plan.grace_epochs)
+        # the epoch as ASHA's clock: a trial retried from a checkpoint goes on counting
+        # from that checkpoint's epoch, and its rungs are the epochs that checkpoint (rungs)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max(plan.epochs, 1),
+                                  grace_period=plan.grace_epochs,
+                                  reduction_factor=REDUCTION_FACTOR)
     return tune.TuneConfig(metric=plan.metric, mode=plan.mode, num_samples=plan.space.samples,
                            scheduler=scheduler, reuse_actors=True,
                            search_alg=BasicVariantGenerator(random_state=plan.seed))
