@@ -163,8 +163,11 @@ def _sweep_folder(tmp_path: Path, digits_csv: Path) -> tuple[Path, dict]:
     (lambda doc: {**doc, "options": {"arch": "16relu-10linear"}}, "'options' lacks 'loss'"),
     (lambda doc: {k: v for k, v in doc.items() if k != "data"}, "'data' is missing"),
     (lambda doc: {**doc, "colour": "red"}, "unknown key 'colour'"),
+    (lambda doc: {**doc, "checkpoint_seconds": "5"},
+     "'checkpoint_seconds' must be a number, found \"5\""),
 ], ids=["deep", "not-json", "a-list", "samples-text", "address-number", "options-list",
-        "option-number", "flag-text", "not-swept-option", "no-loss", "no-data", "unknown-key"])
+        "option-number", "flag-text", "not-swept-option", "no-loss", "no-data", "unknown-key",
+        "seconds-text"])
 def test_damaged_sweep_json_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv,
                                                    change, needle):
     # with Ray unimportable, reaching the point where Ray starts would say "pip install"
@@ -178,11 +181,39 @@ def test_damaged_sweep_json_is_one_line_before_ray(capsys, tmp_path, no_ray, dig
     assert not (tmp_path / "best.safetensors").exists()
 
 
-def test_sound_sweep_json_is_read_as_written(capsys, tmp_path, no_ray, digits_csv):
-    # the same folder, undamaged, gets as far as starting Ray
-    folder, _ = _sweep_folder(tmp_path, digits_csv)
+@pytest.mark.parametrize("seconds", [2, 0.5, None])
+def test_sound_sweep_json_is_read_as_written(capsys, tmp_path, no_ray, digits_csv, seconds):
+    # the same folder, undamaged, gets as far as starting Ray; a whole number of seconds is a
+    # number too, and a request written before --checkpoint-seconds existed takes its default
+    from nncli.sweep.driver import Request
+
+    folder, doc = _sweep_folder(tmp_path, digits_csv)
+    if seconds is None:
+        del doc["checkpoint_seconds"]
+    else:
+        doc["checkpoint_seconds"] = seconds
+    (folder / "sweep.json").write_text(json.dumps(doc))
+    assert Request.load(str(folder)).checkpoint_seconds == (
+        Request.checkpoint_seconds if seconds is None else seconds)
     rc, out, err = sweep(capsys, "--resume", folder)
     assert_one_line_error(rc, out, err, "pip install 'nncli[sweep]'")
+
+
+def test_grace_beyond_the_epochs_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS, "--epochs",
+                         "2,4", "--scheduler", "asha", "--grace-epochs", "5", "--out-dir",
+                         tmp_path / "out")
+    assert_one_line_error(rc, out, err, "--grace-epochs 5 exceeds the most --epochs, 4")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_bad_checkpoint_seconds_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv,
+                                                       value):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                         "--checkpoint-seconds", value, "--out-dir", tmp_path / "out")
+    assert_one_line_error(rc, out, err, f"--checkpoint-seconds must be 0 or more, received")
+    assert not (tmp_path / "out").exists()
 
 
 def test_other_commands_never_import_ray():
@@ -210,6 +241,86 @@ def test_unreachable_address_is_one_line_at_once(capsys, tmp_path, ray_env, digi
     assert time.monotonic() - started < 30
     assert not ray.is_initialized()
     assert not (tmp_path / "out").exists()   # nothing to --resume
+
+
+# ---------------------------------------------- checkpoint cadence (no Ray started)
+
+@pytest.mark.parametrize("grace, epochs", [(1, 1), (1, 3), (1, 4), (1, 16), (1, 17), (2, 40),
+                                           (3, 100), (4, 4)])
+def test_asha_rungs_are_ray_tunes(grace, epochs):
+    # the epochs a trial checkpoints at under ASHA are those where Ray's ASHA may stop it
+    from ray.tune.schedulers import ASHAScheduler
+
+    from nncli.sweep import tuning
+
+    ray_asha = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace,
+                             reduction_factor=tuning.REDUCTION_FACTOR)
+    milestones = sorted(int(m) for m, _ in ray_asha._brackets[0]._rungs)
+    assert list(tuning.asha_rungs(grace, epochs)) == milestones
+
+
+@pytest.fixture
+def reports(monkeypatch):
+    """What TuneSink hands to tune.report, recorded instead: (metrics, the checkpoint's model
+    file read back, or None)."""
+    from nncli.modelfile import read_model_file
+    from nncli.sweep import tuning
+
+    seen: list[tuple[dict, object]] = []
+
+    def report(metrics, checkpoint=None):
+        saved = None
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                saved = read_model_file(Path(folder) / tuning.MODEL_FILE)
+        seen.append((metrics, saved))
+
+    monkeypatch.setattr(tuning.tune, "report", report)
+    return seen
+
+
+def _train_with_sink(digits_csv: Path, sink, epochs: int = 6):
+    from nncli.train import TrainConfig, load_inputs, run
+
+    config = TrainConfig.from_options(arch="8relu-10linear", loss="sparse_cce", logits=True,
+                                      validation_split=0.2, epochs=epochs, batch_size=256)
+    return run(config, load_inputs(config, str(digits_csv)), sink)
+
+
+@pytest.mark.parametrize("every, rungs, checkpointed", [
+    (0.0, (), [1, 2, 3, 4, 5]),              # every epoch, as before the cadence existed
+    (3600.0, (), []),                        # by time only: none due in a short run
+    (3600.0, (1, 4), [1, 4]),                # ASHA's rungs: where a trial may be stopped
+])
+def test_trial_reports_every_epoch_and_checkpoints_when_due(reports, digits_csv, every, rungs,
+                                                             checkpointed):
+    from nncli.sweep.tuning import FINISHED_KEY, TuneSink
+
+    result = _train_with_sink(digits_csv, TuneSink("node", every, rungs))
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5, 6]
+    assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == checkpointed
+    for metrics, saved in reports[:-1]:
+        assert not metrics[FINISHED_KEY] and metrics["node"] == "node"
+        if saved is not None:        # a checkpoint a retried trial can go on from
+            assert saved.state["epoch"] == metrics["epoch"]
+    metrics, saved = reports[-1]     # the end: the finished model, without training state
+    assert metrics[FINISHED_KEY] and saved is not None and saved.state is None
+    for i in range(len(result.model.layers)):
+        assert np.array_equal(saved.model.kernel(i), result.model.kernel(i))
+
+
+def test_trial_checkpoints_by_time(reports, digits_csv, monkeypatch):
+    # the sink's clock moves 1 s at each reading (one before the epochs, one per epoch, one
+    # after each checkpoint): every 2.5 s is every third epoch
+    import types
+
+    from nncli.sweep import tuning
+
+    clock = iter(range(100))
+    monkeypatch.setattr(tuning, "time", types.SimpleNamespace(
+        monotonic=lambda: float(next(clock))))
+    _train_with_sink(digits_csv, tuning.TuneSink("node", 2.5), epochs=8)
+    assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == [3, 6]
 
 
 # ------------------------------------------------------------------- local sweeps

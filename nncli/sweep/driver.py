@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import types
 import typing
@@ -21,7 +22,7 @@ from typing import Any, Callable, ContextManager
 
 from nncli.errors import NncliError, UsageError
 from nncli.jsondoc import load_json, shown
-from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
+from nncli.sweep.results import FINISHED, TrialRow, leaderboard, summary, write_leaderboard
 from nncli.sweep.space import Space, check_options, metric_mode
 from nncli.sweep.starting import RayStart, import_ray
 
@@ -167,6 +168,10 @@ def run_sweep(request: Request, space: Space,
                                or config.validation_split > 0)
         except NncliError as e:
             raise type(e)(f"{_describe(corner, space)}: {e}") from None
+    epochs = max(c.epochs for _, c in configs)
+    if request.scheduler == "asha" and request.grace_epochs > epochs:
+        raise UsageError(f"--grace-epochs {request.grace_epochs} exceeds the most --epochs, "
+                         f"{epochs}: ASHA could stop no trial")
     check_writable(request.output, "the best model")
     out_dir = Path(request.out_dir)
     _check_out_dir(out_dir, restore)
@@ -188,10 +193,10 @@ def run_sweep(request: Request, space: Space,
         for _, config in configs:
             warm_up(config, inputs.data.X.shape[1], validation)
         tuning = starting.ready()
-        plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs),
-                           out_dir, request.scheduler, request.grace_epochs,
-                           request.max_failures, request.threads_per_trial, first.seed,
-                           request.address, request.storage, request.checkpoint_seconds)
+        plan = tuning.Plan(space, request.metric, mode, epochs, out_dir, request.scheduler,
+                           request.grace_epochs, request.max_failures,
+                           request.threads_per_trial, first.seed, request.address,
+                           request.storage, request.checkpoint_seconds)
         with display or nullcontext(), _terminate_as_interrupt() as stopped:
             # the request once Ray answers: a cluster that did not leaves no sweep to --resume
             request.save()
@@ -201,24 +206,26 @@ def run_sweep(request: Request, space: Space,
 
 def _finish(request: Request, space: Space, outcome, mode: str, signum: int) -> Report:
     """Trial models into the sweep's folder, the leaderboard, the best model."""
-    from nncli.modelfile import save_model
+    from nncli.modelfile import read_model_file, save_model
 
     out_dir = Path(request.out_dir)
     (out_dir / "trials").mkdir(exist_ok=True)
     by_id = {row.trial_id: row for row in outcome.rows}
-    models = {}
-    for trial_id, saved in outcome.models():
+    for trial_id, checkpoint in outcome.model_files():
         path = out_dir / "trials" / f"{trial_id}.safetensors"
-        save_model(saved.model, path)
-        models[trial_id] = saved.model
-        if trial_id in by_id:
-            by_id[trial_id].model = str(path)
+        row = by_id.get(trial_id)
+        if row is not None and row.status == FINISHED:
+            shutil.copyfile(checkpoint, path)     # the finished model, as its trial saved it
+        else:                                     # its weights, without the training state
+            save_model(read_model_file(checkpoint).model, path)
+        if row is not None:
+            row.model = str(path)
     rows = leaderboard(outcome.rows, request.metric, mode)
     write_leaderboard(out_dir / "leaderboard.csv", rows, space.varying)
     best_model = None
     best = rows[0] if rows and rows[0].value(request.metric) is not None else None
-    if best is not None and best.trial_id in models:
-        model = models[best.trial_id]
+    if best is not None and best.model is not None:
+        model = read_model_file(best.model).model
         model.info["sweep"] = {
             "metric": request.metric, "mode": mode, "trial": best.trial_id,
             "config": best.config, "out_dir": str(out_dir),

@@ -104,14 +104,14 @@ class Outcome:
     interrupted: bool
     checkpoints: dict[str, Any] = field(default_factory=dict)   # trial id -> tune.Checkpoint
 
-    def models(self) -> Iterator[tuple[str, Any]]:
-        """(trial id, modelfile.ModelFile) of each trial's last checkpoint: the finished model,
-        or the weights where the trial stopped (ASHA, an error, an interruption)."""
-        from nncli.modelfile import read_model_file
-
+    def model_files(self) -> Iterator[tuple[str, Path]]:
+        """(trial id, model file) of each trial's last checkpoint: the finished model, or the
+        weights where the trial stopped (ASHA, an error, an interruption) with its training
+        state; the file is there until the next one is asked for (a checkpoint in remote
+        storage is downloaded into a temporary folder)."""
         for trial_id, checkpoint in self.checkpoints.items():
             with checkpoint.as_directory() as folder:
-                yield trial_id, read_model_file(Path(folder) / MODEL_FILE)
+                yield trial_id, Path(folder) / MODEL_FILE
 
 
 EventFn = Callable[[TrialRow], None]
