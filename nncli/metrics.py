@@ -4,10 +4,11 @@ One row per metric as ``nncli eval`` names it (``loss``, ``accuracy``, ``mse``, 
 reports the metrics marked ``training`` on its training rows under their own names and every
 metric of its task on validation data as ``val_<name>``: from these rows come ``--monitor``'s
 and ``--metric``'s choices, the epoch report's fields and their order, the history CSV's and
-the leaderboard's columns, the epoch lines and the eval table. A row marked ``setting`` is
-not measured on data but set by the run (``lr``, the learning rate of a run that schedules
-it): reported each epoch beside the others, never on validation data nor by eval, and not
-something to monitor or rank by. Pure Python: importing it is cheap.
+the leaderboard's columns and the epoch lines (``nncli eval`` reports these and more, in the
+order of nncli.evaluate.HEADLINE). A row marked ``setting`` is not measured on data but set by
+the run (``lr``, the learning rate of a run that schedules it): reported each epoch beside the
+others, never on validation data nor by eval, and not something to monitor or rank by. Pure
+Python: importing it is cheap.
 """
 
 from __future__ import annotations
@@ -87,12 +88,6 @@ def epoch_metrics(classifier: bool, validation: bool, scheduled: bool = False) -
     return [name for name in EPOCH_METRICS if kind in base(name).tasks
             and (validation or not needs_validation(name))
             and (scheduled or not base(name).setting)]
-
-
-def eval_metrics(classifier: bool) -> list[str]:
-    """The metrics ``nncli eval`` reports for a model of this task, in their order."""
-    kind = task(classifier)
-    return [m.name for m in METRICS.values() if kind in m.tasks and not m.setting]
 
 
 def check_metric(name: str, what: str, classifier: bool | None, validation: bool) -> str:

@@ -1,9 +1,10 @@
 """The options of a training run, each declared once: ``OPTIONS``.
 
-A row says an option's flag, type, default and help, and what a sweep may do with it. From the
-table come ``nncli train``'s options (nncli.cli.options turns rows into Typer parameters), the
-options ``nncli sweep`` accepts and which of them may vary, ``TrainConfig`` (the options that
-shape the model and its training, stored in the model file), and ``--json``'s ``options``.
+A row says an option's flag, type, default and help, what a sweep may do with it and why
+``nncli cv`` refuses it, if it does. From the table come ``nncli train``'s options
+(nncli.cli.options turns rows into Typer parameters), ``nncli cv``'s, the options ``nncli
+sweep`` accepts and which of them may vary, ``TrainConfig`` (the options that shape the model
+and its training, stored in the model file), and ``--json``'s ``options``.
 
 The command line's spellings that differ from the library's are declared here too: a flag that
 negates a field (``--no-normalize`` sets ``normalize`` False), ``--drop-invalid-rows`` (the same
@@ -54,6 +55,8 @@ class Option:
     ``choices`` limit a text option; ``parse`` turns the text into the library's value.
     ``unset`` is the field's value when the command line leaves the option at its default
     None (so that the command can tell "not given", as --drop-invalid-rows must).
+    ``cv``: why ``nncli cv``, whose folds are runs of their own, refuses the option (empty:
+    it takes it as train does).
     """
 
     name: str
@@ -70,6 +73,7 @@ class Option:
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
     unset: Any = None
+    cv: str = ""
 
     @property
     def flag(self) -> str:
@@ -115,6 +119,8 @@ def encoding_name(text: str | None) -> str | None:
     return text
 
 
+# cv writes a fold's model once it is trained, and starts again from the first fold
+_NO_FOLD_CHECKPOINTS = "a cross-validation writes no checkpoints: it runs again from the start"
 _MONITORS = ", ".join(RANKED_METRICS[:-1]) + " or " + RANKED_METRICS[-1]
 
 OPTIONS: tuple[Option, ...] = (
@@ -156,13 +162,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("resume", ("--resume",), Path, None, "Continue the run saved in this checkpoint (or "
            "interrupted model) with its optimizer and shuffling state; --epochs counts all "
            "epochs, those done included.",
-           sweep=_not_swept("--resume DIR continues a sweep")),
+           sweep=_not_swept("--resume DIR continues a sweep"),
+           cv="a cross-validation is not resumed: it runs again from the start"),
     Option("checkpoint", ("--checkpoint",), Path, None, "Save the run here every "
            "--checkpoint-every epochs, and keep it \\[default: OUTPUT.ckpt, at most every "
            "10 s, removed once the model is written].",
-           sweep=_not_swept("each trial checkpoints through Ray Tune")),
+           sweep=_not_swept("each trial checkpoints through Ray Tune"),
+           cv=_NO_FOLD_CHECKPOINTS),
     Option("checkpoint_every", ("--checkpoint-every",), int, 1, "Epochs between checkpoints; "
-           "0 writes none.", sweep=_not_swept("each trial checkpoints every epoch")),
+           "0 writes none.", sweep=_not_swept("each trial checkpoints every epoch"),
+           cv=_NO_FOLD_CHECKPOINTS),
     Option("early_stopping", ("--early-stopping",), int, None, "Stop after PATIENCE epochs "
            "without improvement of --monitor, and keep the best epoch's weights.",
            field="early_stopping", metavar="PATIENCE"),
@@ -208,7 +217,8 @@ OPTIONS: tuple[Option, ...] = (
            choices=RANKED_METRICS, metavar="METRIC"),
     Option("history", ("--history",), Path, None, "Write one CSV row of metrics per epoch "
            "here, flushed every epoch.",
-           sweep=_not_swept("each trial's history is in its model file")),
+           sweep=_not_swept("each trial's history is in its model file"),
+           cv="each fold's history is in its model file (-o DIR)"),
     Option("missing", ("--missing",), str, None, "Missing feature cells (empty, NA, NaN, N/A, "
            "?, null): mean fills a number with the column's training mean (a category column "
            "gets a 'missing' category); error stops at the first; drop leaves the row out "

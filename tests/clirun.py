@@ -1,8 +1,11 @@
-"""Running the real ``nncli`` entry point in-process, and what a one-line error looks like:
-shared by the CLI tests of every command."""
+"""Running the real ``nncli`` entry point in-process, what a one-line error looks like, and
+two model files compared bit for bit: shared by the CLI tests of every command."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from nncli.cli import main
@@ -34,3 +37,14 @@ def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in err, f"{needle!r} not in {err!r}"
     return err
+
+
+def tensors_equal(a: Path, b: Path) -> None:
+    """Every tensor of model files ``a`` and ``b`` the same, bit for bit."""
+    from safetensors.numpy import load_file
+
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert sorted(ta) == sorted(tb)
+    for name in ta:
+        assert ta[name].dtype == tb[name].dtype and ta[name].shape == tb[name].shape, name
+        assert np.array_equal(ta[name], tb[name]), f"{name} differs"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["train", "eval", "predict", "gradcheck", "info", "plot", "sweep", "export"]
+COMMANDS = ["train", "eval", "predict", "gradcheck", "info", "plot", "cv", "sweep", "export"]
 
 
 def _help(*argv: str) -> str:

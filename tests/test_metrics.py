@@ -11,7 +11,6 @@ from nncli.metrics import (
     RANKED_METRICS,
     check_metric,
     epoch_metrics,
-    eval_metrics,
     mode,
 )
 
@@ -27,8 +26,6 @@ def test_epoch_metrics_are_the_training_ones_then_every_one_on_validation_data()
     assert epoch_metrics(True, False) == ["loss", "accuracy"]
     assert epoch_metrics(False, True) == ["loss", "val_loss", "val_mse", "val_mae", "val_r2"]
     assert epoch_metrics(False, False) == ["loss"]
-    assert eval_metrics(False) == ["loss", "mse", "mae", "r2"]
-    assert eval_metrics(True) == ["loss", "accuracy"]
 
 
 def test_mode_comes_from_the_base_metric():

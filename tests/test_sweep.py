@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 
 try:
-    from clirun import assert_one_line_error, run
+    from clirun import assert_one_line_error, run, tensors_equal
 except ImportError:                       # tests/ imported as a package
-    from tests.clirun import assert_one_line_error, run
+    from tests.clirun import assert_one_line_error, run, tensors_equal
 
 ray = pytest.importorskip("ray")
-from safetensors.numpy import load_file  # noqa: E402 - after the skip
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ["--loss", "sparse_cce", "--logits", "--validation-split", "0.2"]
@@ -71,15 +70,6 @@ def no_ray(monkeypatch):
 
 def sweep(capsys, *argv) -> tuple[int, str, str]:
     return run(capsys, "sweep", *argv)
-
-
-def tensors_equal(a: Path, b: Path) -> None:
-    """Every tensor of model files ``a`` and ``b`` the same, bit for bit."""
-    ta, tb = load_file(str(a)), load_file(str(b))
-    assert sorted(ta) == sorted(tb)
-    for name in ta:
-        assert ta[name].dtype == tb[name].dtype and ta[name].shape == tb[name].shape, name
-        assert np.array_equal(ta[name], tb[name]), f"{name} differs"
 
 
 def train_like(capsys, trial_config: dict, fixed: list[str], out: Path) -> Path:

@@ -38,10 +38,11 @@ Every problem is reported as a :class:`~nncli.errors.DataError` located as ``FIL
 """
 
 from nncli.data.dataset import (Dataset, ReadOptions, iter_features, load_features,
-                                load_training_data, read_table)
+                                load_training_data, read_table, training_data)
 from nncli.data.missing import MISSING_POLICIES, MissingPolicy
 from nncli.data.schema import Column, Encoded, Schema
 from nncli.data.table import Table
 
 __all__ = ["Dataset", "ReadOptions", "Table", "Schema", "Column", "Encoded", "MISSING_POLICIES",
-           "MissingPolicy", "read_table", "load_training_data", "load_features", "iter_features"]
+           "MissingPolicy", "read_table", "load_training_data", "training_data", "load_features",
+           "iter_features"]

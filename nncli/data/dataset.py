@@ -97,13 +97,16 @@ class Dataset:
 
 
 def read_table(path: str, stdin: typing.BinaryIO | None = None,
-               delimiter: str | None = None, encoding: str | None = None) -> Table:
+               delimiter: str | None = None, encoding: str | None = None,
+               members: tuple[str, ...] = ()) -> Table:
     """Read ``path`` (``-``: CSV from ``stdin``, default ``sys.stdin.buffer``) into a Table.
 
     CSV rows stay text (checked for a constant column count); NPZ/NPY arrays are loaded and
-    checked. Raises DataError for anything that cannot be read.
+    checked (and an NPZ's arrays named in ``members`` kept, as a --sample-weight array).
+    Raises DataError for anything that cannot be read.
     """
-    return _read(path, stdin, want_y=True, separator=delimiter, encoding=encoding)
+    return _read(path, stdin, want_y=True, separator=delimiter, encoding=encoding,
+                 members=members)
 
 
 def load_training_data(path: str, targets: list[str] | None = None,
@@ -130,6 +133,19 @@ def load_training_data(path: str, targets: list[str] | None = None,
     weight = options.sample_weight
     table = _read(path, stdin, want_y=True, separator=options.delimiter,
                   encoding=options.encoding, members=(weight,) if weight else ())
+    return training_data(table, targets, classes, options, schema, model_targets)
+
+
+def training_data(table: Table, targets: list[str] | None = None,
+                  classes: list[str] | None = None, options: ReadOptions | None = None,
+                  schema: Schema | None = None,
+                  model_targets: tuple[list[str], list[int]] | None = None) -> Dataset:
+    """The Dataset of a table already read (see :func:`load_training_data`, which reads the
+    file and calls this; cross-validation reads it once and calls this on each fold's rows).
+    The table's rows may be left out in place (``--missing drop``): hand over a copy
+    (``Table.subset``) to keep them."""
+    options = options or ReadOptions()
+    weight = options.sample_weight
     if table.kind == "npy":
         raise DataError("an NPY file holds features only, but targets are needed here: use an "
                         "NPZ file with arrays 'X' and 'y', or a CSV file", table.source)

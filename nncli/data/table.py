@@ -3,6 +3,7 @@ messages name its rows, columns and cells."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 
@@ -91,6 +92,21 @@ class Table:
         """Leave out the CSV rows where the boolean mask ``keep`` is false (the text stays)."""
         self.starts, self.ends = self.starts[keep], self.ends[keep]
         self.line_numbers = self.line_numbers[keep]
+
+    def subset(self, keep: np.ndarray) -> "Table":
+        """A copy holding only the rows where the boolean mask ``keep`` is true, in file order
+        (cross-validation's folds): a CSV's text is shared, an NPZ's arrays are copied."""
+        part = dataclasses.replace(self)
+        if self.kind == "csv":
+            part.keep_rows(keep)
+        else:
+            assert self.X is not None
+            part.X = self.X[keep]
+            part.y = None if self.y is None else self.y[keep]
+            # an array of another length stays as it is, for its reader to refuse
+            part.members = {name: array[keep] if len(array) == len(keep) else array
+                            for name, array in self.members.items()}
+        return part
 
 
 def numbered(prefix: str, n: int) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from nncli.data import Dataset
+from nncli.data import Dataset, Table
 from nncli.errors import UsageError
 from nncli.model import Model
 from nncli.options import TrainConfig
@@ -26,16 +26,26 @@ class Inputs:
         return self.data.messages() + (self.val.messages() if self.val is not None else [])
 
 
-def load_inputs(config: TrainConfig, data: str, validation_data: str | None = None,
+def read_options(config: TrainConfig):
+    """How the run's options say its data files are read (a ``data.ReadOptions``)."""
+    from nncli.data import ReadOptions
+
+    return ReadOptions(config.delimiter, config.missing, tuple(config.categorical),
+                       tuple(config.numeric), tuple(config.ignore), tuple(config.features),
+                       encoding=config.encoding, sample_weight=config.sample_weight)
+
+
+def load_inputs(config: TrainConfig, data: str | Table, validation_data: str | None = None,
                 targets: list[str] | None = None, init_from: str | os.PathLike | None = None,
                 resume: str | os.PathLike | None = None, stdin=None) -> Inputs:
-    """Read the training data (``-``: standard input), the validation data and the model a
-    run starts from, as ``nncli train`` does: the training file's columns are learnt here
-    (or, continuing from a model, read with that model's columns), and the validation file is
-    read with the same columns and classes, without row weights (validation is unweighted, as
-    Keras's, and its file need not have the --sample-weight column). Hand the result to
-    :func:`prepare`."""
-    from nncli.data import ReadOptions, load_training_data
+    """Read the training data (``-``: standard input; or a Table already read, such as a
+    cross-validation fold's rows, whose rows may be left out in place), the validation data
+    and the model a run starts from, as ``nncli train`` does: the training file's columns are
+    learnt here (or, continuing from a model, read with that model's columns), and the
+    validation file is read with the same columns and classes, without row weights (validation
+    is unweighted, as Keras's, and its file need not have the --sample-weight column). Hand the
+    result to :func:`prepare`."""
+    from nncli.data import load_training_data, training_data
     from nncli.modelfile import load_model, read_model_file
 
     if validation_data is not None and config.validation_split:
@@ -43,12 +53,13 @@ def load_inputs(config: TrainConfig, data: str, validation_data: str | None = No
     base = load_model(init_from) if init_from else None
     saved = read_model_file(resume) if resume else None
     start = saved.model if saved is not None else base
-    options = ReadOptions(config.delimiter, config.missing, tuple(config.categorical),
-                          tuple(config.numeric), tuple(config.ignore), tuple(config.features),
-                          encoding=config.encoding, sample_weight=config.sample_weight)
-    ds = load_training_data(data, targets, classes=saved.model.classes if saved else None,
-                            stdin=stdin, options=options,
-                            schema=start.input_schema() if start is not None else None)
+    options = read_options(config)
+    classes = saved.model.classes if saved else None
+    schema = start.input_schema() if start is not None else None
+    if isinstance(data, Table):
+        ds = training_data(data, targets, classes, options, schema)
+    else:
+        ds = load_training_data(data, targets, classes, stdin, options, schema)
     vds = None
     if validation_data is not None:
         vds = load_training_data(validation_data, targets, classes=ds.classes,
