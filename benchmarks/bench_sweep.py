@@ -4,9 +4,9 @@ one ``nncli sweep`` on the same grid and data, and what Ray costs by itself, in 
     pip install -e '.[sweep]' scikit-learn pandas
     python benchmarks/bench_sweep.py                          # both grids, 3 runs each
     python benchmarks/bench_sweep.py --grid wide4 --repeat 1  # a quick look
-    python benchmarks/bench_sweep.py --folds 5                # cross-validated: cv and sweep --folds
+    python benchmarks/bench_sweep.py --folds 5                # nncli cv, sweep --folds
 
-The data: the MNIST subset shipped in datasets/ (5000 images of 784 pixels, 10 classes),
+The data: the MNIST subset in datasets/ (5000 images of 784 pixels, 10 classes),
 --validation-split 0.2 (the last 20% of the rows), seed 0. The grids (``GRIDS``):
 
 - ``small16``: arch {32relu-10linear, 64relu-10linear} x lr {1e-3, 3e-3} x batch size

@@ -284,9 +284,9 @@ def _train_with_sink(digits_csv: Path, sink, epochs: int = 6):
 ])
 def test_trial_reports_every_epoch_and_checkpoints_when_due(reports, digits_csv, every, rungs,
                                                              checkpointed):
-    from nncli.sweep.tuning import FINISHED_KEY, TuneSink
+    from nncli.sweep.tuning import FINISHED_KEY, Cadence, TuneSink
 
-    result = _train_with_sink(digits_csv, TuneSink("node", every, rungs))
+    result = _train_with_sink(digits_csv, TuneSink("node", Cadence(every, rungs)))
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5, 6]
     assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == checkpointed
     for metrics, saved in reports[:-1]:
@@ -304,12 +304,12 @@ def test_trial_checkpoints_by_time(reports, digits_csv, monkeypatch):
     # after each checkpoint): every 2.5 s is every third epoch
     import types
 
-    from nncli.sweep import tuning
+    from nncli.sweep.tuning import Cadence, TuneSink, trials
 
     clock = iter(range(100))
-    monkeypatch.setattr(tuning, "time", types.SimpleNamespace(
+    monkeypatch.setattr(trials, "time", types.SimpleNamespace(
         monotonic=lambda: float(next(clock))))
-    _train_with_sink(digits_csv, tuning.TuneSink("node", 2.5), epochs=8)
+    _train_with_sink(digits_csv, TuneSink("node", Cadence(2.5)), epochs=8)
     assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == [3, 6]
 
 

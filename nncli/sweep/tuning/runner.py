@@ -1,62 +1,29 @@
-"""Running a sweep on Ray Tune: the only module of nncli that imports ray.
-
-A trial is one configuration of the sweep: a Ray Tune function trainable that runs the training
-of ``nncli train`` (``train.run``, with a ``TuneSink``) on arrays the driver read once and put
-into Ray's object store (``tune.with_parameters``): workers on other machines need neither the
-file nor a shared filesystem for the data. A trial reports its metrics to Tune after every epoch
-(a report is a small dictionary: no file is written), so ASHA can stop it between epochs. It
-checkpoints (the model file with its training state, through Tune's checkpoint API) only now
-and then: at most every ``checkpoint_seconds`` of training, at each epoch where ASHA may stop it
-(its rungs, so a stopped trial keeps its model where it stopped), and at its end, whose report
-carries the finished model. A trial whose worker dies is restarted from its last checkpoint
-(``--max-failures``), losing at most ``checkpoint_seconds`` of training.
-
-Checkpoints and Tune's own state live under ``storage`` (default: the sweep's folder). On a
-cluster of several machines that folder must be one every node can write (a shared mount, or
-an ``s3://``/``gs://`` URI): Ray Tune moves checkpoints through it.
-"""
+"""The sweep on Ray Tune: its plan, the run (or its resumption), the trials' rows kept up to date
+as Tune reports, and what the sweep came to."""
 
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from nncli.errors import JoinTimeout, UsageError
+from nncli.errors import UsageError
 from nncli.metrics import EPOCH_METRICS
 from nncli.sweep.results import (ERROR, FINISHED, INTERRUPTED, PENDING, RETRYING, RUNNING,
-                                 STOPPED, TrialRow)
+                                 STD_SUFFIX, STOPPED, TrialRow)
 from nncli.sweep.space import Space
+from nncli.sweep.tuning.trials import FINISHED_KEY, FOLDS_KEY, fold_trial, trial
 
-MODEL_FILE = "model.safetensors"
-# How long joining an existing cluster may take before it is an error (the issue: 30 s).
-JOIN_SECONDS = 20.0
 TUNE_NAME = "tune"
 # ASHA's reduction factor (Ray Tune's default, written out: ``asha_rungs`` derives from it the
 # epochs where ASHA decides whether a trial goes on).
 REDUCTION_FACTOR = 4
-# The key of a trial's reports that says it trained to its end: not Tune's own "done", which
-# Tune sets on the last result of a trial its scheduler stopped too.
-FINISHED_KEY = "nncli_finished"
-# Ray's own chatter we do not want: usage reports (there may be no network), the trial folder
-# as working directory (nncli passes no relative paths, but a user's --init-from could be one),
-# its core's warnings on our stderr, its trial loggers, colour codes in its log
-# (nncli.sweep.redirect sends what it prints to the sweep's ray.log).
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0",
-           "RAY_BACKEND_LOG_LEVEL": "error", "RAY_COLOR_PREFIX": "0",
-           "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 @dataclass
@@ -76,6 +43,7 @@ class Plan:
     address: str | None = None
     storage: str | None = None        # where Tune keeps checkpoints; default out_dir/...
     checkpoint_seconds: float = 0.0   # a trial checkpoints at most this often (0: every epoch)
+    folds: int = 0                    # K: a trial trains its configuration on each of K folds
 
     @property
     def storage_path(self) -> str:
@@ -105,117 +73,28 @@ class Outcome:
     checkpoints: dict[str, Any] = field(default_factory=dict)   # trial id -> tune.Checkpoint
 
     def model_files(self) -> Iterator[tuple[str, Path]]:
-        """(trial id, model file) of each trial's last checkpoint: the finished model, or the
-        weights where the trial stopped (ASHA, an error, an interruption) with its training
-        state; the file is there until the next one is asked for (a checkpoint in remote
-        storage is downloaded into a temporary folder)."""
+        """(trial id, model file) of every model in each trial's last checkpoint (one, or one
+        per fold, named as ``nncli cv`` names them): the finished models, or the weights where
+        the trial stopped (ASHA, an error, an interruption) with their training state. A file
+        is there until the next trial's are asked for (a checkpoint in remote storage is
+        downloaded into a temporary folder)."""
         for trial_id, checkpoint in self.checkpoints.items():
             with checkpoint.as_directory() as folder:
-                yield trial_id, Path(folder) / MODEL_FILE
+                for path in sorted(Path(folder).glob("*.safetensors")):
+                    yield trial_id, path
 
 
 EventFn = Callable[[TrialRow], None]
 
 
-@contextmanager
-def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
-    """A Ray instance for the sweep: started here (and stopped at the end) without
-    ``address``, else the cluster at ``address`` (host:port), checked to answer first."""
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    if ray.is_initialized():
-        yield
-        return
-    runtime_env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
-    if address is not None:
-        check_reachable(address)
-        _join(address, runtime_env)
-    else:
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
-                 log_to_driver=False, logging_level="ERROR")
-    try:
-        yield
-    finally:
-        if address is None:
-            _stop_autoscaler()
-        ray.shutdown()
-
-
-def _stop_autoscaler() -> None:
-    """End the local instance's autoscaler monitor at once. ray.shutdown stops it after the GCS,
-    and it then spends its whole second of grace trying to tell the GCS it was stopped
-    (measured: 1.0 of the 1.35 s ray.shutdown took); one machine has nothing to autoscale."""
-    try:
-        node = ray._private.worker._global_node  # noqa: SLF001 - no public handle on it
-        if node is not None and node.is_head():
-            node.kill_monitor(check_alive=False)
-    except Exception:  # noqa: BLE001 - a private API: without it, ray.shutdown waits its second
-        pass
-
-
-def _join(address: str, runtime_env: dict) -> None:
-    """ray.init on the cluster at ``address``, given JOIN_SECONDS to answer: where something
-    other than a Ray head listens, Ray would retry for minutes."""
-    failure: list[BaseException] = []
-
-    def connect() -> None:
-        try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level="ERROR")
-        except BaseException as e:  # noqa: BLE001 - reported below, as one line
-            failure.append(e)
-
-    thread = threading.Thread(target=connect, name="nncli-ray-join", daemon=True)
-    thread.start()
-    thread.join(JOIN_SECONDS)
-    if thread.is_alive():
-        raise JoinTimeout(f"no Ray cluster answered at {address} within {JOIN_SECONDS:.0f} s; "
-                          f"is a Ray head ('ray start --head') listening there?")
-    if failure:
-        e = failure[0]
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot join the Ray cluster at {address}: {first}")
-
-
-def check_reachable(address: str) -> None:
-    """A one-line error at once when nothing answers at ``address`` (host:port), where
-    ray.init would wait for minutes."""
-    host, _, port = address.rpartition(":")
-    if address.startswith(("ray://", "auto")) or not host:
-        return
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except ValueError:
-        raise UsageError(f"--address {address}: expected HOST:PORT") from None
-    except OSError as e:
-        raise UsageError(f"cannot reach the Ray cluster at {address} "
-                         f"({e.strerror or e}); start it with 'ray start --head "
-                         f"--port {port}' there") from None
-    # Ray itself connects to 127.0.0.1/localhost as this machine's network address: a head
-    # listening on the loopback only (--node-ip-address 127.0.0.1) answers the check above,
-    # and ray.init would then retry for many minutes
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        ray_address = canonicalize_bootstrap_address(address) or address
-    except Exception:  # noqa: BLE001 - a private helper: without it, no second check
-        return
-    if ray_address != address:
-        try:
-            socket.create_connection(tuple(ray_address.rsplit(":", 1)), timeout=5).close()
-        except (OSError, ValueError):
-            raise UsageError(f"--address {address}: Ray connects to it as {ray_address} "
-                             f"(this machine's network address), where nothing answers; "
-                             f"start the head without --node-ip-address 127.0.0.1") from None
-
-
 def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = None,
         restore: bool = False) -> Outcome:
     """Run (or with ``restore``, continue) the sweep of ``plan``; ``trainable_args`` are what
-    every trial gets (the data sets, the fixed options, the starting model) and ``on_event``
-    hears of every trial's start, epoch and end."""
+    every trial gets (the data sets, or each fold's with ``plan.folds``; the fixed options, the
+    starting model) and ``on_event`` hears of every trial's start, epoch and end."""
     trainable = tune.with_resources(
-        tune.with_parameters(trial, threads=plan.threads_per_trial,
+        tune.with_parameters(fold_trial if plan.folds else trial,
+                             threads=plan.threads_per_trial,
                              checkpoint_seconds=plan.checkpoint_seconds, rungs=plan.rungs,
                              **trainable_args),
         {"cpu": plan.threads_per_trial})
@@ -235,81 +114,6 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
                            tune_config=_tune_config(plan), run_config=_run_config(plan, events))
     grid = tuner.fit()
     return _outcome(plan, grid, events)
-
-
-def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None,
-          checkpoint_seconds: float = 0.0, rungs: tuple[int, ...] = ()) -> None:
-    """One trial: the run of ``nncli train`` with ``fixed`` options and this trial's
-    ``config``, on the driver's data, reporting to Tune after every epoch and checkpointing
-    now and then (see the module docstring)."""
-    from nncli.kernel_cache import prepare_numba
-
-    prepare_numba(threads)
-    from nncli.modelfile import read_model_file
-    from nncli.train import Inputs, TrainConfig, run, set_threads
-
-    set_threads(threads)
-    options = TrainConfig.from_options(**{**fixed, **config})
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            resume = read_model_file(Path(folder) / MODEL_FILE)
-    run(options, Inputs(data, val, None if resume else init_from, resume),
-        TuneSink(ray.get_runtime_context().get_node_id(), checkpoint_seconds, rungs))
-
-
-class TuneSink:
-    """A trial's Sink (nncli.train.running): after every epoch, its metrics to ``tune.report``,
-    with an nncli checkpoint (the model file with its training state) when one is due: after
-    ``every`` seconds since the last (0: every epoch) or at an epoch of ``rungs``; the last
-    epoch's report carries the finished model instead, and the metrics of the weights it ends
-    with."""
-
-    def __init__(self, node: str, every: float = 0.0, rungs: tuple[int, ...] = ()) -> None:
-        self.node, self.every, self.rungs = node, every, frozenset(rungs)
-        self.saved = time.monotonic()
-
-    @contextmanager
-    def session(self, run):
-        yield None
-
-    def prepared(self, run) -> None:
-        self.saved = time.monotonic()
-
-    def progress(self, epoch: int, done: int, total: int, loss: float) -> None:
-        pass
-
-    def epoch(self, run, report) -> None:
-        if not run.epochs_left:   # the last epoch is reported with the finished model
-            return
-        if report.epoch in self.rungs or time.monotonic() - self.saved >= self.every:
-            from nncli.train import checkpoint_parts
-
-            self._report(report.as_dict(), run.model, checkpoint_parts(run), done=False)
-        else:
-            self._report(report.as_dict())
-
-    def stopped(self, run, error) -> None:
-        pass
-
-    def finished(self, result) -> None:
-        if result.run.history:
-            self._report(result.kept, result.model, (), done=True)
-
-    def _report(self, metrics: dict, model=None, parts: tuple = (), done: bool = False) -> None:
-        """``metrics`` to Tune, with ``model`` (and the checkpoint ``parts``) as a checkpoint
-        when given."""
-        metrics = {**metrics, "node": self.node, FINISHED_KEY: done}
-        if model is None:
-            tune.report(metrics)
-            return
-        from nncli.modelfile import save_model
-
-        with tempfile.TemporaryDirectory() as folder:
-            save_model(model, Path(folder) / MODEL_FILE, *parts)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        self.saved = time.monotonic()
 
 
 # ------------------------------------------------------------------------------ internals
@@ -405,6 +209,11 @@ def _take_result(row: TrialRow, result: dict) -> None:
     row.epochs = int(result.get("epoch", row.epochs))
     row.metrics = {k: float(v) for k, v in result.items()
                    if k in EPOCH_METRICS and v is not None}
+    row.std = {k: float(result[k + STD_SUFFIX]) for k in row.metrics
+               if result.get(k + STD_SUFFIX) is not None}
+    if result.get(FOLDS_KEY):
+        row.folds = [{k: v for k, v in fold.items() if k in EPOCH_METRICS or k == "epoch"}
+                     for fold in result[FOLDS_KEY]]
     row.node = result.get("node", row.node)
     row.seconds = float(result.get("time_total_s", row.seconds))
     row.pid = result.get("pid", row.pid)
