@@ -126,7 +126,7 @@ def sweep_runs(folder: Path, top: int) -> list[tuple[str, list[dict]]]:
             break
         if not row.model:
             continue
-        history = read_model_file(row.model).model.info.get("history") or []
+        history = _trial_history(Path(row.model))
         if history:
             label = " ".join(f"--{name.replace('_', '-')} {value}"
                              for name, value in row.config.items())
@@ -134,6 +134,23 @@ def sweep_runs(folder: Path, top: int) -> list[tuple[str, list[dict]]]:
     if not runs:
         raise UsageError(f"{folder}: no trial of the sweep has a model with a history")
     return runs
+
+
+def _trial_history(path: Path) -> list[dict]:
+    """A sweep trial's history: its model's, or for a cross-validated trial (a folder of fold
+    models) the folds' mean at each epoch they all reached."""
+    from nncli.modelfile import read_model_file
+
+    if not path.is_dir():
+        return read_model_file(path).model.info.get("history") or []
+    folds = [read_model_file(p).model.info.get("history") or []
+             for p in sorted(path.glob("fold*.safetensors"))]
+    if not folds:
+        return []
+    epochs = min(len(h) for h in folds)
+    return [{key: (sum(h[e][key] for h in folds) / len(folds)
+                   if all(_is_number(h[e].get(key)) for h in folds) else value)
+             for key, value in folds[0][e].items()} for e in range(epochs)]
 
 
 def metric_families(runs: Iterable[tuple[str, list[dict]]]) -> list[str]:

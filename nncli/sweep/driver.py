@@ -293,7 +293,9 @@ def _finish(request: Request, space: Space, outcome, mode: str, signum: int,
     write_leaderboard(out_dir / "leaderboard.csv", rows, space.varying)
     best_model = None
     best = rows[0] if rows and rows[0].value(request.metric) is not None else None
-    if best is not None and (best.model is not None or refit is not None):
+    # a cross-validated sweep's -o is trained afresh (not after an interruption)
+    chosen = refit is not None if request.folds else best is not None and best.model is not None
+    if best is not None and chosen:
         model = refit(best.config) if refit is not None else read_model_file(best.model).model
         model.info["sweep"] = {
             "metric": request.metric, "mode": mode, "trial": best.trial_id,

@@ -140,7 +140,14 @@ def _tune_config(plan: Plan) -> tune.TuneConfig:
                                   reduction_factor=REDUCTION_FACTOR)
     return tune.TuneConfig(metric=plan.metric, mode=plan.mode, num_samples=plan.space.samples,
                            scheduler=scheduler, reuse_actors=True,
-                           search_alg=BasicVariantGenerator(random_state=plan.seed))
+                           search_alg=BasicVariantGenerator(random_state=plan.seed),
+                           trial_dirname_creator=trial_folder)
+
+
+def trial_folder(trial) -> str:
+    """A trial's folder under the sweep's ``tune/``: ``trial_<id>``, whatever its trainable
+    (Tune's default names it after the function and every option's value)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _run_config(plan: Plan, events: "_Events") -> tune.RunConfig:
