@@ -47,14 +47,15 @@ def sweep(
                                              help="A trial checkpoints at most this often, and "
                                                   "at its end (0: every epoch); a retried "
                                                   "trial goes on from its last checkpoint."),
-    folds: int = typer.Option(Request.folds, "--folds", metavar="K", help="Judge each "
+    folds: int = typer.Option(Request.folds, "--folds", metavar="K", show_default=False,
+                              help="Judge each "
                               "configuration by the mean over K folds of --metric, each fold "
                               "trained on the others and validated on its own rows, as nncli "
                               "cv; -o is then the best configuration trained on all rows "
                               "\\[default: one split, --validation-split]."),
     no_stratify: bool = typer.Option(False, "--no-stratify", help="--folds: deal the rows at "
-                                     "random \\[default for a classifier: each class's rows "
-                                     "evenly]."),
+                                     "random (by default each fold holds a classifier's "
+                                     "classes evenly)."),
     group: Optional[str] = typer.Option(None, "--group", metavar="COL", help="--folds: keep "
                                         "the rows of equal values of this column in one fold "
                                         "(not a feature)."),
