@@ -43,13 +43,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import machine  # the CPU's name, as the other benchmarks record it
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -182,18 +183,6 @@ def per_trial_overhead(folder: Path, start: float, tag: str) -> float:
 def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "runs": values}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def bench_grid(folder: Path, grid_name: str, peers: list[str], folds: int, repeat: int,
