@@ -102,6 +102,7 @@ def sweep(
     table = _LiveTrials(space.varying, request.metric, quiet)
     report = run_sweep(request, space, table.update, say, restore=resume is not None,
                        display=table)
+    ctx.obj.exit_at_once = True   # Ray is shut down, the files closed
     if not quiet:
         table.leaderboard(report)
     if any(row.retries or row.status == "error" for row in report.rows):

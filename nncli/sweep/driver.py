@@ -133,7 +133,6 @@ class Report:
     out_dir: str
     interrupted: bool
     signal: int = 0
-
     folds: int = 0
 
     def as_dict(self) -> dict:
@@ -233,14 +232,14 @@ def _fold_inputs(request: Request, configs: list, fixed: dict,
     first configuration's --seed), then the whole table's inputs (for the chosen
     configuration's run on all rows) and each fold's: its training rows, with its held-out
     rows as validation data."""
+    import numpy as np
+
     from nncli.crossval import plan_folds
     from nncli.train import load_inputs
 
     if fixed.get("validation_data") is not None or any(c.validation_split for c in configs):
         raise UsageError(f"--folds {request.folds} validates each fold's training on its own "
                          f"held-out rows; give no --validation-split or --validation-data")
-    import numpy as np
-
     targets, init_from = fixed.get("target"), fixed.get("init_from")
     plan = plan_folds(configs[0], request.data, request.folds, targets, request.stratify,
                       request.group)

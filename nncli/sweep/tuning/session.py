@@ -33,13 +33,16 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    runtime_env = {"env_vars": {k: os.environ[k] for k in RAY_ENV}}
     if address is not None:
         check_reachable(address)
-        _join(address, runtime_env)
+        # the cluster's workers were started elsewhere: they get the settings with the job
+        _join(address, {"env_vars": {k: os.environ[k] for k in RAY_ENV}})
     else:
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
-                 log_to_driver=False, logging_level="ERROR")
+        # the local instance's workers inherit this environment; a runtime environment would
+        # cost each worker a round trip through Ray's runtime-env agent (measured: an actor
+        # started in 0.89 s with one, 0.52 s without)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
     try:
         yield
     finally:
