@@ -11,10 +11,14 @@ above it; matplotlib is imported inside the drawing functions only, so importing
 
 from __future__ import annotations
 
+from nncli.plot.evaluation import KINDS, EvaluationSummary, plot_evaluation
 from nncli.plot.figure import (DPI, FORMATS, INSTALL_HINT, check_output, output_format,
                                require_matplotlib)
 from nncli.plot.history import Panel, PlotSummary, metric_families, plot_histories, read_runs
+from nncli.plot.predictions import Scored, score_members
+from nncli.plot.sources import Member, members
 
 __all__ = ["DPI", "FORMATS", "INSTALL_HINT", "check_output", "output_format",
            "require_matplotlib", "Panel", "PlotSummary", "metric_families", "plot_histories",
-           "read_runs"]
+           "read_runs", "KINDS", "EvaluationSummary", "plot_evaluation", "Scored",
+           "score_members", "Member", "members"]
