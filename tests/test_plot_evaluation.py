@@ -320,7 +320,44 @@ def test_cv_folder_whose_data_moved_takes_data(capsys, tmp_path):
                                                                   for f in cv["folds"]]
 
 
+def test_a_sweeps_folder_stands_for_its_best_trials(capsys, tmp_path, models):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "leaderboard.csv").write_text(
+        "rank,trial,arch,status,epochs,val_loss,model\n"
+        f"1,t1,6relu-1linear,finished,2,0.1,{models['bin2']}\n"
+        f"2,t2,4relu-1linear,finished,2,0.2,{models['bin']}\n")
+    doc = plot_json(capsys, sweep, "--top", "1", "--kind", "roc", "--data", DIGITS01, "-o",
+                    tmp_path / "roc.svg")
+    assert doc["labels"] == ["--arch 6relu-1linear"]
+    auc = eval_json(capsys, models["bin2"], DIGITS01)["roc_auc"]
+    assert doc["panels"][0]["curves"][0]["roc_auc"] == auc
+
+
+def test_the_library_draws_without_the_command_line(tmp_path, models):
+    from nncli.plot import members, score_members
+
+    heard: list[str] = []
+    scored = score_members(members([models["labels"]], ["ml"]), str(MULTILABEL),
+                           ["even", "ge5", "prime"], say=heard.append)
+    summary = plot_evaluation(scored, "calibration", tmp_path / "cal.svg", bins=5)
+    assert summary.labels == ["ml"] and summary.kind == "calibration"
+    [panel] = summary.panels
+    assert panel["title"] == "reliability: ml"
+    assert [c["class"] for c in panel["curves"]] == ["even", "ge5", "prime"]
+    assert len(svg_axes(tmp_path / "cal.svg")) == 2
+    assert heard == []
+
+
 # ---------------------------------------------------------------- errors
+
+
+def test_a_damaged_cv_json_is_one_line(capsys, tmp_path):
+    folder = tmp_path / "cv"
+    folder.mkdir()
+    (folder / "cv.json").write_text("{\"folds\": ")
+    rc, out, err = run(capsys, "plot", folder, "--kind", "roc", "-o", tmp_path / "r.png")
+    assert_one_line_error(rc, out, err, "cv.json: not a cross-validation's document")
 
 
 @pytest.mark.parametrize("case", ["no-data", "regression", "unknown-kind", "threshold-roc",
