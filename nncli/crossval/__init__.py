@@ -10,6 +10,8 @@ step, each importing only those above it:
     plan      Folds, plan_folds: the file read once, the rows dealt into folds
     running   run_folds, FoldResult, FoldSink, CvFolder: each fold trained and evaluated
     summary   mean_and_std, pooled_confusion, document: what the folds add up to
+
+``replan`` deals a kept cross-validation's folds again from its cv.json (``nncli plot DIR``).
 """
 
 from __future__ import annotations
