@@ -156,6 +156,13 @@ class Model:
             len(self.feature_names) == self.n_inputs else [f"x{i}" for i in range(self.n_inputs)]
         return Schema.numeric(list(names))
 
+    def target_lookup(self) -> tuple[list[str], list[int]] | None:
+        """The target names and columns it was trained on, to find its targets in a file
+        (``load_training_data``'s ``model_targets``); None when not recorded."""
+        if self.target_columns:
+            return list(self.target_names or []), list(self.target_columns)
+        return None
+
     def layer_records(self) -> list["LayerRecord"]:
         """One record per layer: what every walk over the layers needs (info, the model file,
         the exporter) in one place."""
