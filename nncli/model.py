@@ -18,6 +18,7 @@ import numpy as np
 from nncli import arch
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
 from nncli.data.schema import Schema
+from nncli.errors import ModelFileError
 from nncli.kernel_cache import prepare_numba
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
 from nncli.preprocess import Preprocessing
@@ -217,7 +218,16 @@ class Model:
         """(l1, l2): the weight penalties it was trained with (--l1, --l2; 0 in files from
         before them)."""
         options = self.info.get("options") or {}
-        return float(options.get("l1") or 0.0), float(options.get("l2") or 0.0)
+        found = []
+        for key in ("l1", "l2"):
+            value = options.get(key) or 0.0
+            # a crafted file may hold anything here: refuse it in one line, not a traceback
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0.0 <= value < float("inf"):
+                raise ModelFileError(f"damaged model metadata: options '{key}' must be a "
+                                     f"number 0 or more, found {value!r:.40}")
+            found.append(float(value))
+        return found[0], found[1]
 
     def penalty(self) -> float:
         """The weight penalty of its kernels, l2 sum(w^2) + l1 sum(|w|), which its loss includes
