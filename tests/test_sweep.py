@@ -622,12 +622,12 @@ def test_folds_sweep_ranks_by_the_mean_and_o_is_train_on_all_rows(capsys, tmp_pa
     tensors_equal(tmp_path / "best.safetensors", trained)
     board = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
     assert "val_loss,val_loss_std" in board[0]
-    # nncli plot DIR draws a cross-validated trial's curve as the mean of its folds'
-    from nncli.plot import sweep_runs
+    # nncli plot DIR draws a cross-validated trial by its first fold
+    from nncli.plot.history import read_runs
 
-    [(label, history)] = sweep_runs(tmp_path / "out", 1)
-    assert label == f"--lr {doc['best']['config']['lr']}" and len(history) == 3
-    assert history[-1]["val_loss"] == pytest.approx(doc["best"]["metrics"]["val_loss"])
+    [(label, history)] = read_runs([tmp_path / "out"], top=1)
+    assert label == f"--lr {doc['best']['config']['lr']} (fold 1)" and len(history) == 3
+    assert history[-1]["val_loss"] == doc["best"]["folds"][0]["val_loss"]
     assert "leaderboard (by val_loss mean over 3 folds, lowest first)" in err
     assert f"{doc['best']['metrics']['val_loss']:.4f} ± " in err
 

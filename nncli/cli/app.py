@@ -116,13 +116,6 @@ def show_bar(quiet: bool) -> bool:
     return not quiet and err.is_terminal
 
 
-def model_targets(m) -> tuple[list[str], list[int]] | None:
-    """The model's target names and columns, to find its targets in a file."""
-    if m.target_columns:
-        return list(m.target_names or []), list(m.target_columns)
-    return None
-
-
 def write_output(path: Path, write) -> None:
     """Write a command's output file whole or not at all; its folder must exist."""
     from nncli.files import write_atomically
