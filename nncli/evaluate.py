@@ -65,8 +65,7 @@ def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
     stage = model.preprocessing
     threshold = check_threshold(model, threshold)
     w = _checked_weights(sample_weight, len(X), source)
-    Y = prepare_targets(spec, Y, model.n_outputs, source, lines)
-    X = stage.transform_in_place(X, source) if own_data else stage.transform(X, source)
+    X, Y = prepared(model, X, Y, source, lines, own_data)
     loss, _ = model.evaluate(X, stage.scale_targets(Y))
     report: dict = {"rows": int(len(X)), "loss": loss}
     if model.penalties != (0.0, 0.0):
@@ -84,16 +83,35 @@ def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
     return json_numbers(report)
 
 
+def prepared(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
+             lines: Sequence[int] | None = None,
+             own_data: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) as the model takes them: raw features through its preprocessing stage (in place
+    when ``own_data``), raw targets prepared for its loss (one-hot rows, 0/1 columns)."""
+    stage = model.preprocessing
+    Y = prepare_targets(model.loss_spec, Y, model.n_outputs, source, lines)
+    X = stage.transform_in_place(X, source) if own_data else stage.transform(X, source)
+    return X, Y
+
+
+def class_view(model: Model, proba: np.ndarray, Y: np.ndarray, threshold: float | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A single-label classifier's rows as classes: (true class (n,), decided class (n,), each
+    class's probability (n, k)), from its probabilities (n, units) and prepared targets Y
+    (one-hot rows, or a 0/1 column for one sigmoid output, which becomes two classes: 1 - p
+    and p)."""
+    predicted = decide(model, proba, threshold)
+    if thresholded(model):   # one sigmoid output: the probability of class 1
+        return ((Y[:, 0] >= 0.5).astype(np.int64), predicted[:, 0],
+                np.column_stack([1.0 - proba[:, 0], proba[:, 0]]))
+    return Y.argmax(axis=1), predicted, proba
+
+
 def classifier_report(model: Model, proba: np.ndarray, Y: np.ndarray,
                       threshold: float | None, w: np.ndarray | None) -> dict:
     """The scores of a single-label classifier from its probabilities (n, units) and prepared
     targets Y (one-hot rows, or a 0/1 column for one sigmoid output)."""
-    predicted = decide(model, proba, threshold)
-    if thresholded(model):   # one sigmoid output: the probability of class 1
-        truth, predicted = (Y[:, 0] >= 0.5).astype(np.int64), predicted[:, 0]
-        proba = np.column_stack([1.0 - proba[:, 0], proba[:, 0]])
-    else:
-        truth = Y.argmax(axis=1)
+    truth, predicted, proba = class_view(model, proba, Y, threshold)
     names = class_names(model)
     cm = confusion_matrix(truth, predicted, len(names), w)
     scores = ClassScores.of(cm)

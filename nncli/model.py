@@ -18,6 +18,7 @@ import numpy as np
 from nncli import arch
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, LayerSpec, format_arch
 from nncli.data.schema import Schema
+from nncli.errors import ModelFileError
 from nncli.kernel_cache import prepare_numba
 from nncli.losses import PROB_EPSILON, Loss, get_loss, kernel_code
 from nncli.preprocess import Preprocessing
@@ -156,6 +157,13 @@ class Model:
             len(self.feature_names) == self.n_inputs else [f"x{i}" for i in range(self.n_inputs)]
         return Schema.numeric(list(names))
 
+    def target_lookup(self) -> tuple[list[str], list[int]] | None:
+        """The target names and columns it was trained on, to find its targets in a file
+        (``load_training_data``'s ``model_targets``); None when not recorded."""
+        if self.target_columns:
+            return list(self.target_names or []), list(self.target_columns)
+        return None
+
     def layer_records(self) -> list["LayerRecord"]:
         """One record per layer: what every walk over the layers needs (info, the model file,
         the exporter) in one place."""
@@ -210,7 +218,16 @@ class Model:
         """(l1, l2): the weight penalties it was trained with (--l1, --l2; 0 in files from
         before them)."""
         options = self.info.get("options") or {}
-        return float(options.get("l1") or 0.0), float(options.get("l2") or 0.0)
+        found = []
+        for key in ("l1", "l2"):
+            value = options.get(key) or 0.0
+            # a crafted file may hold anything here: refuse it in one line, not a traceback
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0.0 <= value < float("inf"):
+                raise ModelFileError(f"damaged model metadata: options '{key}' must be a "
+                                     f"number 0 or more, found {value!r:.40}")
+            found.append(float(value))
+        return found[0], found[1]
 
     def penalty(self) -> float:
         """The weight penalty of its kernels, l2 sum(w^2) + l1 sum(|w|), which its loss includes

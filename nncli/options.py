@@ -170,7 +170,7 @@ OPTIONS: tuple[Option, ...] = (
            sweep=_not_swept("each trial checkpoints through Ray Tune"),
            cv=_NO_FOLD_CHECKPOINTS),
     Option("checkpoint_every", ("--checkpoint-every",), int, 1, "Epochs between checkpoints; "
-           "0 writes none.", sweep=_not_swept("each trial checkpoints every epoch"),
+           "0 writes none.", sweep=_not_swept("a trial checkpoints by time: --checkpoint-seconds"),
            cv=_NO_FOLD_CHECKPOINTS),
     Option("early_stopping", ("--early-stopping",), int, None, "Stop after PATIENCE epochs "
            "without improvement of --monitor, and keep the best epoch's weights.",

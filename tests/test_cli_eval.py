@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from nncli.cli import main
-from nncli.cli.app import model_targets
 from nncli.data import ReadOptions, load_training_data
 from nncli.decision import probabilities
 from nncli.losses import prepare_targets
@@ -89,7 +88,7 @@ def scored(model: Path, data: Path, weight: str | None = None):
     ``model`` on ``data``, computed in-process as the reference's input."""
     m = load_model(model)
     ds = load_training_data(str(data), classes=m.classes, schema=m.input_schema(),
-                            model_targets=model_targets(m),
+                            model_targets=m.target_lookup(),
                             options=ReadOptions(sample_weight=weight))
     out = m.outputs(m.preprocessing.transform(ds.X, ds.source))
     Y = prepare_targets(m.loss_spec, ds.Y, m.n_outputs, ds.source)

@@ -82,6 +82,25 @@ def train_like(capsys, trial_config: dict, fixed: list[str], out: Path) -> Path:
     return out
 
 
+FOLDED = ["--loss", "sparse_cce", "--logits"]   # a cross-validated sweep: no validation split
+
+
+def cv_like(capsys, trial_config: dict, fixed: list[str], folds: int, out: Path) -> dict:
+    """``nncli cv`` with a trial's options: the folds' models in ``out`` and its document."""
+    argv = ["cv", str(ROOT / "datasets" / "digits.csv"), *fixed, "--folds", str(folds)]
+    for name, value in trial_config.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    rc, out_text, err = run(capsys, *argv, "--quiet", "--json", "-o", out)
+    assert rc == 0, err
+    return json.loads(out_text)
+
+
+def folds_equal(trial_folder: Path, cv_folder: Path, folds: int) -> None:
+    """A cross-validated trial's fold models are ``nncli cv``'s, bit for bit."""
+    for i in range(1, folds + 1):
+        tensors_equal(trial_folder / f"fold{i}.safetensors", cv_folder / f"fold{i}.safetensors")
+
+
 # ------------------------------------------------- refused before Ray: no Ray, no folder
 
 @pytest.mark.parametrize("argv, needle", [
@@ -153,8 +172,11 @@ def _sweep_folder(tmp_path: Path, digits_csv: Path) -> tuple[Path, dict]:
     (lambda doc: {**doc, "options": {"arch": "16relu-10linear"}}, "'options' lacks 'loss'"),
     (lambda doc: {k: v for k, v in doc.items() if k != "data"}, "'data' is missing"),
     (lambda doc: {**doc, "colour": "red"}, "unknown key 'colour'"),
+    (lambda doc: {**doc, "checkpoint_seconds": "5"},
+     "'checkpoint_seconds' must be a number, found \"5\""),
 ], ids=["deep", "not-json", "a-list", "samples-text", "address-number", "options-list",
-        "option-number", "flag-text", "not-swept-option", "no-loss", "no-data", "unknown-key"])
+        "option-number", "flag-text", "not-swept-option", "no-loss", "no-data", "unknown-key",
+        "seconds-text"])
 def test_damaged_sweep_json_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv,
                                                    change, needle):
     # with Ray unimportable, reaching the point where Ray starts would say "pip install"
@@ -168,11 +190,57 @@ def test_damaged_sweep_json_is_one_line_before_ray(capsys, tmp_path, no_ray, dig
     assert not (tmp_path / "best.safetensors").exists()
 
 
-def test_sound_sweep_json_is_read_as_written(capsys, tmp_path, no_ray, digits_csv):
-    # the same folder, undamaged, gets as far as starting Ray
-    folder, _ = _sweep_folder(tmp_path, digits_csv)
+@pytest.mark.parametrize("seconds", [2, 0.5, None])
+def test_sound_sweep_json_is_read_as_written(capsys, tmp_path, no_ray, digits_csv, seconds):
+    # the same folder, undamaged, gets as far as starting Ray; a whole number of seconds is a
+    # number too, and a request written before --checkpoint-seconds existed takes its default
+    from nncli.sweep.driver import Request
+
+    folder, doc = _sweep_folder(tmp_path, digits_csv)
+    if seconds is None:
+        del doc["checkpoint_seconds"]
+    else:
+        doc["checkpoint_seconds"] = seconds
+    (folder / "sweep.json").write_text(json.dumps(doc))
+    assert Request.load(str(folder)).checkpoint_seconds == (
+        Request.checkpoint_seconds if seconds is None else seconds)
     rc, out, err = sweep(capsys, "--resume", folder)
     assert_one_line_error(rc, out, err, "pip install 'nncli[sweep]'")
+
+
+def test_grace_beyond_the_epochs_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS, "--epochs",
+                         "2,4", "--scheduler", "asha", "--grace-epochs", "5", "--out-dir",
+                         tmp_path / "out")
+    assert_one_line_error(rc, out, err, "--grace-epochs 5 exceeds the most --epochs, 4")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--folds", "3", "--validation-split", "0.2"], "give no --validation-split"),
+    (["--folds", "3", "--validation-split", "0,0.2"], "give no --validation-split"),
+    (["--folds", "3", "--validation-data", "v.csv"], "give no --validation-split or "
+                                                      "--validation-data"),
+    (["--folds", "1"], "--folds must be at least 2"),
+    (["--group", "pixel0"], "--group and --no-stratify say how --folds K deals the rows"),
+    (["--no-stratify", *DIGITS[2:]], "give --folds"),
+], ids=["split", "varying-split", "validation-data", "one-fold", "group-alone",
+        "no-stratify-alone"])
+def test_bad_folds_are_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv, argv, needle):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *FOLDED, *argv,
+                         "--out-dir", tmp_path / "out")
+    line = assert_one_line_error(rc, out, err, needle)
+    assert "pip install" not in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_bad_checkpoint_seconds_is_one_line_before_ray(capsys, tmp_path, no_ray, digits_csv,
+                                                       value):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *DIGITS,
+                         "--checkpoint-seconds", value, "--out-dir", tmp_path / "out")
+    assert_one_line_error(rc, out, err, f"--checkpoint-seconds must be 0 or more, received")
+    assert not (tmp_path / "out").exists()
 
 
 def test_other_commands_never_import_ray():
@@ -200,6 +268,86 @@ def test_unreachable_address_is_one_line_at_once(capsys, tmp_path, ray_env, digi
     assert time.monotonic() - started < 30
     assert not ray.is_initialized()
     assert not (tmp_path / "out").exists()   # nothing to --resume
+
+
+# ---------------------------------------------- checkpoint cadence (no Ray started)
+
+@pytest.mark.parametrize("grace, epochs", [(1, 1), (1, 3), (1, 4), (1, 16), (1, 17), (2, 40),
+                                           (3, 100), (4, 4)])
+def test_asha_rungs_are_ray_tunes(grace, epochs):
+    # the epochs a trial checkpoints at under ASHA are those where Ray's ASHA may stop it
+    from ray.tune.schedulers import ASHAScheduler
+
+    from nncli.sweep import tuning
+
+    ray_asha = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace,
+                             reduction_factor=tuning.REDUCTION_FACTOR)
+    milestones = sorted(int(m) for m, _ in ray_asha._brackets[0]._rungs)
+    assert list(tuning.asha_rungs(grace, epochs)) == milestones
+
+
+@pytest.fixture
+def reports(monkeypatch):
+    """What TuneSink hands to tune.report, recorded instead: (metrics, the checkpoint's model
+    file read back, or None)."""
+    from nncli.modelfile import read_model_file
+    from nncli.sweep import tuning
+
+    seen: list[tuple[dict, object]] = []
+
+    def report(metrics, checkpoint=None):
+        saved = None
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                saved = read_model_file(Path(folder) / tuning.MODEL_FILE)
+        seen.append((metrics, saved))
+
+    monkeypatch.setattr(tuning.tune, "report", report)
+    return seen
+
+
+def _train_with_sink(digits_csv: Path, sink, epochs: int = 6):
+    from nncli.train import TrainConfig, load_inputs, run
+
+    config = TrainConfig.from_options(arch="8relu-10linear", loss="sparse_cce", logits=True,
+                                      validation_split=0.2, epochs=epochs, batch_size=256)
+    return run(config, load_inputs(config, str(digits_csv)), sink)
+
+
+@pytest.mark.parametrize("every, rungs, checkpointed", [
+    (0.0, (), [1, 2, 3, 4, 5]),              # every epoch, as before the cadence existed
+    (3600.0, (), []),                        # by time only: none due in a short run
+    (3600.0, (1, 4), [1, 4]),                # ASHA's rungs: where a trial may be stopped
+])
+def test_trial_reports_every_epoch_and_checkpoints_when_due(reports, digits_csv, every, rungs,
+                                                             checkpointed):
+    from nncli.sweep.tuning import FINISHED_KEY, Cadence, TuneSink
+
+    result = _train_with_sink(digits_csv, TuneSink("node", Cadence(every, rungs)))
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5, 6]
+    assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == checkpointed
+    for metrics, saved in reports[:-1]:
+        assert not metrics[FINISHED_KEY] and metrics["node"] == "node"
+        if saved is not None:        # a checkpoint a retried trial can go on from
+            assert saved.state["epoch"] == metrics["epoch"]
+    metrics, saved = reports[-1]     # the end: the finished model, without training state
+    assert metrics[FINISHED_KEY] and saved is not None and saved.state is None
+    for i in range(len(result.model.layers)):
+        assert np.array_equal(saved.model.kernel(i), result.model.kernel(i))
+
+
+def test_trial_checkpoints_by_time(reports, digits_csv, monkeypatch):
+    # the sink's clock moves 1 s at each reading (one before the epochs, one per epoch, one
+    # after each checkpoint): every 2.5 s is every third epoch
+    import types
+
+    from nncli.sweep.tuning import Cadence, TuneSink, trials
+
+    clock = iter(range(100))
+    monkeypatch.setattr(trials, "time", types.SimpleNamespace(
+        monotonic=lambda: float(next(clock))))
+    _train_with_sink(digits_csv, TuneSink("node", Cadence(2.5)), epochs=8)
+    assert [m["epoch"] for m, saved in reports[:-1] if saved is not None] == [3, 6]
 
 
 # ------------------------------------------------------------------- local sweeps
@@ -363,8 +511,10 @@ def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ra
     options = {"arch": "32relu-10linear", "loss": "sparse_cce", "logits": True,
                "validation_split": "0.2", "epochs": "6", "batch_size": "4",
                "lr": "1e-3,3e-3"}
+    # a checkpoint every epoch: the kill comes after epoch 2, within the second
     request = Request(str(digits_csv), options, out_dir=str(tmp_path / "out"),
-                      output=str(tmp_path / "best.safetensors"), max_failures=2)
+                      output=str(tmp_path / "best.safetensors"), max_failures=2,
+                      checkpoint_seconds=0)
     space = parse_space(options)
     killed: dict = {}
     seen: list[tuple[str, int, str]] = []   # (trial, epoch, status) of every event
@@ -391,12 +541,15 @@ def test_killed_worker_is_retried_from_its_checkpoint(capsys, tmp_path, local_ra
     tensors_equal(Path(row.model), trained)
 
 
-def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_csv):
+@pytest.mark.parametrize("folds", [0, 2])
+def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_csv, folds):
     env = {**os.environ, **RAY_TEST_ENV}
     out_dir = tmp_path / "out"
+    split = [*FOLDED, "--folds", str(folds)] if folds else DIGITS
     argv = [sys.executable, "-m", "nncli", "sweep", str(digits_csv), "--arch", "32relu-10linear",
-            *DIGITS, "--lr", "1e-3,3e-3", "--epochs", "30", "--batch-size", "4", "--quiet",
-            "--out-dir", str(out_dir), "-o", str(tmp_path / "best.safetensors")]
+            *split, "--lr", "1e-3,3e-3", "--epochs", "30", "--batch-size", "4", "--quiet",
+            "--checkpoint-seconds", "0", "--out-dir", str(out_dir), "-o",
+            str(tmp_path / "best.safetensors")]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -427,10 +580,100 @@ def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_
     assert all(t["epochs"] == 30 for t in doc["trials"])
     # the interrupted trials went on from their checkpoints, bit-identical to one training
     best = doc["best"]
+    options = {**best["config"], "arch": "32relu-10linear", "epochs": 30, "batch_size": 4}
+    if folds:
+        cv_like(capsys, options, FOLDED, folds, tmp_path / "cv")
+        folds_equal(Path(best["model"]), tmp_path / "cv", folds)
+        return
     tensors_equal(tmp_path / "best.safetensors", Path(best["model"]))
-    trained = train_like(capsys, {**best["config"], "arch": "32relu-10linear", "epochs": 30,
-                                  "batch_size": 4}, DIGITS, tmp_path / "train.safetensors")
+    trained = train_like(capsys, options, DIGITS, tmp_path / "train.safetensors")
     tensors_equal(Path(best["model"]), trained)
+
+
+# ---------------------------------------------------------- cross-validated sweeps
+
+def test_folds_sweep_ranks_by_the_mean_and_o_is_train_on_all_rows(capsys, tmp_path, local_ray,
+                                                                   digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *FOLDED, "--lr",
+                         "1e-3,1e-2,3e-2", "--epochs", "3", "--seed", "4", "--folds", "3",
+                         "--json", "--out-dir", tmp_path / "out", "-o",
+                         tmp_path / "best.safetensors")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["folds"] == 3 and doc["metric"] == "val_loss"
+    means = {}
+    for t in doc["trials"]:
+        assert t["status"] == "finished" and len(t["folds"]) == 3
+        # the same configuration through nncli cv: its folds' held-out losses, averaged here
+        cv = cv_like(capsys, {**t["config"], "arch": "16relu-10linear", "epochs": 3, "seed": 4},
+                     FOLDED, 3, tmp_path / f"cv{t['trial_id']}")
+        losses = np.array([f["loss"] for f in cv["folds"]])
+        assert [f["val_loss"] for f in t["folds"]] == pytest.approx(losses, rel=1e-12)
+        assert t["metrics"]["val_loss"] == pytest.approx(losses.mean(), rel=1e-12)
+        assert t["std"]["val_loss"] == pytest.approx(losses.std(), rel=1e-9)
+        folds_equal(Path(t["model"]), tmp_path / f"cv{t['trial_id']}", 3)
+        means[t["trial_id"]] = losses.mean()
+    assert [t["trial_id"] for t in doc["trials"]] == sorted(means, key=means.get)
+    assert doc["best"]["trial_id"] == min(means, key=means.get)
+    # -o: the chosen configuration trained on all rows, as nncli train trains it
+    trained = train_like(capsys, {**doc["best"]["config"], "arch": "16relu-10linear",
+                                  "epochs": 3, "seed": 4}, FOLDED,
+                         tmp_path / "train.safetensors")
+    tensors_equal(tmp_path / "best.safetensors", trained)
+    board = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
+    assert "val_loss,val_loss_std" in board[0]
+    # nncli plot DIR draws a cross-validated trial by its first fold
+    from nncli.plot.history import read_runs
+
+    [(label, history)] = read_runs([tmp_path / "out"], top=1)
+    assert label == f"--lr {doc['best']['config']['lr']} (fold 1)" and len(history) == 3
+    assert history[-1]["val_loss"] == doc["best"]["folds"][0]["val_loss"]
+    assert "leaderboard (by val_loss mean over 3 folds, lowest first)" in err
+    assert f"{doc['best']['metrics']['val_loss']:.4f} ± " in err
+
+
+def test_folds_sweep_with_asha_keeps_the_stopped_folds(capsys, tmp_path, local_ray, digits_csv):
+    rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *FOLDED, "--lr",
+                         "1e-2,3e-3,1e-6,3e-7", "--epochs", "8", "--batch-size", "64",
+                         "--folds", "2", "--scheduler", "asha", "--quiet", "--json",
+                         "--out-dir", tmp_path / "out", "-o", tmp_path / "best.safetensors")
+    assert rc == 0, err
+    trials = json.loads(out)["trials"]
+    stopped = [t for t in trials if t["status"] == "stopped early"]
+    assert stopped and all(t["epochs"] < 8 for t in stopped), trials
+    for t in trials:                 # each fold's model where the trial stopped (its rung)
+        assert sorted(p.name for p in Path(t["model"]).iterdir()) == [
+            "fold1.safetensors", "fold2.safetensors"]
+
+
+def test_killed_folds_trial_is_retried_from_its_checkpoint(capsys, tmp_path, local_ray,
+                                                           digits_csv):
+    from nncli.sweep.driver import Request, run_sweep
+    from nncli.sweep.space import parse_space
+
+    options = {"arch": "32relu-10linear", "loss": "sparse_cce", "logits": True, "epochs": "6",
+               "batch_size": "4", "lr": "1e-3"}
+    request = Request(str(digits_csv), options, out_dir=str(tmp_path / "out"),
+                      output=str(tmp_path / "best.safetensors"), checkpoint_seconds=0,
+                      folds=2)
+    killed: dict = {}
+    seen: list[tuple[int, str]] = []
+
+    def on_event(row) -> None:
+        seen.append((row.epochs, row.status))
+        if not killed and row.status == "running" and row.epochs >= 2 and row.pid:
+            killed.update(pid=row.pid, epoch=row.epochs)
+            os.kill(row.pid, signal.SIGKILL)
+
+    report = run_sweep(request, parse_space(options), on_event=on_event)
+    assert killed, "the trial reported no two epochs"
+    [row] = report.rows
+    assert row.status == "finished" and row.epochs == 6 and row.retries >= 1
+    after = [e for e, s in seen[seen.index((killed["epoch"], "running")) + 1:] if s == "running"]
+    assert after and min(after) >= 2, seen     # on from its checkpoint, not from epoch 1
+    cv_like(capsys, {"lr": 1e-3, "arch": "32relu-10linear", "epochs": 6, "batch_size": 4},
+            FOLDED, 2, tmp_path / "cv")
+    folds_equal(Path(row.model), tmp_path / "cv", 2)
 
 
 # ------------------------------------------------------------------- a cluster
@@ -457,6 +700,18 @@ def test_two_node_cluster_runs_trials_on_both(capsys, tmp_path, ray_env, digits_
         nodes = {t["node"] for t in doc["trials"]}
         assert len(nodes) == 2, nodes
         assert not ray.is_initialized()     # the sweep left the cluster, not started one
+        # a cross-validated sweep's configurations, each with its folds, on both nodes
+        rc, out, err = sweep(capsys, digits_csv, "--arch", "16relu-10linear", *FOLDED,
+                             "--lr", "1e-3,3e-3,1e-2,3e-2", "--epochs", "4", "--batch-size",
+                             "8", "--folds", "3", "--address", address, "--quiet", "--json",
+                             "--out-dir", tmp_path / "folds", "-o",
+                             tmp_path / "best_folds.safetensors")
+        assert rc == 0, err
+        doc = json.loads(out)
+        assert [t["status"] for t in doc["trials"]] == ["finished"] * 4
+        assert all(len(t["folds"]) == 3 for t in doc["trials"])
+        assert len({t["node"] for t in doc["trials"]}) == 2
+        assert (tmp_path / "best_folds.safetensors").is_file()
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -85,7 +85,8 @@ def _trains(pid: int) -> bool:
 def test_json_stays_json_when_a_trial_worker_is_killed(tmp_path, digits_csv):
     out_dir = tmp_path / "out"
     proc = subprocess.Popen(sweep_argv(digits_csv, tmp_path, "--lr", "1e-3", "--epochs", "10",
-                                       "--batch-size", "4", "--quiet", "--json"),
+                                       "--batch-size", "4", "--checkpoint-seconds", "0",
+                                       "--quiet", "--json"),
                             env={**os.environ, **RAY_TEST_ENV}, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list[int] = []

@@ -156,3 +156,39 @@ def test_kernels_cached_looks_at_numba_s_cache_index(monkeypatch, tmp_path):
     (tmp_path / "present.nbi").write_bytes(b"")
     monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "present.nbi"))
     assert kernels_cached() is True
+
+
+def test_runs_in_step_are_each_run_alone_bit_for_bit():
+    # a cross-validated trial's folds: side by side, epoch by epoch, each as if it ran alone;
+    # the one that stops early (patience 0 and a change of 10 to count) sits out the rest
+    from nncli.train import Sink, run_in_step, run_prepared
+
+    settings = [dict(epochs=4, seed=1), dict(epochs=3, seed=2, batch_size=64),
+                dict(epochs=4, early_stopping=0, min_delta=10.0)]
+
+    class Epochs(Sink):
+        def __init__(self):
+            self.epochs, self.finished_with = [], None
+
+        def epoch(self, run, report):
+            self.epochs.append(report.epoch)
+
+        def finished(self, result):
+            self.finished_with = result.last["epoch"]
+
+    alone = []
+    for s in settings:
+        run = _digits_run(**s)
+        run_prepared(run)
+        alone.append(run)
+    sinks = [Epochs() for _ in settings]
+    rounds: list[list[int]] = []
+    results = run_in_step([_digits_run(**s) for s in settings], sinks,
+                          lambda: rounds.append([len(k.epochs) for k in sinks]))
+    for single, result, sink in zip(alone, results, sinks):
+        assert np.array_equal(single.model.params, result.model.params)
+        assert sink.epochs == list(range(1, len(single.history) + 1))
+        assert sink.finished_with == len(single.history)
+    stopped = len(alone[2].history)
+    assert stopped < 4, "the third run was meant to stop early"
+    assert rounds == [[e, min(e, 3), min(e, stopped)] for e in range(1, 5)]

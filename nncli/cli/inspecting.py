@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nncli.cli.app import command, err, model_targets, prepare_numba, tell
+from nncli.cli.app import command, err, prepare_numba, tell
 from nncli.errors import CheckFailed, UsageError
 from nncli.options import GRADCHECK_DEFAULTS
 
@@ -72,7 +72,7 @@ def gradcheck(
 
         m = load_model(model)
         ds = load_training_data(data, classes=m.classes, schema=m.input_schema(),
-                                model_targets=model_targets(m),
+                                model_targets=m.target_lookup(),
                                 options=ReadOptions(sample_weight=sample_weight))
         X, Y = ds.X[:batch], ds.Y[:batch]
         sample = ds.sample_weight[:batch] if ds.sample_weight is not None else None

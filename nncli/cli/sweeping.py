@@ -42,6 +42,23 @@ def sweep(
     threads_per_trial: int = typer.Option(Request.threads_per_trial, "--threads-per-trial",
                                           help="CPUs each trial asks Ray for (and compute "
                                                "threads it uses)."),
+    checkpoint_seconds: float = typer.Option(Request.checkpoint_seconds,
+                                             "--checkpoint-seconds",
+                                             help="A trial checkpoints at most this often, and "
+                                                  "at its end (0: every epoch); a retried "
+                                                  "trial goes on from its last checkpoint."),
+    folds: int = typer.Option(Request.folds, "--folds", metavar="K", show_default=False,
+                              help="Judge each "
+                              "configuration by the mean over K folds of --metric, each fold "
+                              "trained on the others and validated on its own rows, as nncli "
+                              "cv; -o is then the best configuration trained on all rows "
+                              "\\[default: one split, --validation-split]."),
+    no_stratify: bool = typer.Option(False, "--no-stratify", help="--folds: deal the rows at "
+                                     "random (by default each fold holds a classifier's "
+                                     "classes evenly)."),
+    group: Optional[str] = typer.Option(None, "--group", metavar="COL", help="--folds: keep "
+                                        "the rows of equal values of this column in one fold "
+                                        "(not a feature)."),
     address: Optional[str] = typer.Option(None, "--address", help="HOST:PORT of an existing Ray "
                                           "cluster \\[default: start one on this machine]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Where Ray Tune keeps "
@@ -78,12 +95,14 @@ def sweep(
         request = Request(data if data == "-" else str(Path(data).resolve()),
                           options_from_args(ctx.args), samples, metric, scheduler, grace_epochs,
                           max_failures, threads_per_trial, address, storage,
-                          str(output.resolve()), str(folder.resolve()))
+                          str(output.resolve()), str(folder.resolve()), checkpoint_seconds,
+                          folds, not no_stratify, group)
     space = parse_space(request.options, request.samples)
     prepare_numba()
     table = _LiveTrials(space.varying, request.metric, quiet)
     report = run_sweep(request, space, table.update, say, restore=resume is not None,
                        display=table)
+    ctx.obj.exit_at_once = True   # Ray is shut down, the files closed
     if not quiet:
         table.leaderboard(report)
     if any(row.retries or row.status == "error" for row in report.rows):
@@ -133,8 +152,8 @@ class _LiveTrials:
             self.live.update(self._table())
         elif not self.quiet and row.status not in ("running", "pending") and \
                 before != row.status:
-            value = row.value(self.metric)
-            shown = f"{self.metric} {value:.4f}" if value is not None else "no result"
+            value = _value(row, self.metric)
+            shown = f"{self.metric} {value}" if value else "no result"
             tell(f"trial {row.trial_id} {row.status}: {_config_text(row.config)}  {shown}  "
                  f"epoch {row.epochs}")
 
@@ -145,9 +164,8 @@ class _LiveTrials:
                              justify="left" if col in ("trial", "status", "node")
                              else "right")
         for row in rows if rows is not None else self.rows.values():
-            value = row.value(self.metric)
             table.add_row(row.trial_id, *(_shown(row.config.get(v)) for v in self.varying),
-                          row.status, str(row.epochs), "" if value is None else f"{value:.4f}",
+                          row.status, str(row.epochs), _value(row, self.metric),
                           (row.node or "")[:8], str(row.retries))
         return table
 
@@ -155,11 +173,23 @@ class _LiveTrials:
         order = "lowest" if report.mode == "min" else "highest"
         # a log is read wider than a terminal's 80 columns: options and statuses unclipped
         wide = err if err.is_terminal else Console(stderr=True, highlight=False, width=140)
-        wide.print(self._table(report.rows, f"leaderboard (by {report.metric}, {order} first)"))
+        over = f" mean over {report.folds} folds" if report.folds else ""
+        wide.print(self._table(report.rows,
+                               f"leaderboard (by {report.metric}{over}, {order} first)"))
         if report.best_model:
             best = report.rows[0]
+            how = ", trained on all rows" if report.folds else ""
             tell(f"wrote {report.best_model} (trial {best.trial_id}: "
-                 f"{_config_text(best.config)}); every trial in {report.out_dir}")
+                 f"{_config_text(best.config)}{how}); every trial in {report.out_dir}")
+
+
+def _value(row, metric: str) -> str:
+    """The trial's ``metric`` for the tables: over folds its mean ± std (ddof 0)."""
+    value = row.value(metric)
+    if value is None:
+        return ""
+    std = row.std.get(metric)
+    return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
 
 
 def _config_text(config: dict) -> str:

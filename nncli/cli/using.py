@@ -13,8 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nncli.cli.app import (Output, command, err, model_targets, prepare_numba, say,
-                           write_output)
+from nncli.cli.app import Output, command, err, prepare_numba, say, write_output
 from nncli.options import delimiter_char, encoding_name
 
 # eval's and predict's --encoding (train's is a row of nncli.options.OPTIONS)
@@ -63,7 +62,7 @@ def eval_(
                             options=ReadOptions(delimiter_char(delimiter),
                                                 encoding=encoding_name(encoding),
                                                 sample_weight=sample_weight),
-                            schema=m.input_schema(), model_targets=model_targets(m))
+                            schema=m.input_schema(), model_targets=m.target_lookup())
     for message in ds.messages():
         say(message)
     report = evaluate(m, ds.X, ds.Y, ds.source, ds.line_numbers, own_data=True,

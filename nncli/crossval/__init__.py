@@ -10,17 +10,20 @@ step, each importing only those above it:
     plan      Folds, plan_folds: the file read once, the rows dealt into folds
     running   run_folds, FoldResult, FoldSink, CvFolder: each fold trained and evaluated
     summary   mean_and_std, pooled_confusion, document: what the folds add up to
+
+``replan`` deals a kept cross-validation's folds again from its cv.json (``nncli plot DIR``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 from nncli.crossval.plan import Folds, plan_folds
 from nncli.crossval.running import (SUMMARY_FILE, CvFolder, FoldResult, FoldSink, fold_file,
-                                    run_folds)
+                                    held_out_data, run_folds)
 from nncli.crossval.summary import document, mean_and_std, pooled_confusion
 from nncli.errors import UsageError
 from nncli.files import write_atomically
@@ -64,6 +67,28 @@ def cross_validate(data: str, k: int, options: dict[str, Any], stratify: bool = 
     return doc
 
 
+def replan(options: dict[str, Any], data: str | None = None, source: str = SUMMARY_FILE
+           ) -> Folds:
+    """The folds of a cross-validation dealt again from its document's ``options`` (what
+    ``_recorded`` writes): the same rows in the same folds, from the data file recorded or
+    ``data`` (that file moved). ``source`` names the document in messages."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        config = TrainConfig(**{k: v for k, v in options.items() if k in names})
+        k = int(options["folds"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise UsageError(f"{source}: damaged options ({e})") from None
+    data = data or options.get("data")
+    if data in (None, "-"):
+        raise UsageError(f"{source}: the cross-validation read its data from standard input; "
+                         f"give that file with --data FILE")
+    if not Path(data).exists():
+        raise UsageError(f"{source}: its data file '{data}' is not found (moved, or named "
+                         f"from another folder); give it with --data FILE")
+    return plan_folds(config, data, k, options.get("target"), bool(options.get("stratified")),
+                      options.get("group"))
+
+
 def _recorded(folds: Folds, data: str, options: dict[str, Any],
               out_dir: str | Path | None) -> dict:
     """``options`` of the document: the folds' TrainConfig, then the cross-validation's own
@@ -76,6 +101,7 @@ def _recorded(folds: Folds, data: str, options: dict[str, Any],
             "output": None if out_dir is None else str(out_dir), **run}
 
 
-__all__ = ["cross_validate", "refuse_unfit_options", "Folds", "plan_folds", "run_folds",
+__all__ = ["cross_validate", "refuse_unfit_options", "replan", "Folds", "plan_folds",
+           "held_out_data", "run_folds",
            "FoldResult", "FoldSink", "CvFolder", "SUMMARY_FILE", "fold_file", "document",
            "mean_and_std", "pooled_confusion"]

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from nncli.crossval.plan import Folds
-from nncli.data import training_data
+from nncli.data import Dataset, training_data
 from nncli.errors import DivergedError, Interrupted, UsageError
 from nncli.evaluate import evaluate
 from nncli.files import check_writable
+from nncli.model import Model
 from nncli.modelfile import save_model
 from nncli.train import Result, Sink, Sinks, Training, interruptible, load_inputs, run
 from nncli.train.state import StopFn
@@ -120,6 +121,15 @@ class FoldSink(Sink):
             self.folder.save(self.i, result.run.model)
 
 
+def held_out_data(folds: Folds, i: int, model: Model, targets: list[str] | None = None
+                  ) -> Dataset:
+    """Fold ``i``'s held-out rows (1-based) read through its ``model``'s columns, as ``nncli
+    eval`` reads a file of them: a category its training rows never had encodes as zeros,
+    missing numbers take its means."""
+    return training_data(folds.held_out_rows(i - 1), targets, classes=model.classes,
+                         schema=model.input_schema())
+
+
 def run_folds(folds: Folds, targets: list[str] | None = None,
               validation_data: str | None = None, init_from: str | None = None,
               folder: CvFolder | None = None,
@@ -148,8 +158,7 @@ def run_folds(folds: Folds, targets: list[str] | None = None,
             raise DivergedError(f"fold {i} of {folds.k}: {e.what}", e.epoch, e.batch,
                                 e.hint) from None
         model = result.model
-        held = training_data(folds.held_out_rows(i - 1), targets, classes=model.classes,
-                             schema=model.input_schema())
+        held = held_out_data(folds, i, model, targets)
         metrics = evaluate(model, held.X, held.Y, held.source, held.line_numbers, own_data=True)
         trained = result.run
         fold = FoldResult(i, len(trained.X), 0 if trained.X_val is None else len(trained.X_val),

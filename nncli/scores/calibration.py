@@ -15,6 +15,17 @@ STRATEGIES = ("uniform", "quantile")
 def calibration_curve(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 5,
                       strategy: str = "uniform") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fraction positive, mean probability, rows) of each non-empty bin, lowest first."""
+    _, positive, mean, total = calibration_bins(y_true, proba, n_bins, strategy)
+    filled = total != 0
+    return positive[filled], mean[filled], total[filled]
+
+
+def calibration_bins(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 5,
+                     strategy: str = "uniform"
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(edges (n_bins + 1,), fraction positive, mean probability, rows) of every bin, empty
+    ones included (their fraction and mean NaN): what a histogram of the probabilities
+    beside the reliability diagram needs."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
     truth = (np.asarray(y_true).reshape(-1) != 0).astype(np.float64)
@@ -23,7 +34,7 @@ def calibration_curve(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 5,
              else np.percentile(proba, np.linspace(0, 1, n_bins + 1) * 100))
     bins = np.searchsorted(edges[1:-1], proba)
     total = np.bincount(bins, minlength=n_bins)
-    filled = total != 0
-    positive = np.bincount(bins, weights=truth, minlength=n_bins)[filled] / total[filled]
-    mean = np.bincount(bins, weights=proba, minlength=n_bins)[filled] / total[filled]
-    return positive, mean, total[filled]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        positive = np.bincount(bins, weights=truth, minlength=n_bins) / total
+        mean = np.bincount(bins, weights=proba, minlength=n_bins) / total
+    return edges, positive, mean, total

@@ -1,14 +1,17 @@
 """The sweep's driver: check every combination, read the data once, run the trials on Ray Tune,
 and leave the leaderboard, every trial's model and the best model behind.
 
-Ray is imported only once the sweep has been checked (``nncli.sweep.tuning``), so a typo in
-the grid costs no Ray start, and a missing Ray is one line naming the extra to install.
+Ray is imported only once the sweep has been checked against the data (``nncli.sweep.tuning``),
+so a typo in the grid costs no Ray start, and a missing Ray is one line naming the extra to
+install. Ray then starts in the background (``nncli.sweep.starting``) while the driver compiles
+or loads the kernels.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import types
 import typing
@@ -19,8 +22,9 @@ from typing import Any, Callable, ContextManager
 
 from nncli.errors import NncliError, UsageError
 from nncli.jsondoc import load_json, shown
-from nncli.sweep.results import TrialRow, leaderboard, summary, write_leaderboard
+from nncli.sweep.results import FINISHED, TrialRow, leaderboard, summary, write_leaderboard
 from nncli.sweep.space import Space, check_options, metric_mode
+from nncli.sweep.starting import RayStart, import_ray
 
 REQUEST_FILE = "sweep.json"
 # Where Ray's own output goes while the sweep runs (nncli.sweep.redirect), in the sweep's folder.
@@ -30,7 +34,6 @@ RAY_LOG = "ray.log"
 # listens is an error within 30 s too.
 JOIN_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "8",
                  "RAY_gcs_server_request_timeout_seconds": "8"}
-INSTALL_HINT = "nncli sweep needs Ray Tune: pip install 'nncli[sweep]'"
 # The number of trials a leaderboard recorded in the best model's metadata lists.
 LEADERBOARD_IN_MODEL = 20
 
@@ -52,6 +55,10 @@ class Request:
     storage: str | None = None
     output: str = "best.safetensors"
     out_dir: str = ""
+    checkpoint_seconds: float = 5.0         # a trial checkpoints at most this often (0: each epoch)
+    folds: int = 0                          # K-fold cross-validated trials (0: one split)
+    stratify: bool = True                   # the folds stratified by class (as nncli cv's)
+    group: str | None = None                # the column whose equal values share a fold
 
     def save(self) -> None:
         path = Path(self.out_dir) / REQUEST_FILE
@@ -99,8 +106,11 @@ def _fits(value, hint) -> bool:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(hint))
     kind = typing.get_origin(hint) or hint
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):   # JSON has one kind of number: 10 is a float too
+        numbers = (int,) if kind is int else (int, float)
+        return isinstance(value, numbers) and not isinstance(value, bool)
     return isinstance(value, kind)
 
 
@@ -108,8 +118,8 @@ def _words(hint) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_words(arg) for arg in typing.get_args(hint))
     kind = typing.get_origin(hint) or hint
-    return {str: "text", int: "a whole number", dict: "an object",
-            type(None): "null"}.get(kind, kind.__name__)
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+            dict: "an object", type(None): "null"}.get(kind, kind.__name__)
 
 
 @dataclass
@@ -123,10 +133,11 @@ class Report:
     out_dir: str
     interrupted: bool
     signal: int = 0
+    folds: int = 0
 
     def as_dict(self) -> dict:
         return summary(self.rows, self.metric, self.mode, self.best_model, self.out_dir,
-                       self.interrupted)
+                       self.interrupted, self.folds)
 
 
 def run_sweep(request: Request, space: Space,
@@ -143,72 +154,148 @@ def run_sweep(request: Request, space: Space,
     if request.max_failures < 0 or request.threads_per_trial < 1 or request.grace_epochs < 1:
         raise UsageError("--max-failures must be 0 or more, --threads-per-trial and "
                          "--grace-epochs at least 1")
+    if not 0 <= request.checkpoint_seconds < float("inf"):
+        raise UsageError(f"--checkpoint-seconds must be 0 or more, received "
+                         f"{request.checkpoint_seconds}")
     if request.scheduler not in ("fifo", "asha"):
         raise UsageError(f"unknown --scheduler '{request.scheduler}'; expected fifo or asha")
     fixed = space.fixed
     configs = [(corner, _built(corner)) for corner in space.corners()]
     first = configs[0][1]
-    inputs = load_inputs(first, request.data, fixed.get("validation_data"), fixed.get("target"),
-                         fixed.get("init_from"))
+    if request.folds:
+        inputs, folds = _fold_inputs(request, [c for _, c in configs], fixed, say)
+    else:
+        if request.group is not None or not request.stratify:
+            raise UsageError("--group and --no-stratify say how --folds K deals the rows; "
+                             "give --folds")
+        inputs = load_inputs(first, request.data, fixed.get("validation_data"),
+                             fixed.get("target"), fixed.get("init_from"))
+        folds = None
     mode = "min"
     for corner, config in configs:
         try:
-            validate(config, inputs.data, inputs.val)
+            if folds is not None:   # a fold's run, and the chosen one's on all rows (-o)
+                validate(config, folds[0].data, folds[0].val)
+                validate(config, inputs.data)
+            else:
+                validate(config, inputs.data, inputs.val)
             if config.epochs < 1:
                 raise UsageError("--epochs must be at least 1 in a sweep")
-            mode = metric_mode(request.metric, inputs.val is not None
+            mode = metric_mode(request.metric, folds is not None or inputs.val is not None
                                or config.validation_split > 0)
         except NncliError as e:
             raise type(e)(f"{_describe(corner, space)}: {e}") from None
+    epochs = max(c.epochs for _, c in configs)
+    if request.scheduler == "asha" and request.grace_epochs > epochs:
+        raise UsageError(f"--grace-epochs {request.grace_epochs} exceeds the most --epochs, "
+                         f"{epochs}: ASHA could stop no trial")
     check_writable(request.output, "the best model")
     out_dir = Path(request.out_dir)
     _check_out_dir(out_dir, restore)
-    try:
-        if request.address is not None:
-            # Ray reads these when it is imported and when it connects (the user's win)
-            for key, value in JOIN_TIMEOUTS.items():
-                os.environ.setdefault(key, value)
-        from nncli.sweep import tuning
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
-    # Compile (or load) the kernels here, once, before the trials load them from the cache.
-    warm_up(first, inputs.data.X.shape[1], inputs.val is not None or first.validation_split > 0)
-    plan = tuning.Plan(space, request.metric, mode, max(c.epochs for _, c in configs), out_dir,
-                       request.scheduler, request.grace_epochs, request.max_failures,
-                       request.threads_per_trial, first.seed, request.address, request.storage)
-    args = {"data": inputs.data, "val": inputs.val, "fixed": fixed,
-            "init_from": inputs.init_from}
+    import_ray()
     if request.address is not None:
+        # Ray reads these when it is imported and when it connects (the user's win)
+        for key, value in JOIN_TIMEOUTS.items():
+            os.environ.setdefault(key, value)
+        from nncli.sweep import tuning
+
         tuning.check_reachable(request.address)   # nobody there: no folder left behind
     out_dir.mkdir(parents=True, exist_ok=True)
-    with output_into(out_dir / RAY_LOG), display or nullcontext(), \
-            tuning.ray_session(request.address), _terminate_as_interrupt() as stopped:
-        # the request once Ray answers: a cluster that did not leaves no sweep to --resume
-        request.save()
-        outcome = tuning.run(plan, args, on_event, restore)
-    return _finish(request, space, outcome, mode, stopped.signum)
+    data = {"folds": folds} if folds is not None else {"data": inputs.data, "val": inputs.val}
+    args = {**data, "fixed": fixed, "init_from": inputs.init_from}
+    with output_into(out_dir / RAY_LOG), RayStart(request.address) as starting:
+        # Compile (or load) every trial's kernels here while Ray starts, once, before the
+        # trials load them from the cache.
+        validation = (folds is not None or inputs.val is not None
+                      or first.validation_split > 0)
+        for _, config in configs:
+            warm_up(config, inputs.data.X.shape[1], validation)
+        tuning = starting.ready()
+        plan = tuning.Plan(space, request.metric, mode, epochs, out_dir, request.scheduler,
+                           request.grace_epochs, request.max_failures,
+                           request.threads_per_trial, first.seed, request.address,
+                           request.storage, request.checkpoint_seconds, request.folds)
+        with display or nullcontext(), _terminate_as_interrupt() as stopped:
+            # the request once Ray answers: a cluster that did not leaves no sweep to --resume
+            request.save()
+            outcome = tuning.run(plan, args, on_event, restore)
+    refit = None
+    if folds is not None and not outcome.interrupted:
+        refit = lambda config: _trained_on_all_rows({**fixed, **config}, inputs)  # noqa: E731
+    return _finish(request, space, outcome, mode, stopped.signum, refit)
 
 
-def _finish(request: Request, space: Space, outcome, mode: str, signum: int) -> Report:
-    """Trial models into the sweep's folder, the leaderboard, the best model."""
-    from nncli.modelfile import save_model
+def _fold_inputs(request: Request, configs: list, fixed: dict,
+                 say: Callable[[str], None]) -> tuple[Any, list]:
+    """A cross-validated sweep's data: the file read once and its rows dealt into
+    ``request.folds`` folds by ``nncli cv``'s code (``crossval.plan_folds``, seeded by the
+    first configuration's --seed), then the whole table's inputs (for the chosen
+    configuration's run on all rows) and each fold's: its training rows, with its held-out
+    rows as validation data."""
+    import numpy as np
+
+    from nncli.crossval import plan_folds
+    from nncli.train import load_inputs
+
+    if fixed.get("validation_data") is not None or any(c.validation_split for c in configs):
+        raise UsageError(f"--folds {request.folds} validates each fold's training on its own "
+                         f"held-out rows; give no --validation-split or --validation-data")
+    targets, init_from = fixed.get("target"), fixed.get("init_from")
+    plan = plan_folds(configs[0], request.data, request.folds, targets, request.stratify,
+                      request.group)
+    for message in plan.messages:
+        say(message)
+    if request.group is not None:   # the trials' and the chosen one's options say so too
+        fixed["ignore"] = list(plan.config.ignore)
+    everything = plan.table.subset(np.ones(plan.table.n_rows, dtype=bool))
+    inputs = load_inputs(plan.config, everything, None, targets, init_from)
+    folds = [load_inputs(plan.config, plan.training_rows(i), plan.held_out_rows(i), targets)
+             for i in range(plan.k)]
+    return inputs, folds
+
+
+def _trained_on_all_rows(options: dict, inputs):
+    """The model ``nncli train`` trains with ``options`` on ``inputs`` (all the rows the
+    folds were dealt from, read as that command reads them, --group's column left out as
+    --ignore would), on every core."""
+    from nncli.train import run, set_threads
+
+    set_threads(None)
+    return run(_built(options), inputs).model
+
+
+def _finish(request: Request, space: Space, outcome, mode: str, signum: int,
+            refit: Callable[[dict], Any] | None = None) -> Report:
+    """Trial models into the sweep's folder (a cross-validated trial's folds into a folder of
+    its own, named as ``nncli cv -o DIR`` names them), the leaderboard, the best model: the
+    best trial's, or with ``refit`` (a cross-validated sweep) the best configuration trained
+    on all rows."""
+    from nncli.modelfile import read_model_file, save_model
 
     out_dir = Path(request.out_dir)
     (out_dir / "trials").mkdir(exist_ok=True)
     by_id = {row.trial_id: row for row in outcome.rows}
-    models = {}
-    for trial_id, saved in outcome.models():
-        path = out_dir / "trials" / f"{trial_id}.safetensors"
-        save_model(saved.model, path)
-        models[trial_id] = saved.model
-        if trial_id in by_id:
-            by_id[trial_id].model = str(path)
+    for trial_id, checkpoint in outcome.model_files():
+        row = by_id.get(trial_id)
+        if request.folds:
+            (out_dir / "trials" / trial_id).mkdir(exist_ok=True)
+            path = out_dir / "trials" / trial_id / checkpoint.name
+        else:
+            path = out_dir / "trials" / f"{trial_id}.safetensors"
+        if row is not None and row.status == FINISHED:
+            shutil.copyfile(checkpoint, path)     # the finished model, as its trial saved it
+        else:                                     # its weights, without the training state
+            save_model(read_model_file(checkpoint).model, path)
+        if row is not None:
+            row.model = str(path.parent if request.folds else path)
     rows = leaderboard(outcome.rows, request.metric, mode)
     write_leaderboard(out_dir / "leaderboard.csv", rows, space.varying)
     best_model = None
     best = rows[0] if rows and rows[0].value(request.metric) is not None else None
-    if best is not None and best.trial_id in models:
-        model = models[best.trial_id]
+    # a cross-validated sweep's -o is trained afresh (not after an interruption)
+    chosen = refit is not None if request.folds else best is not None and best.model is not None
+    if best is not None and chosen:
+        model = refit(best.config) if refit is not None else read_model_file(best.model).model
         model.info["sweep"] = {
             "metric": request.metric, "mode": mode, "trial": best.trial_id,
             "config": best.config, "out_dir": str(out_dir),
@@ -218,7 +305,7 @@ def _finish(request: Request, space: Space, outcome, mode: str, signum: int) -> 
         save_model(model, request.output)
         best_model = request.output
     return Report(rows, request.metric, mode, best_model, str(out_dir), outcome.interrupted,
-                  signum)
+                  signum, request.folds)
 
 
 def _built(options: dict):

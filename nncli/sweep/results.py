@@ -17,24 +17,31 @@ from nncli.metrics import EPOCH_METRICS
 # What a trial's status means to the user.
 FINISHED, STOPPED, ERROR, INTERRUPTED, PENDING, RUNNING, RETRYING = (
     "finished", "stopped early", "error", "interrupted", "pending", "running", "retrying")
+# The column of a metric's standard deviation over the folds: its name and this.
+STD_SUFFIX = "_std"
 # The columns read_leaderboard needs (leaderboard_csv writes them, ``trial`` before ``status``).
 _LEADERBOARD_COLUMNS = ("trial", "status", "epochs", "model")
 
 
 @dataclass
 class TrialRow:
-    """One trial: its options that vary, where it stands and what it reached."""
+    """One trial: its options that vary, where it stands and what it reached. In a
+    cross-validated sweep a trial is a configuration trained on each of K folds: ``metrics``
+    are then the means over the folds, ``std`` their standard deviations (ddof 0), and
+    ``folds`` each fold's metrics at its end."""
 
     trial_id: str
     config: dict[str, Any]
     status: str = PENDING
     epochs: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    folds: list[dict[str, float]] = field(default_factory=list)
     node: str | None = None
     retries: int = 0
     seconds: float = 0.0
     pid: int | None = None            # the worker process of its latest report (a retry's new)
-    model: str | None = None          # the trial's model file in the sweep's folder
+    model: str | None = None          # its model file in the sweep's folder (its folds' folder)
     error: str | None = None
 
     def value(self, metric: str) -> float | None:
@@ -55,17 +62,21 @@ def leaderboard(rows: list[TrialRow], metric: str, mode: str) -> list[TrialRow]:
 
 
 def leaderboard_csv(rows: list[TrialRow], varying: list[str]) -> str:
-    """The leaderboard as CSV: rank, trial, the varying options, status, epochs, metrics,
-    node, retries, seconds, model."""
+    """The leaderboard as CSV: rank, trial, the varying options, status, epochs, metrics (in a
+    cross-validated sweep each mean followed by its std, ``val_loss_std``), node, retries,
+    seconds, model."""
     metrics = [m for m in EPOCH_METRICS if any(m in r.metrics for r in rows)]
+    columns = [(m, c) for m in metrics for c in (m, m + STD_SUFFIX)
+               if c == m or any(m in r.std for r in rows)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["rank", "trial", *varying, "status", "epochs", *metrics, "node",
-                     "retries", "seconds", "model"])
+    writer.writerow(["rank", "trial", *varying, "status", "epochs", *(c for _, c in columns),
+                     "node", "retries", "seconds", "model"])
     for rank, r in enumerate(rows, start=1):
+        values = [_cell(r.metrics.get(m) if c == m else r.std.get(m)) for m, c in columns]
         writer.writerow([rank, r.trial_id, *(r.config.get(v, "") for v in varying), r.status,
-                         r.epochs, *(_cell(r.metrics.get(m)) for m in metrics), r.node or "",
-                         r.retries, f"{r.seconds:.3f}", r.model or ""])
+                         r.epochs, *values, r.node or "", r.retries, f"{r.seconds:.3f}",
+                         r.model or ""])
     return out.getvalue()
 
 
@@ -127,10 +138,11 @@ def write_leaderboard(path: Path, rows: list[TrialRow], varying: list[str]) -> N
 
 
 def summary(rows: list[TrialRow], metric: str, mode: str, best_model: str | None,
-            out_dir: str, interrupted: bool) -> dict:
-    """The --json document: every trial (best first), the best one, where things went."""
+            out_dir: str, interrupted: bool, folds: int = 0) -> dict:
+    """The --json document: every trial (best first), the best one, where things went;
+    ``folds`` (0: one split) says what a trial's metrics are means over."""
     best = rows[0] if rows and rows[0].value(metric) is not None else None
-    return {"metric": metric, "mode": mode, "interrupted": interrupted,
+    return {"metric": metric, "mode": mode, "folds": folds, "interrupted": interrupted,
             "trials": [r.as_dict() for r in rows],
             "best": best.as_dict() if best is not None else None,
             "best_model": best_model, "out_dir": out_dir}

@@ -15,7 +15,7 @@ those above it):
     checkpoints  checkpoint_parts, and taking a checkpoint's state over (take_over)
     preparing    validate and prepare: checks, split, fill values, standardisation, the model
     loop         fit (chunks, stop requests, divergence), warm_up, kernels_cached, set_threads
-    running      run, Sink and Result: the order of a run's steps
+    running      run, run_in_step, Sink and Result: the order of a run's steps
     signals      interruptible: SIGINT/SIGTERM ask a run to stop
     saving       FileSink and RunFiles: the model, checkpoints and history CSV of a run
 
@@ -30,12 +30,12 @@ from nncli.train.inputs import Inputs, load_inputs
 from nncli.train.checkpoints import checkpoint_parts
 from nncli.train.preparing import prepare, validate, validation_rows
 from nncli.train.loop import fit, kernels_cached, set_threads, warm_up
-from nncli.train.running import Result, Sink, Sinks, run, run_prepared
+from nncli.train.running import Result, Sink, Sinks, run, run_in_step, run_prepared
 from nncli.train.signals import interruptible
 from nncli.train.saving import FileSink, HistoryLog, RunFiles, default_checkpoint, history_columns
 
 __all__ = ["OPTIONS", "TrainConfig", "EarlyStopping", "EpochReport", "Training", "TrainState",
            "new_state", "Inputs", "load_inputs", "checkpoint_parts", "prepare", "validate",
            "validation_rows", "fit", "kernels_cached", "set_threads", "warm_up", "Result",
-           "Sink", "Sinks", "run", "run_prepared", "interruptible", "FileSink", "HistoryLog",
-           "RunFiles", "default_checkpoint", "history_columns"]
+           "Sink", "Sinks", "run", "run_in_step", "run_prepared", "interruptible", "FileSink",
+           "HistoryLog", "RunFiles", "default_checkpoint", "history_columns"]

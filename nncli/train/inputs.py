@@ -35,16 +35,17 @@ def read_options(config: TrainConfig):
                        encoding=config.encoding, sample_weight=config.sample_weight)
 
 
-def load_inputs(config: TrainConfig, data: str | Table, validation_data: str | None = None,
+def load_inputs(config: TrainConfig, data: str | Table,
+                validation_data: str | Table | None = None,
                 targets: list[str] | None = None, init_from: str | os.PathLike | None = None,
                 resume: str | os.PathLike | None = None, stdin=None) -> Inputs:
     """Read the training data (``-``: standard input; or a Table already read, such as a
     cross-validation fold's rows, whose rows may be left out in place), the validation data
-    and the model a run starts from, as ``nncli train`` does: the training file's columns are
-    learnt here (or, continuing from a model, read with that model's columns), and the
-    validation file is read with the same columns and classes, without row weights (validation
-    is unweighted, as Keras's, and its file need not have the --sample-weight column). Hand the
-    result to :func:`prepare`."""
+    (a file, or a Table such as a fold's held-out rows) and the model a run starts from, as
+    ``nncli train`` does: the training file's columns are learnt here (or, continuing from a
+    model, read with that model's columns), and the validation data is read with the same
+    columns and classes, without row weights (validation is unweighted, as Keras's, and its
+    file need not have the --sample-weight column). Hand the result to :func:`prepare`."""
     from nncli.data import load_training_data, training_data
     from nncli.modelfile import load_model, read_model_file
 
@@ -62,6 +63,10 @@ def load_inputs(config: TrainConfig, data: str | Table, validation_data: str | N
         ds = load_training_data(data, targets, classes, stdin, options, schema)
     vds = None
     if validation_data is not None:
-        vds = load_training_data(validation_data, targets, classes=ds.classes,
-                                 options=replace(options, sample_weight=None), schema=ds.schema)
+        unweighted = replace(options, sample_weight=None)
+        if isinstance(validation_data, Table):
+            vds = training_data(validation_data, targets, ds.classes, unweighted, ds.schema)
+        else:
+            vds = load_training_data(validation_data, targets, classes=ds.classes,
+                                     options=unweighted, schema=ds.schema)
     return Inputs(ds, vds, base, saved)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from nncli.errors import DivergedError, Interrupted
 from nncli.train.inputs import Inputs
@@ -159,3 +159,37 @@ def run_prepared(training: Training, sink: Sink | None = None,
         result = Result(training, inputs)
         sink.finished(result)
     return result
+
+
+def run_in_step(trainings: list[Training], sinks: list[Sink],
+                each_round: Callable[[], None] | None = None) -> list[Result]:
+    """Prepared runs trained side by side, epoch by epoch in turn: each run's first epoch, then
+    each one's second, and so on (the folds of a cross-validated sweep's trial, whose metrics
+    are averaged after every epoch). ``sinks[i]`` hears of run ``i``'s steps as from
+    ``run_prepared``; ``each_round`` is called once every run still going has reported its next
+    epoch. A run keeps its own state and random generator, so each one's weights are those of
+    ``run_prepared`` alone, bit for bit; a run that ends early (early stopping) sits out the
+    rounds after its last epoch."""
+    for training, sink in zip(trainings, sinks):
+        sink.prepared(training)
+    with ExitStack() as stack:
+        stops = [stack.enter_context(s.session(t)) for t, s in zip(trainings, sinks)]
+        epochs = [fit(t, s.progress, stop) for t, s, stop in zip(trainings, sinks, stops)]
+        going = list(range(len(trainings)))
+        while going:
+            for i in list(going):
+                try:
+                    report = next(epochs[i])
+                except StopIteration:
+                    going.remove(i)
+                    continue
+                except (Interrupted, DivergedError) as e:
+                    sinks[i].stopped(trainings[i], e)
+                    raise
+                sinks[i].epoch(trainings[i], report)
+            if going and each_round is not None:
+                each_round()
+        results = [Result(t) for t in trainings]
+        for sink, result in zip(sinks, results):
+            sink.finished(result)
+    return results

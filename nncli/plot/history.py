@@ -1,16 +1,10 @@
-"""History -> figure: the training curves of one or more models, overlaid. The only module that
-imports matplotlib, and only inside ``plot_histories`` and ``require_matplotlib``, so importing
-this module (or running any other command) never loads it.
+"""History -> figure: the training curves of one or more models, overlaid.
 
 A *run* is ``(label, history)``: a legend name and the per-epoch records of a model file's
 ``info["history"]`` (``{"epoch": 1, "loss": ..., "val_loss": ..., "seconds": ...}``). Every
 numeric key other than ``epoch`` and ``seconds`` is a metric; ``NAME`` and ``val_NAME`` share one
 panel (a *metric family*, named ``NAME``): training solid, validation dashed, one colour per
 run. Panels come in the order the keys first appear, ``loss`` first.
-
-The figure is drawn on a bare ``matplotlib.figure.Figure``, never through pyplot, so no GUI
-backend is chosen and the caller's global backend is left as it is (headless by construction),
-and written atomically: a temporary file in the same folder, then renamed.
 """
 
 from __future__ import annotations
@@ -22,16 +16,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from nncli.errors import UsageError
-from nncli.files import write_atomically
+from nncli.plot.figure import DPI, check_output, colour, grid, save_atomically, settings
+from nncli.plot.sources import Member, Need, members
 
-# File suffix -> matplotlib's format name.
-FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 NOT_METRICS = ("epoch", "seconds")
 VAL_PREFIX = "val_"
-DPI = 100
 PANEL_SIZE = (4.5, 3.2)     # inches per panel
-MAX_COLUMNS = 3             # panels per row
-INSTALL_HINT = "nncli plot needs matplotlib: pip install 'nncli[plot]'"
 
 
 @dataclass
@@ -50,89 +40,32 @@ class PlotSummary:
     format: str
     labels: list[str]
     panels: list[Panel]
+    kind: str = "history"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def require_matplotlib() -> None:
-    """Fail with the install hint when the ``plot`` extra is not installed."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError(INSTALL_HINT) from None
+def _history(member: Member) -> list[dict]:
+    return member.model.info.get("history") or []
 
 
-def output_format(path: str | os.PathLike) -> str:
-    """The figure format the suffix of ``path`` asks for: png, svg or pdf."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise UsageError(f"{path}: cannot tell the figure format from the suffix: expected "
-                         f"{', '.join(FORMATS)}, received '{suffix or '(none)'}'")
-    return FORMATS[suffix]
-
-
-def check_output(path: str | os.PathLike) -> str:
-    """Everything that can fail before drawing: matplotlib, the suffix, a writable folder.
-    Returns the format."""
-    from nncli.files import check_writable
-
-    fmt = output_format(path)
-    require_matplotlib()
-    check_writable(path, "the figure")
-    return fmt
+HAS_HISTORY = Need(lambda m: bool(_history(m)), "with a history")
 
 
 def read_runs(paths: Sequence[str | os.PathLike], labels: Sequence[str] | None = None,
               top: int = 5) -> list[tuple[str, list[dict]]]:
     """The runs of model files (or checkpoints): their histories, labelled by ``labels`` or by
     file name (the path as given where two files share a name). A sweep's folder (``nncli
-    sweep --out-dir``) stands for its ``top`` best trials, labelled by their options."""
-    from nncli.modelfile import read_model_file
-
-    if labels and len(labels) != len(paths):
-        raise UsageError(f"expected one --label per model ({len(paths)}), received "
-                         f"{len(labels)}")
-    if not labels:
-        names = [Path(p).name for p in paths]
-        labels = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+    sweep --out-dir``) stands for its ``top`` best trials, labelled by their options; a
+    cross-validation's folder (``nncli cv -o``) for its folds' models."""
     runs = []
-    for path, label in zip(paths, labels):
-        if Path(path).is_dir():
-            runs += sweep_runs(Path(path), top)
-            continue
-        history = read_model_file(path).model.info.get("history") or []
+    for member in members(paths, labels, top, HAS_HISTORY):
+        history = _history(member)
         if not history:
-            raise UsageError(f"{path}: no training history to plot (no epoch was trained)")
-        runs.append((label, history))
-    return runs
-
-
-def sweep_runs(folder: Path, top: int) -> list[tuple[str, list[dict]]]:
-    """The ``top`` best trials of a sweep's folder, from its leaderboard.csv (best first),
-    each labelled by the options that vary (``--arch 25relu-10linear --lr 0.01``)."""
-    from nncli.modelfile import read_model_file
-    from nncli.sweep.results import read_leaderboard
-
-    board = folder / "leaderboard.csv"
-    if not board.is_file():
-        raise UsageError(f"{folder}: a folder, but not a sweep's (no leaderboard.csv)")
-    rows = read_leaderboard(board)
-    if not rows:
-        raise UsageError(f"{board}: no trial to plot")
-    runs = []
-    for row in rows:
-        if len(runs) == top:
-            break
-        if not row.model:
-            continue
-        history = read_model_file(row.model).model.info.get("history") or []
-        if history:
-            label = " ".join(f"--{name.replace('_', '-')} {value}"
-                             for name, value in row.config.items())
-            runs.append((label or row.trial_id, history))
-    if not runs:
-        raise UsageError(f"{folder}: no trial of the sweep has a model with a history")
+            raise UsageError(f"{member.path}: no training history to plot (no epoch was "
+                             f"trained)")
+        runs.append((member.label, history))
     return runs
 
 
@@ -160,18 +93,15 @@ def plot_histories(runs: Sequence[tuple[str, list[dict]]], path: str | os.PathLi
             raise UsageError(f"{label}: no training history to plot")
     panels = _choose_panels(metric_families(runs), metrics)
 
-    from matplotlib import rc_context, rcParams
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    with rc_context({"svg.hashsalt": "nncli", "svg.fonttype": "none"}):
-        ncols = min(len(panels), MAX_COLUMNS)
-        nrows = math.ceil(len(panels) / ncols)
+    with settings():
+        nrows, ncols = grid(len(panels))
         fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.4),
                      layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        colours = [c["color"] for c in rcParams["axes.prop_cycle"]]
         any_val = False
         for i, (ax, panel) in enumerate(zip(axes, panels)):
             for j, (label, history) in enumerate(runs):
@@ -180,7 +110,7 @@ def plot_histories(runs: Sequence[tuple[str, list[dict]]], path: str | os.PathLi
                     if not epochs:
                         continue
                     any_val |= style == "--"
-                    line, = ax.plot(epochs, values, style, color=colours[j % len(colours)],
+                    line, = ax.plot(epochs, values, style, color=colour(j),
                                     marker="o" if len(epochs) == 1 else None,
                                     label=f"{label} {key}")
                     line.set_gid(f"curve-{i}-{j}-{key}")
@@ -191,7 +121,7 @@ def plot_histories(runs: Sequence[tuple[str, list[dict]]], path: str | os.PathLi
             ax.grid(True, alpha=0.3)
         for ax in axes[len(panels):]:
             ax.remove()
-        handles = [Line2D([], [], color=colours[j % len(colours)], label=label)
+        handles = [Line2D([], [], color=colour(j), label=label)
                    for j, (label, _) in enumerate(runs)]
         if any_val:
             handles += [Line2D([], [], color="grey", linestyle="-", label="training"),
@@ -202,7 +132,7 @@ def plot_histories(runs: Sequence[tuple[str, list[dict]]], path: str | os.PathLi
         per_row = max(1, int(PANEL_SIZE[0] * ncols * 11) // longest)
         fig.legend(handles=handles, loc="outside upper center",
                    ncols=min(len(handles), 6, per_row), frameon=False)
-        _save_atomically(fig, path, fmt, dpi)
+        save_atomically(fig, path, fmt, dpi)
     return PlotSummary(str(path), fmt, [label for label, _ in runs], panels)
 
 
@@ -236,9 +166,3 @@ def _family(key: str) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _save_atomically(fig, path: Path, fmt: str, dpi: int) -> None:
-    # No dates in SVG and PDF, so the same histories give the same file.
-    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
-    write_atomically(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata))
