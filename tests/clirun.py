@@ -48,3 +48,14 @@ def tensors_equal(a: Path, b: Path) -> None:
     for name in ta:
         assert ta[name].dtype == tb[name].dtype and ta[name].shape == tb[name].shape, name
         assert np.array_equal(ta[name], tb[name]), f"{name} differs"
+
+
+def sweep_folder(root: Path, column: str, rows: list[str]) -> Path:
+    """A sweep's folder as nncli sweep leaves it, for nncli plot: leaderboard.csv best first,
+    with one varied option ``column``; ``rows`` are its lines after the header
+    ("rank,trial,<column>,status,epochs,val_loss,model")."""
+    sweep = root / "sweep"
+    sweep.mkdir()
+    (sweep / "leaderboard.csv").write_text(
+        f"rank,trial,{column},status,epochs,val_loss,model\n" + "".join(r + "\n" for r in rows))
+    return sweep

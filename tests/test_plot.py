@@ -19,9 +19,9 @@ from nncli.cli import main
 from nncli.plot import metric_families, plot_histories
 
 try:
-    from clirun import assert_one_line_error, run
+    from clirun import assert_one_line_error, run, sweep_folder
 except ImportError:                       # tests/ imported as a package
-    from tests.clirun import assert_one_line_error, run
+    from tests.clirun import assert_one_line_error, run, sweep_folder
 
 pytest.importorskip("matplotlib")
 
@@ -223,14 +223,9 @@ def test_cli_metric_picks_the_panel(capsys, tmp_path, models):
 
 
 def test_cli_plots_a_sweeps_best_trials_labelled_by_their_options(capsys, tmp_path, models):
-    # a sweep's folder as nncli sweep leaves it: leaderboard.csv best first, models in trials/
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    (sweep / "leaderboard.csv").write_text(
-        "rank,trial,optimizer,status,epochs,val_loss,model\n"
-        f"1,t1,adam,finished,3,0.1,{models['adam']}\n"
-        f"2,t2,sgd,finished,3,0.5,{models['sgd']}\n"
-        "3,t3,rmsprop,error,0,,\n")
+    sweep = sweep_folder(tmp_path, "optimizer", [f"1,t1,adam,finished,3,0.1,{models['adam']}",
+                                                 f"2,t2,sgd,finished,3,0.5,{models['sgd']}",
+                                                 "3,t3,rmsprop,error,0,,"])
     out = tmp_path / "best.svg"
     rc, stdout, err = run(capsys, "plot", sweep, "--top", "1", "-o", out, "--json")
     assert rc == 0, err

@@ -23,9 +23,9 @@ from nncli.errors import UsageError
 from nncli.plot import KINDS, plot_evaluation
 
 try:
-    from clirun import assert_one_line_error, run
+    from clirun import assert_one_line_error, run, sweep_folder
 except ImportError:                       # tests/ imported as a package
-    from tests.clirun import assert_one_line_error, run
+    from tests.clirun import assert_one_line_error, run, sweep_folder
 
 pytest.importorskip("matplotlib")
 
@@ -321,12 +321,8 @@ def test_cv_folder_whose_data_moved_takes_data(capsys, tmp_path):
 
 
 def test_a_sweeps_folder_stands_for_its_best_trials(capsys, tmp_path, models):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    (sweep / "leaderboard.csv").write_text(
-        "rank,trial,arch,status,epochs,val_loss,model\n"
-        f"1,t1,6relu-1linear,finished,2,0.1,{models['bin2']}\n"
-        f"2,t2,4relu-1linear,finished,2,0.2,{models['bin']}\n")
+    sweep = sweep_folder(tmp_path, "arch", [f"1,t1,6relu-1linear,finished,2,0.1,{models['bin2']}",
+                                            f"2,t2,4relu-1linear,finished,2,0.2,{models['bin']}"])
     doc = plot_json(capsys, sweep, "--top", "1", "--kind", "roc", "--data", DIGITS01, "-o",
                     tmp_path / "roc.svg")
     assert doc["labels"] == ["--arch 6relu-1linear"]
