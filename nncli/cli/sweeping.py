@@ -59,6 +59,9 @@ def sweep(
     group: Optional[str] = typer.Option(None, "--group", metavar="COL", help="--folds: keep "
                                         "the rows of equal values of this column in one fold "
                                         "(not a feature)."),
+    pack: int = typer.Option(Request.pack, "--pack", metavar="N", help="Configurations "
+                             "one trial trains, one after the other (1: a trial each); 0: "
+                             "tiny trainings of a grid share trials where that is faster."),
     address: Optional[str] = typer.Option(None, "--address", help="HOST:PORT of an existing Ray "
                                           "cluster \\[default: start one on this machine]."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Where Ray Tune keeps "
@@ -96,7 +99,7 @@ def sweep(
                           options_from_args(ctx.args), samples, metric, scheduler, grace_epochs,
                           max_failures, threads_per_trial, address, storage,
                           str(output.resolve()), str(folder.resolve()), checkpoint_seconds,
-                          folds, not no_stratify, group)
+                          folds, not no_stratify, group, pack)
     space = parse_space(request.options, request.samples)
     prepare_numba()
     table = _LiveTrials(space.varying, request.metric, quiet)

@@ -22,6 +22,7 @@ from typing import Any, Callable, ContextManager
 
 from nncli.errors import NncliError, UsageError
 from nncli.jsondoc import load_json, shown
+from nncli.sweep.packing import estimated_seconds, plan_packs
 from nncli.sweep.results import FINISHED, TrialRow, leaderboard, summary, write_leaderboard
 from nncli.sweep.space import Space, check_options, metric_mode
 from nncli.sweep.starting import RayStart, import_ray
@@ -59,6 +60,8 @@ class Request:
     folds: int = 0                          # K-fold cross-validated trials (0: one split)
     stratify: bool = True                   # the folds stratified by class (as nncli cv's)
     group: str | None = None                # the column whose equal values share a fold
+    pack: int = 0                           # configurations a trial trains (0: where it pays)
+    packs: list | None = None               # the packs chosen (indices of space.corners())
 
     def save(self) -> None:
         path = Path(self.out_dir) / REQUEST_FILE
@@ -159,6 +162,11 @@ def run_sweep(request: Request, space: Space,
                          f"{request.checkpoint_seconds}")
     if request.scheduler not in ("fifo", "asha"):
         raise UsageError(f"unknown --scheduler '{request.scheduler}'; expected fifo or asha")
+    if request.pack < 0:
+        raise UsageError(f"--pack must be 0 or more, received {request.pack}")
+    if request.pack > 1 and not _packable(request, space):
+        raise UsageError(f"--pack {request.pack} packs the trainings of a grid: give no "
+                         f"log:/uniform: ranges, --folds or --scheduler asha with it")
     fixed = space.fixed
     configs = [(corner, _built(corner)) for corner in space.corners()]
     first = configs[0][1]
@@ -211,10 +219,19 @@ def run_sweep(request: Request, space: Space,
         for _, config in configs:
             warm_up(config, inputs.data.X.shape[1], validation)
         tuning = starting.ready()
+        if request.packs is None and _packable(request, space):
+            slots = tuning.cpu_slots(request.threads_per_trial)
+            rows = len(inputs.data.X)
+            request.packs = plan_packs([estimated_seconds(c, rows, inputs.data.X.shape[1])
+                                        for _, c in configs], slots, request.pack)
+        packs = None
+        if request.packs is not None and len(request.packs) < len(configs):
+            varying = [{k: corner[k] for k in space.varying} for corner, _ in configs]
+            packs = [[varying[i] for i in pack] for pack in request.packs]
         plan = tuning.Plan(space, request.metric, mode, epochs, out_dir, request.scheduler,
                            request.grace_epochs, request.max_failures,
                            request.threads_per_trial, first.seed, request.address,
-                           request.storage, request.checkpoint_seconds, request.folds)
+                           request.storage, request.checkpoint_seconds, request.folds, packs)
         with display or nullcontext(), _terminate_as_interrupt() as stopped:
             # the request once Ray answers: a cluster that did not leaves no sweep to --resume
             request.save()
@@ -223,6 +240,13 @@ def run_sweep(request: Request, space: Space,
     if folds is not None and not outcome.interrupted:
         refit = lambda config: _trained_on_all_rows({**fixed, **config}, inputs)  # noqa: E731
     return _finish(request, space, outcome, mode, stopped.signum, refit)
+
+
+def _packable(request: Request, space: Space) -> bool:
+    """Whether the sweep's configurations may share trials (nncli.sweep.packing): a grid (no
+    sampled ranges), one split, the FIFO scheduler, and --pack not 1."""
+    return (request.pack != 1 and not space.ranges and not request.folds
+            and request.scheduler == "fifo")
 
 
 def _fold_inputs(request: Request, configs: list, fixed: dict,

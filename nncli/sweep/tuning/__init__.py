@@ -20,12 +20,13 @@ an ``s3://``/``gs://`` URI): Ray Tune moves checkpoints through it. One module p
 
 from ray import tune
 
-from nncli.sweep.tuning.session import JOIN_SECONDS, RAY_ENV, check_reachable, ray_session
+from nncli.sweep.tuning.session import (JOIN_SECONDS, RAY_ENV, check_reachable, cpu_slots,
+                                        ray_session)
 from nncli.sweep.tuning.trials import (FINISHED_KEY, FOLDS_KEY, MODEL_FILE, Cadence, TuneSink,
                                        fold_file, fold_trial, trial)
 from nncli.sweep.tuning.runner import (REDUCTION_FACTOR, TUNE_NAME, Outcome, Plan, asha_rungs,
                                        run)
 
-__all__ = ["tune", "JOIN_SECONDS", "RAY_ENV", "check_reachable", "ray_session", "FINISHED_KEY",
-           "FOLDS_KEY", "MODEL_FILE", "Cadence", "TuneSink", "fold_file", "fold_trial", "trial",
+__all__ = ["tune", "JOIN_SECONDS", "RAY_ENV", "check_reachable", "cpu_slots", "ray_session",
+           "FINISHED_KEY", "FOLDS_KEY", "MODEL_FILE", "Cadence", "TuneSink", "fold_file", "fold_trial", "trial",
            "REDUCTION_FACTOR", "TUNE_NAME", "Outcome", "Plan", "asha_rungs", "run"]

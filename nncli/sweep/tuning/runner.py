@@ -18,6 +18,7 @@ from nncli.metrics import EPOCH_METRICS
 from nncli.sweep.results import (ERROR, FINISHED, INTERRUPTED, PENDING, RETRYING, RUNNING,
                                  STD_SUFFIX, STOPPED, TrialRow)
 from nncli.sweep.space import Space
+from nncli.sweep.tuning.packs import PACK, PACK_KEY, member_id, member_of, pack_trial
 from nncli.sweep.tuning.trials import FINISHED_KEY, FOLDS_KEY, fold_trial, trial
 
 TUNE_NAME = "tune"
@@ -44,6 +45,9 @@ class Plan:
     storage: str | None = None        # where Tune keeps checkpoints; default out_dir/...
     checkpoint_seconds: float = 0.0   # a trial checkpoints at most this often (0: every epoch)
     folds: int = 0                    # K: a trial trains its configuration on each of K folds
+    # a trial per pack of configurations (nncli.sweep.packing), each a list of the options
+    # that vary; None: a trial per configuration
+    packs: list[list[dict]] | None = None
 
     @property
     def storage_path(self) -> str:
@@ -81,7 +85,7 @@ class Outcome:
         for trial_id, checkpoint in self.checkpoints.items():
             with checkpoint.as_directory() as folder:
                 for path in sorted(Path(folder).glob("*.safetensors")):
-                    yield trial_id, path
+                    yield member_of(trial_id, path.name) or trial_id, path
 
 
 EventFn = Callable[[TrialRow], None]
@@ -92,11 +96,15 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
     """Run (or with ``restore``, continue) the sweep of ``plan``; ``trainable_args`` are what
     every trial gets (the data sets, or each fold's with ``plan.folds``; the fixed options, the
     starting model) and ``on_event`` hears of every trial's start, epoch and end."""
+    if plan.packs is not None:
+        function, extra = pack_trial, {"packs": plan.packs, "metric": plan.metric,
+                                       "mode": plan.mode}
+    else:
+        function, extra = (fold_trial if plan.folds else trial), {}
     trainable = tune.with_resources(
-        tune.with_parameters(fold_trial if plan.folds else trial,
-                             threads=plan.threads_per_trial,
+        tune.with_parameters(function, threads=plan.threads_per_trial,
                              checkpoint_seconds=plan.checkpoint_seconds, rungs=plan.rungs,
-                             **trainable_args),
+                             **extra, **trainable_args),
         {"cpu": plan.threads_per_trial})
     events = _Events(plan, on_event)
     tune_dir = os.path.join(plan.storage_path, TUNE_NAME)
@@ -110,7 +118,7 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
         # without its listener); the live table is this session's
         tuner._local_tuner.get_run_config().callbacks = [events]  # noqa: SLF001 - no public way
     else:
-        tuner = tune.Tuner(trainable, param_space=_param_space(plan.space),
+        tuner = tune.Tuner(trainable, param_space=_param_space(plan),
                            tune_config=_tune_config(plan), run_config=_run_config(plan, events))
     grid = tuner.fit()
     return _outcome(plan, grid, events)
@@ -118,7 +126,10 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
 
 # ------------------------------------------------------------------------------ internals
 
-def _param_space(space: Space) -> dict:
+def _param_space(plan: Plan) -> dict:
+    if plan.packs is not None:
+        return {PACK: tune.grid_search(list(range(len(plan.packs))))}
+    space = plan.space
     out: dict[str, Any] = {name: tune.grid_search(values) for name, values in space.grid.items()}
     for name, r in space.ranges.items():
         if r.integer:
@@ -173,43 +184,69 @@ class _Events(tune.Callback):
     def on_experiment_end(self, trials, **info):
         self.trials = list(trials)
 
-    def _row(self, trial) -> TrialRow:
-        row = self.rows.get(trial.trial_id)
-        if row is None:
-            config = {k: trial.config.get(k) for k in self.plan.space.varying}
-            row = self.rows[trial.trial_id] = TrialRow(trial.trial_id, config)
-        row.retries = int(getattr(trial, "num_failures", 0) or 0)
-        return row
+    def _rows(self, trial) -> list[TrialRow]:
+        """The trial's leaderboard rows, made on first sight: its own, or with packs one per
+        configuration of its pack."""
+        if self.plan.packs is None:
+            named = [(trial.trial_id, trial.config)]
+        else:
+            named = [(member_id(trial.trial_id, j), options)
+                     for j, options in enumerate(self.plan.packs[trial.config[PACK]])]
+        rows = []
+        for row_id, options in named:
+            row = self.rows.get(row_id)
+            if row is None:
+                config = {k: options.get(k) for k in self.plan.space.varying}
+                row = self.rows[row_id] = TrialRow(row_id, config)
+            row.retries = int(getattr(trial, "num_failures", 0) or 0)
+            rows.append(row)
+        return rows
+
+    def _set(self, trial, status: str, result: dict | None = None) -> None:
+        """The trial's rows after ``result`` (its metrics; a pack's finished configurations),
+        those it has not finished now ``status`` (with packs: the first of them, the others
+        waiting their turn)."""
+        rows = self._rows(trial)
+        if result is not None:
+            _take_pack(rows, result) if self.plan.packs is not None else \
+                _take_result(rows[0], result)
+        waiting = False
+        for row in rows:
+            if self.plan.packs is not None and row.status == FINISHED:
+                continue
+            row.status = PENDING if waiting and status == RUNNING else status
+            waiting = self.plan.packs is not None
+        for row in rows:
+            self._emit(row)
 
     def _emit(self, row: TrialRow) -> None:
         if self.on_event is not None:
             self.on_event(row)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        row = self._row(trial)
-        row.status = RUNNING
-        self._emit(row)
+        self._set(trial, RUNNING)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        row = self._row(trial)
-        _take_result(row, result)
-        row.status = RUNNING
-        self._emit(row)
+        self._set(trial, RUNNING, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        row = self._row(trial)
-        row.status = FINISHED if (trial.last_result or {}).get(FINISHED_KEY) else STOPPED
-        self._emit(row)
+        finished = (trial.last_result or {}).get(FINISHED_KEY)
+        self._set(trial, FINISHED if finished else STOPPED)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        row = self._row(trial)
-        row.status = RETRYING
-        self._emit(row)
+        self._set(trial, RETRYING)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        row = self._row(trial)
-        row.status = ERROR
-        self._emit(row)
+        self._set(trial, ERROR)
+
+
+def _take_pack(rows: list[TrialRow], result: dict) -> None:
+    """A packed trial's report into the rows of the configurations it has finished."""
+    for j, metrics in (result.get(PACK_KEY) or {}).items():
+        row = rows[int(j)]
+        # where and how long it trained (a retried pack's later reports repeat it as it was)
+        _take_result(row, {**metrics, "time_total_s": metrics.get("seconds", 0.0)})
+        row.status = FINISHED
 
 
 def _take_result(row: TrialRow, result: dict) -> None:
@@ -244,25 +281,42 @@ def _outcome(plan: Plan, grid, events: _Events) -> Outcome:
     for t, result in zip(trials, results):
         metrics = result.metrics or {}
         trial_id = getattr(t, "trial_id", None) or metrics.get("trial_id") or Path(result.path).name
-        seen = events.rows.get(trial_id)
-        row = seen or TrialRow(trial_id, {k: result.config.get(k) for k in plan.space.varying})
-        if metrics:
-            _take_result(row, metrics)
+        own = _result_rows(plan, events, trial_id, result.config)
+        if plan.packs is not None:
+            _take_pack(own, metrics)
+            metrics = {k: v for k, v in metrics.items() if k != FINISHED_KEY}
+        elif metrics:
+            _take_result(own[0], metrics)
         status = getattr(t, "status", None)
-        if result.error is not None or status == "ERROR":
-            row.status = ERROR
-            row.error = str(result.error).strip().splitlines()[-1] if result.error else None
-        elif metrics.get(FINISHED_KEY):
-            row.status = FINISHED
-        elif (seen is not None and seen.status in (PENDING, RUNNING, RETRYING)) or \
-                status in ("PENDING", "RUNNING", "PAUSED"):
-            row.status = INTERRUPTED if metrics else PENDING
-            interrupted = True
-        else:
-            row.status = STOPPED
-        if t is not None:
-            row.retries = int(getattr(t, "num_failures", 0) or 0)
+        for row in own:
+            if plan.packs is not None and row.status == FINISHED and row.metrics:
+                pass                                 # a configuration its pack finished
+            elif result.error is not None or status == "ERROR":
+                row.status = ERROR
+                row.error = str(result.error).strip().splitlines()[-1] if result.error else None
+            elif metrics.get(FINISHED_KEY):
+                row.status = FINISHED
+            elif (row.status in (PENDING, RUNNING, RETRYING) and row.trial_id in events.rows) \
+                    or status in ("PENDING", "RUNNING", "PAUSED"):
+                row.status = INTERRUPTED if row.metrics else PENDING
+                interrupted = True
+            else:
+                row.status = STOPPED
+            if t is not None:
+                row.retries = int(getattr(t, "num_failures", 0) or 0)
         if result.checkpoint is not None:
             checkpoints[trial_id] = result.checkpoint
-        rows.append(row)
+        rows.extend(own)
     return Outcome(rows, interrupted, checkpoints)
+
+
+def _result_rows(plan: Plan, events: _Events, trial_id: str, config: dict) -> list[TrialRow]:
+    """A result's rows: as this session saw them, or new (a trial of an earlier session)."""
+    if plan.packs is None:
+        named = [(trial_id, config)]
+    else:
+        named = [(member_id(trial_id, j), options)
+                 for j, options in enumerate(plan.packs[config[PACK]])]
+    return [events.rows.get(row_id) or
+            TrialRow(row_id, {k: options.get(k) for k in plan.space.varying})
+            for row_id, options in named]

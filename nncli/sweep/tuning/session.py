@@ -51,6 +51,11 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
         ray.shutdown()
 
 
+def cpu_slots(threads: int) -> int:
+    """How many trials of ``threads`` CPUs each Ray can run at once (at least one)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, threads))
+
+
 def _stop_autoscaler() -> None:
     """End the local instance's autoscaler monitor at once. ray.shutdown stops it after the GCS,
     and it then spends its whole second of grace trying to tell the GCS it was stopped
