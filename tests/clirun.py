@@ -59,3 +59,28 @@ def sweep_folder(root: Path, column: str, rows: list[str]) -> Path:
     (sweep / "leaderboard.csv").write_text(
         f"rank,trial,{column},status,epochs,val_loss,model\n" + "".join(r + "\n" for r in rows))
     return sweep
+
+
+def interrupt_after_checkpoint(argv: list[str], env: dict, cwd: Path,
+                               out_dir: Path) -> tuple[int, str]:
+    """(exit code, stderr) of the sweep ``argv`` run as its own process and sent Ctrl-C once
+    a trial has checkpointed into ``out_dir`` (within 90 s)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not list((out_dir / "tune").glob("trial_*/checkpoint_*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial checkpointed within 90 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err

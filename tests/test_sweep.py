@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 try:
-    from clirun import assert_one_line_error, run, tensors_equal
+    from clirun import assert_one_line_error, interrupt_after_checkpoint, run, tensors_equal
 except ImportError:                       # tests/ imported as a package
-    from tests.clirun import assert_one_line_error, run, tensors_equal
+    from tests.clirun import (assert_one_line_error, interrupt_after_checkpoint, run,
+                               tensors_equal)
 
 ray = pytest.importorskip("ray")
 
@@ -550,21 +551,8 @@ def test_ctrl_c_leaves_leaderboard_and_resume_finishes(capsys, tmp_path, digits_
             *split, "--lr", "1e-3,3e-3", "--epochs", "30", "--batch-size", "4", "--quiet",
             "--checkpoint-seconds", "0", "--out-dir", str(out_dir), "-o",
             str(tmp_path / "best.safetensors")]
-    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not list((out_dir / "tune").glob("trial_*/checkpoint_*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no trial checkpointed within 90 s"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+    returncode, err = interrupt_after_checkpoint(argv, env, tmp_path, out_dir)
+    assert returncode == 130, err
     assert "Traceback" not in err
     assert f"--resume {out_dir}" in err
     assert (out_dir / "leaderboard.csv").is_file()

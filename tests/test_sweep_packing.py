@@ -16,9 +16,10 @@ from nncli.sweep.packing import (PACK_SECONDS, TINY_SECONDS, estimated_seconds, 
 from nncli.train import TrainConfig
 
 try:
-    from clirun import assert_one_line_error, run, tensors_equal
+    from clirun import assert_one_line_error, interrupt_after_checkpoint, run, tensors_equal
 except ImportError:                       # tests/ imported as a package
-    from tests.clirun import assert_one_line_error, run, tensors_equal
+    from tests.clirun import (assert_one_line_error, interrupt_after_checkpoint, run,
+                               tensors_equal)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ["--loss", "sparse_cce", "--logits", "--validation-split", "0.2"]
@@ -192,7 +193,6 @@ def test_killed_pack_goes_on_with_what_it_had_not_checkpointed(capsys, tmp_path,
 
 def test_interrupted_packed_sweep_resumes_to_the_end(capsys, tmp_path, digits_csv):
     import subprocess
-    import time
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     out_dir = tmp_path / "out"
@@ -200,21 +200,8 @@ def test_interrupted_packed_sweep_resumes_to_the_end(capsys, tmp_path, digits_cs
             "32relu-10linear", "--lr", "1e-3,2e-3,3e-3,4e-3", "--epochs", "10", "--batch-size",
             "4", "--pack", "2", "--checkpoint-seconds", "0", "--quiet", "--out-dir",
             str(out_dir), "-o", str(tmp_path / "best.safetensors")]
-    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not list((out_dir / "tune").glob("trial_*/checkpoint_*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no pack checkpointed within 90 s"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+    returncode, err = interrupt_after_checkpoint(argv, env, tmp_path, out_dir)
+    assert returncode == 130, err
     lines = (out_dir / "leaderboard.csv").read_text().splitlines()
     assert len(lines) == 5 and any(",pending," in line for line in lines[1:]), lines
     done = subprocess.run([sys.executable, "-m", "nncli", "sweep", "--resume", str(out_dir),
