@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import startup_figures
+
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
 ARCH = {k: "-".join(f"{u}relu" for u in v) + "-10linear" for k, v in NETS.items()}
 ROWS, FEATURES, CLASSES = 60000, 784, 10
@@ -256,47 +258,6 @@ def measure(worker: str, data: Path, net: str, batch: int, threads: int, epochs:
     return json.loads(lines[-1])
 
 
-# --------------------------------------------------------------------------- start-up etc.
-
-def startup_figures(data: Path) -> dict:
-    """nncli --help, predict of 1000 rows with a warm cache, a cold compile, training memory."""
-    import numpy as np
-
-    nncli = [sys.executable, "-m", "nncli"]
-    out: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        X = np.load(data / "X.npy")
-        y = np.load(data / "y.npy")
-        np.savez(tmp / "train.npz", X=X, y=y.astype(np.float32))
-        np.save(tmp / "new.npy", X[:1000])
-        model = tmp / "m.safetensors"
-        out["help_seconds"] = _best_of(3, lambda: _check([*nncli, "--help"]))
-        cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / "cold-cache")}
-        start = time.perf_counter()
-        _check([*nncli, "train", str(tmp / "train.npz"), "--arch", ARCH["A"], "--loss",
-                "sparse_cce", "--logits", "--epochs", "1", "-q", "-o", str(model)], cold_env)
-        out["cold_train_1_epoch_seconds"] = time.perf_counter() - start
-        _check([*nncli, "predict", str(model), str(tmp / "new.npy")])
-        out["predict_1000_rows_warm_seconds"] = _best_of(
-            3, lambda: _check([*nncli, "predict", str(model), str(tmp / "new.npy")]))
-        code = ("import resource, sys; from nncli.cli import main; rc = main(sys.argv[1:]); "
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
-        proc = subprocess.run([sys.executable, "-c", code, "train", str(tmp / "train.npz"),
-                               "--arch", ARCH["B"], "--loss", "sparse_cce", "--logits",
-                               "--epochs", "2", "-q", "-o", str(model)],
-                              capture_output=True, text=True, check=True)
-        peak = int(proc.stdout.strip().splitlines()[-1])
-        out["train_peak_rss_bytes"] = peak
-        out["data_bytes"] = int(X.nbytes)
-        out["train_peak_over_data"] = peak / X.nbytes
-    return out
-
-
-def _check(cmd, env=None):
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-
-
 # --------------------------------------------------------------------------- report
 
 def main() -> None:
@@ -343,7 +304,7 @@ def main() -> None:
         _save(results, args.out)
         if not args.no_startup:
             try:
-                results["startup"] = startup_figures(data)
+                results["startup"] = startup_figures(data, ARCH["A"], ARCH["B"])
             except subprocess.CalledProcessError as e:
                 results["startup"] = {"error": f"{e.cmd}: {e.stderr}"}
     _save(results, args.out)
