@@ -17,6 +17,10 @@ training product, and the samples/s that peak allows (6 x sum(in x out) FLOPs pe
 The limit is measured with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (where the environment
 sets them) so that OpenBLAS runs the kernel it picks for this CPU; the table's first line names
 it (threadpoolctl). Every other figure runs in the environment as users have it.
+Beside it a memory roof: the samples/s the copy bandwidth measured in the same run (bandwidth.py:
+an array well beyond the last-level cache, bytes read + written) allows at the bytes a step must
+move (traffic.py: weights, gradients, Adam's moments, activations). "of limit" is against the
+smaller of the two, and "bound by" names it.
 Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
 """
 
@@ -34,6 +38,7 @@ import time
 from pathlib import Path
 
 from startup import startup_figures
+from traffic import traffic_bound
 
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
 ARCH = {k: "-".join(f"{u}relu" for u in v) + "-10linear" for k, v in NETS.items()}
@@ -56,8 +61,13 @@ def make_data(folder: Path, rows: int) -> tuple[Path, Path]:
     return folder / "X.npy", folder / "y.npy"
 
 
+def layer_sizes(net: str) -> list[int]:
+    """Widths from the input to the logits of network ``net``."""
+    return [FEATURES] + NETS[net] + [CLASSES]
+
+
 def flops_per_sample(net: str) -> int:
-    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    sizes = layer_sizes(net)
     return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
@@ -85,7 +95,7 @@ def run_torch(X, y, net, batch, epochs):
     import torch
 
     torch.manual_seed(0)
-    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    sizes = layer_sizes(net)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         linear = torch.nn.Linear(a, b)
@@ -180,8 +190,8 @@ def run_matmul(X, y, net, batch, epochs):
         return 2 * m * k * n * reps / best / 1e9
 
     out = {"2048^3": gflops(2048, 2048, 2048)}
-    for name, hidden in NETS.items():
-        sizes = [FEATURES] + hidden + [CLASSES]
+    for name in NETS:
+        sizes = layer_sizes(name)
         k, n = max(zip(sizes[:-1], sizes[1:]), key=lambda s: s[0] * s[1])
         for b in (32, 256):
             out[f"{name}/{b}"] = gflops(b, k, n)
@@ -195,10 +205,17 @@ def run_matmul(X, y, net, batch, epochs):
     return out
 
 
+def run_bandwidth(X, y, net, batch, epochs):
+    """Copy GB/s (bytes read + written) at Numba's thread count, which worker_main sets."""
+    from bandwidth import copy_bandwidth
+
+    return copy_bandwidth()
+
+
 WORKERS = {"nncli": run_nncli, "torch": run_torch, "sklearn": run_sklearn, "keras": run_keras,
-           "matmul": run_matmul}
+           "matmul": run_matmul, "bandwidth": run_bandwidth}
 MODULES = {"nncli": "nncli", "torch": "torch", "sklearn": "sklearn", "keras": "keras",
-           "matmul": "numpy"}
+           "matmul": "numpy", "bandwidth": "numba"}
 
 
 def _best_of(n, fn):
@@ -216,7 +233,7 @@ def worker_main(args) -> None:
     if importlib.util.find_spec(MODULES[args.worker]) is None:
         print(json.dumps({"skipped": f"{MODULES[args.worker]} is not installed"}))
         return
-    if args.worker == "nncli":
+    if args.worker in ("nncli", "bandwidth"):
         import numba
 
         numba.set_num_threads(args.threads)
@@ -281,7 +298,8 @@ def main() -> None:
         return
     nets, batches = args.nets.split(","), [int(b) for b in args.batches.split(",")]
     threads, peers = [int(t) for t in args.threads.split(",")], args.peers.split(",")
-    results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {}}
+    results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {},
+                     "bandwidth": {}, "bandwidth_gbs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         make_data(data, args.rows)
@@ -292,6 +310,11 @@ def main() -> None:
                 own = {k: v for k, v in os.environ.items()
                        if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
                 results["peak"][f"{t}, OPENBLAS_CORETYPE unset"] = _measure_env(data, t, own)
+            copy = results["bandwidth"][str(t)] = measure("bandwidth", data, "A", 32, t, 0)
+            if "gbs" in copy:
+                results["bandwidth_gbs"][str(t)] = copy["gbs"]
+            print(f"copy bandwidth x{t}: {copy.get('gbs', 0):.1f} GB/s {copy.get('error', '')}",
+                  file=sys.stderr, flush=True)
         for net in nets:
             for batch in batches:
                 for t in threads:
@@ -352,11 +375,26 @@ def summarise(results: dict) -> None:
         if "nncli" in rates and "torch" in rates:
             cell["ratio_vs_torch"] = rates["nncli"] / rates["torch"]
             cell["predict_ratio_vs_torch"] = predict["nncli"] / predict["torch"]
-        peak = real_peak(results, cell["threads"])
-        if peak and "nncli" in rates:
-            limit = peak * 1e9 / flops_per_sample(cell["net"])
-            cell["limit_samples_per_s"] = limit
-            cell["fraction_of_limit"] = rates["nncli"] / limit
+        bounds = roofs(results, cell)
+        if bounds:
+            cell["bound_by"] = min(bounds, key=bounds.get)
+            if "nncli" in rates:
+                cell["fraction_of_limit"] = rates["nncli"] / bounds[cell["bound_by"]]
+
+
+def roofs(results: dict, cell: dict) -> dict[str, float]:
+    """The cell's roofs in samples/s, each where it was measured: "compute" (the real peak over
+    the FLOPs a sample) and "traffic" (the copy bandwidth over the bytes a step moves, per
+    sample); also stored in the cell as limit_samples_per_s and traffic_bound."""
+    out = {}
+    peak = real_peak(results, cell["threads"])
+    if peak:
+        out["compute"] = cell["limit_samples_per_s"] = peak * 1e9 / flops_per_sample(cell["net"])
+    gbs = results.get("bandwidth_gbs", {}).get(str(cell["threads"]))
+    if gbs:
+        out["traffic"] = cell["traffic_bound"] = traffic_bound(
+            gbs, layer_sizes(cell["net"]), cell["batch"], "adam")
+    return out
 
 
 def real_peak(results: dict, threads: int) -> float | None:
@@ -382,8 +420,10 @@ def blas_kernels(results: dict) -> str:
 
 def render(results: dict) -> str:
     head = ("| net/batch | threads | nncli | PyTorch | scikit-learn | Keras | nncli / best peer "
-            "| nncli / PyTorch | predict nncli / PyTorch | limit (2048^3 peak) | of limit |")
-    lines = [f"limit: {blas_kernels(results)}", "", head, "|" + "---|" * 11]
+            "| nncli / PyTorch | predict nncli / PyTorch | compute limit (2048^3 peak) "
+            "| traffic bound | of limit | bound by |")
+    lines = [f"limit: {blas_kernels(results)}", f"bandwidth: {copy_figures(results)}", "", head,
+             "|" + "---|" * 13]
     for c in results["cells"]:
         rate = c["train_samples_per_s"]
 
@@ -398,8 +438,8 @@ def render(results: dict) -> str:
             f"| {fmt('sklearn')} | {fmt('keras')} | {_x(c.get('ratio_vs_best_peer'))} "
             f"({c.get('best_peer', '-')}) | {_x(c.get('ratio_vs_torch'))} "
             f"| {_x(c.get('predict_ratio_vs_torch'))} "
-            f"| {c.get('limit_samples_per_s', 0) / 1000:,.0f}k "
-            f"| {100 * c.get('fraction_of_limit', 0):.0f}% |")
+            f"| {_k(c.get('limit_samples_per_s'))} | {_k(c.get('traffic_bound'))} "
+            f"| {100 * c.get('fraction_of_limit', 0):.0f}% | {c.get('bound_by', '-')} |")
     peak = results["peak"]
     lines.append("")
     for t, p in peak.items():
@@ -421,6 +461,22 @@ def render(results: dict) -> str:
 
 def _x(v):
     return f"{v:.2f}x" if v else "-"
+
+
+def _k(v):
+    return f"{v / 1000:,.0f}k" if v else "-"
+
+
+def copy_figures(results: dict) -> str:
+    """The copy bandwidth of each thread count, as measured (bandwidth.py)."""
+    parts = []
+    for t, r in results.get("bandwidth", {}).items():
+        if "gbs" in r:
+            parts.append(f"{t} thread(s) {r['gbs']:.1f} GB/s ({r['method']}, "
+                         f"{r['array_bytes'] / 2**20:.0f} MiB array, bytes read + written)")
+        else:
+            parts.append(f"{t} thread(s) {r.get('error') or r.get('skipped')}")
+    return "; ".join(parts) or "not measured"
 
 
 def machine() -> str:
