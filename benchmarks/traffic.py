@@ -77,7 +77,7 @@ def traffic_bound(bandwidth_gbs: float, sizes: Sequence[int], batch: int,
                   optimizer: str = "adam", itemsize: int = 4) -> float:
     """Samples/s that ``bandwidth_gbs`` (GB/s, bytes read + written) allows:
     bandwidth x batch / step_bytes."""
-    return bandwidth_gbs * 1e9 * batch / step_bytes(sizes, batch, optimizer, itemsize)
+    return batch / step_seconds(bandwidth_gbs, sizes, batch, optimizer, itemsize)
 
 
 def step_seconds(bandwidth_gbs: float, sizes: Sequence[int], batch: int,
