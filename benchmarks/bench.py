@@ -17,10 +17,12 @@ training product, and the samples/s that peak allows (6 x sum(in x out) FLOPs pe
 The limit is measured with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (where the environment
 sets them) so that OpenBLAS runs the kernel it picks for this CPU; the table's first line names
 it (threadpoolctl). Every other figure runs in the environment as users have it.
-Beside it a memory roof: the samples/s the copy bandwidth measured in the same run (bandwidth.py:
-an array well beyond the last-level cache, bytes read + written) allows at the bytes a step must
-move (traffic.py: weights, gradients, Adam's moments, activations). "of limit" is against the
-smaller of the two, and "bound by" names it.
+Beside it a memory roof: the samples/s a copy bandwidth measured in the same run allows at the
+bytes a step must move (traffic.py: weights, gradients, Adam's moments, activations). The copy is
+measured at 1 MiB, 8 MiB, half the last-level cache and main memory (bandwidth.py); each cell
+takes the smallest of those that holds its working set (parameters, gradients, moments, a
+batch's activations), so a network whose state sits in the cache is held to the cache's speed.
+"of limit" is against the smaller roof, and "bound by" names it.
 Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
 """
 
@@ -37,8 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from startup import startup_figures
-from traffic import traffic_bound
+from startup import describe_startup, startup_figures
+from bandwidth import choose, describe
+from traffic import traffic_bound, working_set_bytes
 
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
 ARCH = {k: "-".join(f"{u}relu" for u in v) + "-10linear" for k, v in NETS.items()}
@@ -206,10 +209,11 @@ def run_matmul(X, y, net, batch, epochs):
 
 
 def run_bandwidth(X, y, net, batch, epochs):
-    """Copy GB/s (bytes read + written) at Numba's thread count, which worker_main sets."""
-    from bandwidth import copy_bandwidth
+    """Copy GB/s (bytes read + written) at each footprint of bandwidth.py's ladder, at Numba's
+    thread count, which worker_main sets."""
+    from bandwidth import bandwidth_ladder
 
-    return copy_bandwidth()
+    return bandwidth_ladder()
 
 
 WORKERS = {"nncli": run_nncli, "torch": run_torch, "sklearn": run_sklearn, "keras": run_keras,
@@ -299,7 +303,7 @@ def main() -> None:
     nets, batches = args.nets.split(","), [int(b) for b in args.batches.split(",")]
     threads, peers = [int(t) for t in args.threads.split(",")], args.peers.split(",")
     results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {},
-                     "bandwidth": {}, "bandwidth_gbs": {}}
+                     "bandwidth": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         make_data(data, args.rows)
@@ -311,10 +315,7 @@ def main() -> None:
                        if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
                 results["peak"][f"{t}, OPENBLAS_CORETYPE unset"] = _measure_env(data, t, own)
             copy = results["bandwidth"][str(t)] = measure("bandwidth", data, "A", 32, t, 0)
-            if "gbs" in copy:
-                results["bandwidth_gbs"][str(t)] = copy["gbs"]
-            print(f"copy bandwidth x{t}: {copy.get('gbs', 0):.1f} GB/s {copy.get('error', '')}",
-                  file=sys.stderr, flush=True)
+            print(f"copy bandwidth x{t}: {describe(copy)}", file=sys.stderr, flush=True)
         for net in nets:
             for batch in batches:
                 for t in threads:
@@ -384,16 +385,21 @@ def summarise(results: dict) -> None:
 
 def roofs(results: dict, cell: dict) -> dict[str, float]:
     """The cell's roofs in samples/s, each where it was measured: "compute" (the real peak over
-    the FLOPs a sample) and "traffic" (the copy bandwidth over the bytes a step moves, per
-    sample); also stored in the cell as limit_samples_per_s and traffic_bound."""
+    the FLOPs a sample) and "traffic" (the copy bandwidth at the cell's working set over the
+    bytes a step moves, per sample); also stored in the cell as limit_samples_per_s and
+    traffic_bound, with working_set_bytes, bandwidth_gbs and bandwidth_level (the footprint
+    that bandwidth was measured at: "1 MiB", ..., "memory")."""
     out = {}
+    sizes, batch = layer_sizes(cell["net"]), cell["batch"]
     peak = real_peak(results, cell["threads"])
     if peak:
         out["compute"] = cell["limit_samples_per_s"] = peak * 1e9 / flops_per_sample(cell["net"])
-    gbs = results.get("bandwidth_gbs", {}).get(str(cell["threads"]))
-    if gbs:
-        out["traffic"] = cell["traffic_bound"] = traffic_bound(
-            gbs, layer_sizes(cell["net"]), cell["batch"], "adam")
+    ladder = results.get("bandwidth", {}).get(str(cell["threads"]), {})
+    if ladder.get("sizes"):
+        cell["working_set_bytes"] = working_set_bytes(sizes, batch, "adam")
+        level = choose(ladder, cell["working_set_bytes"])
+        cell["bandwidth_gbs"], cell["bandwidth_level"] = level["gbs"], level["label"]
+        out["traffic"] = cell["traffic_bound"] = traffic_bound(level["gbs"], sizes, batch, "adam")
     return out
 
 
@@ -421,9 +427,11 @@ def blas_kernels(results: dict) -> str:
 def render(results: dict) -> str:
     head = ("| net/batch | threads | nncli | PyTorch | scikit-learn | Keras | nncli / best peer "
             "| nncli / PyTorch | predict nncli / PyTorch | compute limit (2048^3 peak) "
-            "| traffic bound | of limit | bound by |")
-    lines = [f"limit: {blas_kernels(results)}", f"bandwidth: {copy_figures(results)}", "", head,
-             "|" + "---|" * 13]
+            "| copy GB/s (footprint) | traffic bound | of limit | bound by |")
+    copies = "; ".join(f"{t} thread(s) {describe(r)}"
+                       for t, r in results.get("bandwidth", {}).items())
+    lines = [f"limit: {blas_kernels(results)}", f"bandwidth: {copies or 'not measured'}", "",
+             head, "|" + "---|" * 14]
     for c in results["cells"]:
         rate = c["train_samples_per_s"]
 
@@ -438,7 +446,7 @@ def render(results: dict) -> str:
             f"| {fmt('sklearn')} | {fmt('keras')} | {_x(c.get('ratio_vs_best_peer'))} "
             f"({c.get('best_peer', '-')}) | {_x(c.get('ratio_vs_torch'))} "
             f"| {_x(c.get('predict_ratio_vs_torch'))} "
-            f"| {_k(c.get('limit_samples_per_s'))} | {_k(c.get('traffic_bound'))} "
+            f"| {_k(c.get('limit_samples_per_s'))} | {_copy(c)} | {_k(c.get('traffic_bound'))} "
             f"| {100 * c.get('fraction_of_limit', 0):.0f}% | {c.get('bound_by', '-')} |")
     peak = results["peak"]
     lines.append("")
@@ -449,12 +457,7 @@ def render(results: dict) -> str:
             lines.append(f"NumPy float32 matmul, {t} thread(s): {p['2048^3']:.0f} GFLOP/s at "
                          f"2048^3; at training shapes: {shapes}")
     if "startup" in results and "error" not in results["startup"]:
-        s = results["startup"]
-        lines.append(f"nncli --help {s['help_seconds']:.2f} s; predict 1000 rows (cached "
-                     f"compile) {s['predict_1000_rows_warm_seconds']:.2f} s; first train after "
-                     f"install (cold compile, 1 epoch of A) {s['cold_train_1_epoch_seconds']:.1f}"
-                     f" s; training peak RSS {s['train_peak_rss_bytes'] / 2**20:.0f} MiB = "
-                     f"{s['train_peak_over_data']:.2f}x the data")
+        lines.append(describe_startup(results["startup"]))
     lines.append(f"machine: {results['machine']}")
     return "\n".join(lines)
 
@@ -467,16 +470,11 @@ def _k(v):
     return f"{v / 1000:,.0f}k" if v else "-"
 
 
-def copy_figures(results: dict) -> str:
-    """The copy bandwidth of each thread count, as measured (bandwidth.py)."""
-    parts = []
-    for t, r in results.get("bandwidth", {}).items():
-        if "gbs" in r:
-            parts.append(f"{t} thread(s) {r['gbs']:.1f} GB/s ({r['method']}, "
-                         f"{r['array_bytes'] / 2**20:.0f} MiB array, bytes read + written)")
-        else:
-            parts.append(f"{t} thread(s) {r.get('error') or r.get('skipped')}")
-    return "; ".join(parts) or "not measured"
+def _copy(cell: dict) -> str:
+    """The copy bandwidth the cell's traffic bound used and the footprint it was measured at."""
+    if "bandwidth_gbs" not in cell:
+        return "-"
+    return f"{cell['bandwidth_gbs']:.0f} ({cell['bandwidth_level']})"
 
 
 def machine() -> str:

@@ -8,8 +8,9 @@ products with their transposes and the bias gradient; relu's gradient; Adam; the
 shuffled batch) is timed alone on random data, best of 5 x 20 calls, wall time. The loss and the
 Python around the compiled loop are left out, so the samples/s printed is an upper bound on what
 `bench.py` measures. Beside the kernels: the bytes a step must move (traffic.py) and the time
-that traffic takes at the copy bandwidth measured first at each thread count (bandwidth.py), the
-memory roof of bench.py's table. It measures and prints; it asserts nothing.
+that traffic takes at the copy bandwidth measured first at each thread count (bandwidth.py), at
+the footprint that holds the step's working set: the memory roof of bench.py's table. It
+measures and prints; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -79,14 +80,13 @@ def report(threads: int, cells: list[str]) -> None:
     """Print the split of a step for each cell ("B/32": network B, batch 32) at a thread count."""
     import numba
 
-    from bandwidth import copy_bandwidth
-    from traffic import step_bytes, step_seconds
+    from bandwidth import bandwidth_ladder, choose, describe
+    from traffic import step_bytes, step_seconds, working_set_bytes
 
     numba.set_num_threads(threads)
     clock = time.perf_counter
-    copy = copy_bandwidth(threads)
-    print(f"copy bandwidth, {threads} thread(s): {copy['gbs']:.1f} GB/s ({copy['method']}, "
-          f"{copy['array_bytes'] / 2**20:.0f} MiB array, bytes read + written)")
+    ladder = bandwidth_ladder(threads)
+    print(f"copy bandwidth, {threads} thread(s): {describe(ladder)}")
     for cell in cells:
         net, batch = cell.split("/")
         parts, gflops = profile(NETS[net], int(batch), clock)
@@ -96,9 +96,12 @@ def report(threads: int, cells: list[str]) -> None:
         for name, us in parts.items():
             print(f"    {name:16s} {us:8.0f} us  {us / total:6.1%}")
         moved = step_bytes(NETS[net], int(batch), "adam")
+        held = working_set_bytes(NETS[net], int(batch), "adam")
+        copy = choose(ladder, held)
         us = step_seconds(copy["gbs"], NETS[net], int(batch), "adam") * 1e6
-        print(f"  memory traffic, at least {moved / 1e6:.2f} MB a step: {us:.0f} us at "
-              f"{copy['gbs']:.1f} GB/s ({us / total:.0%} of the kernels' {total:.0f} us), at most "
+        print(f"  memory traffic, at least {moved / 1e6:.2f} MB a step over a working set of "
+              f"{held / 1e6:.2f} MB: {us:.0f} us at {copy['gbs']:.1f} GB/s (the {copy['label']} "
+              f"copy; {us / total:.0%} of the kernels' {total:.0f} us), at most "
               f"{int(batch) / us * 1e3:.0f}k samples/s")
 
 

@@ -49,6 +49,15 @@ def startup_figures(data: Path, small_arch: str, medium_arch: str) -> dict:
     return out
 
 
+def describe_startup(s: dict) -> str:
+    """One line of bench.py's report from `startup_figures`' dict."""
+    return (f"nncli --help {s['help_seconds']:.2f} s; predict 1000 rows (cached compile) "
+            f"{s['predict_1000_rows_warm_seconds']:.2f} s; first train after install (cold "
+            f"compile, 1 epoch of A) {s['cold_train_1_epoch_seconds']:.1f} s; training peak RSS "
+            f"{s['train_peak_rss_bytes'] / 2**20:.0f} MiB = {s['train_peak_over_data']:.2f}x the "
+            f"data")
+
+
 def _best_of_3(cmd: list[str]) -> float:
     return min(_seconds(cmd) for _ in range(3))
 

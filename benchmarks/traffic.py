@@ -13,6 +13,8 @@ from collections.abc import Sequence
 #   adam: reads W, dW, m, v; writes W, m, v                 -> 7
 #   sgd:  reads W, dW; writes W (plain SGD, no momentum)    -> 3
 OPTIMIZER_FLOATS = {"adam": 7, "sgd": 3}
+# Floats per parameter the optimizer keeps between steps: Adam's m and v; plain SGD none.
+OPTIMIZER_STATE = {"adam": 2, "sgd": 0}
 
 
 def parameter_count(sizes: Sequence[int]) -> int:
@@ -65,11 +67,22 @@ def step_bytes(sizes: Sequence[int], batch: int, optimizer: str = "adam",
     and the weight gradient's product reads each activation a second time. Fusing the optimizer
     into the weight gradient's tiles would remove dW's write and read (2 P).
     """
-    if optimizer not in OPTIMIZER_FLOATS:
-        raise ValueError(f"unknown optimizer '{optimizer}'; expected one of "
-                         f"{', '.join(OPTIMIZER_FLOATS)}")
+    _check(optimizer)
     floats = (product_floats(sizes) + OPTIMIZER_FLOATS[optimizer] * parameter_count(sizes)
               + batch * sample_floats(sizes))
+    return itemsize * floats
+
+
+def working_set_bytes(sizes: Sequence[int], batch: int, optimizer: str = "adam",
+                      itemsize: int = 4) -> int:
+    """The bytes a step's data occupies, at least: the parameters, their gradients and the
+    optimizer's state, (2 + OPTIMIZER_STATE) P floats, and a batch's rows and activations,
+    batch x (n_0 + 2 (n_1 + ... + n_L)) floats (the input rows; each layer's output and its
+    gradient). Which copy bandwidth a step runs at depends on whether this fits in the cache;
+    the data set the rows are gathered from is not counted (see bandwidth.choose)."""
+    _check(optimizer)
+    floats = ((2 + OPTIMIZER_STATE[optimizer]) * parameter_count(sizes)
+              + batch * (sizes[0] + 2 * sum(sizes[1:])))
     return itemsize * floats
 
 
@@ -84,3 +97,9 @@ def step_seconds(bandwidth_gbs: float, sizes: Sequence[int], batch: int,
                  optimizer: str = "adam", itemsize: int = 4) -> float:
     """Seconds one step's traffic takes at ``bandwidth_gbs``: step_bytes / bandwidth."""
     return step_bytes(sizes, batch, optimizer, itemsize) / (bandwidth_gbs * 1e9)
+
+
+def _check(optimizer: str) -> None:
+    if optimizer not in OPTIMIZER_FLOATS:
+        raise ValueError(f"unknown optimizer '{optimizer}'; expected one of "
+                         f"{', '.join(OPTIMIZER_FLOATS)}")
