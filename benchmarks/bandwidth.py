@@ -5,8 +5,9 @@ gradients, Adam's moments and a batch's activations), where a copy runs several 
 than from main memory. So the copy is measured on a ladder of footprints (source + destination):
 1 MiB, 8 MiB and half the last-level cache, and one well beyond it (8x the cache, at least
 2 x MIN_ARRAY_BYTES) for main memory. A cell then takes the bandwidth of the smallest footprint
-that holds its working set (`choose`): a working set beyond half the cache, or any where the
-cache's size is unknown, gets the main-memory figure.
+that holds its working set, or a larger one in the cache if that measured faster (`choose`: a
+roof errs high); a working set beyond half the cache, or any where the cache's size is unknown,
+gets the main-memory figure.
 
 Each figure is bytes read + written per second, the best of several batches of copies, each
 batch long enough (~10 ms) that the clock's resolution does not matter. One thread copies with
@@ -129,12 +130,11 @@ def bandwidth_ladder(threads: int | None = None) -> dict:
 
 
 def choose(ladder: dict, working_set_bytes: int) -> dict:
-    """The ladder's size whose bandwidth a step of ``working_set_bytes`` runs at: the smallest
-    in-cache footprint that holds it, else main memory (the last)."""
-    for size in ladder["sizes"][:-1]:
-        if working_set_bytes <= size["footprint_bytes"]:
-            return size
-    return ladder["sizes"][-1]
+    """The ladder's size whose bandwidth a step of ``working_set_bytes`` can run at, at most: the
+    fastest of the in-cache footprints that hold it (the smallest, unless a larger one measured
+    faster: the data fits there too), else main memory (the last)."""
+    holding = [s for s in ladder["sizes"][:-1] if working_set_bytes <= s["footprint_bytes"]]
+    return max(holding, key=lambda s: s["gbs"], default=ladder["sizes"][-1])
 
 
 def describe(ladder: dict) -> str:

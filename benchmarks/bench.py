@@ -20,8 +20,8 @@ it (threadpoolctl). Every other figure runs in the environment as users have it.
 Beside it a memory roof: the samples/s a copy bandwidth measured in the same run allows at the
 bytes a step must move (traffic.py: weights, gradients, Adam's moments, activations). The copy is
 measured at 1 MiB, 8 MiB, half the last-level cache and main memory (bandwidth.py); each cell
-takes the smallest of those that holds its working set (parameters, gradients, moments, a
-batch's activations), so a network whose state sits in the cache is held to the cache's speed.
+takes the fastest of those that hold its working set (parameters, gradients, moments, a batch's
+activations), so a network whose state sits in the cache is held to the cache's speed.
 "of limit" is against the smaller roof, and "bound by" names it.
 Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
 """
