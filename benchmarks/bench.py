@@ -39,8 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from startup import describe_startup, startup_figures
 from bandwidth import choose, describe
+from startup import describe_startup, startup_figures
 from traffic import traffic_bound, working_set_bytes
 
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
