@@ -17,6 +17,12 @@ training product, and the samples/s that peak allows (6 x sum(in x out) FLOPs pe
 The limit is measured with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (where the environment
 sets them) so that OpenBLAS runs the kernel it picks for this CPU; the table's first line names
 it (threadpoolctl). Every other figure runs in the environment as users have it.
+Beside it a memory roof: the samples/s a copy bandwidth measured in the same run allows at the
+bytes a step must move (traffic.py: weights, gradients, Adam's moments, activations). The copy is
+measured at 1 MiB, 8 MiB, half the last-level cache and main memory (bandwidth.py); each cell
+takes the fastest of those that hold its working set (parameters, gradients, moments, a batch's
+activations), so a network whose state sits in the cache is held to the cache's speed.
+"of limit" is against the smaller roof, and "bound by" names it.
 Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
 """
 
@@ -32,6 +38,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bandwidth import choose, describe
+from startup import describe_startup, startup_figures
+from traffic import traffic_bound, working_set_bytes
 
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
 ARCH = {k: "-".join(f"{u}relu" for u in v) + "-10linear" for k, v in NETS.items()}
@@ -54,8 +64,13 @@ def make_data(folder: Path, rows: int) -> tuple[Path, Path]:
     return folder / "X.npy", folder / "y.npy"
 
 
+def layer_sizes(net: str) -> list[int]:
+    """Widths from the input to the logits of network ``net``."""
+    return [FEATURES] + NETS[net] + [CLASSES]
+
+
 def flops_per_sample(net: str) -> int:
-    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    sizes = layer_sizes(net)
     return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
@@ -83,7 +98,7 @@ def run_torch(X, y, net, batch, epochs):
     import torch
 
     torch.manual_seed(0)
-    sizes = [FEATURES] + NETS[net] + [CLASSES]
+    sizes = layer_sizes(net)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         linear = torch.nn.Linear(a, b)
@@ -178,8 +193,8 @@ def run_matmul(X, y, net, batch, epochs):
         return 2 * m * k * n * reps / best / 1e9
 
     out = {"2048^3": gflops(2048, 2048, 2048)}
-    for name, hidden in NETS.items():
-        sizes = [FEATURES] + hidden + [CLASSES]
+    for name in NETS:
+        sizes = layer_sizes(name)
         k, n = max(zip(sizes[:-1], sizes[1:]), key=lambda s: s[0] * s[1])
         for b in (32, 256):
             out[f"{name}/{b}"] = gflops(b, k, n)
@@ -193,10 +208,18 @@ def run_matmul(X, y, net, batch, epochs):
     return out
 
 
+def run_bandwidth(X, y, net, batch, epochs):
+    """Copy GB/s (bytes read + written) at each footprint of bandwidth.py's ladder, at Numba's
+    thread count, which worker_main sets."""
+    from bandwidth import bandwidth_ladder
+
+    return bandwidth_ladder()
+
+
 WORKERS = {"nncli": run_nncli, "torch": run_torch, "sklearn": run_sklearn, "keras": run_keras,
-           "matmul": run_matmul}
+           "matmul": run_matmul, "bandwidth": run_bandwidth}
 MODULES = {"nncli": "nncli", "torch": "torch", "sklearn": "sklearn", "keras": "keras",
-           "matmul": "numpy"}
+           "matmul": "numpy", "bandwidth": "numba"}
 
 
 def _best_of(n, fn):
@@ -214,7 +237,7 @@ def worker_main(args) -> None:
     if importlib.util.find_spec(MODULES[args.worker]) is None:
         print(json.dumps({"skipped": f"{MODULES[args.worker]} is not installed"}))
         return
-    if args.worker == "nncli":
+    if args.worker in ("nncli", "bandwidth"):
         import numba
 
         numba.set_num_threads(args.threads)
@@ -256,47 +279,6 @@ def measure(worker: str, data: Path, net: str, batch: int, threads: int, epochs:
     return json.loads(lines[-1])
 
 
-# --------------------------------------------------------------------------- start-up etc.
-
-def startup_figures(data: Path) -> dict:
-    """nncli --help, predict of 1000 rows with a warm cache, a cold compile, training memory."""
-    import numpy as np
-
-    nncli = [sys.executable, "-m", "nncli"]
-    out: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        X = np.load(data / "X.npy")
-        y = np.load(data / "y.npy")
-        np.savez(tmp / "train.npz", X=X, y=y.astype(np.float32))
-        np.save(tmp / "new.npy", X[:1000])
-        model = tmp / "m.safetensors"
-        out["help_seconds"] = _best_of(3, lambda: _check([*nncli, "--help"]))
-        cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / "cold-cache")}
-        start = time.perf_counter()
-        _check([*nncli, "train", str(tmp / "train.npz"), "--arch", ARCH["A"], "--loss",
-                "sparse_cce", "--logits", "--epochs", "1", "-q", "-o", str(model)], cold_env)
-        out["cold_train_1_epoch_seconds"] = time.perf_counter() - start
-        _check([*nncli, "predict", str(model), str(tmp / "new.npy")])
-        out["predict_1000_rows_warm_seconds"] = _best_of(
-            3, lambda: _check([*nncli, "predict", str(model), str(tmp / "new.npy")]))
-        code = ("import resource, sys; from nncli.cli import main; rc = main(sys.argv[1:]); "
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
-        proc = subprocess.run([sys.executable, "-c", code, "train", str(tmp / "train.npz"),
-                               "--arch", ARCH["B"], "--loss", "sparse_cce", "--logits",
-                               "--epochs", "2", "-q", "-o", str(model)],
-                              capture_output=True, text=True, check=True)
-        peak = int(proc.stdout.strip().splitlines()[-1])
-        out["train_peak_rss_bytes"] = peak
-        out["data_bytes"] = int(X.nbytes)
-        out["train_peak_over_data"] = peak / X.nbytes
-    return out
-
-
-def _check(cmd, env=None):
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-
-
 # --------------------------------------------------------------------------- report
 
 def main() -> None:
@@ -320,7 +302,8 @@ def main() -> None:
         return
     nets, batches = args.nets.split(","), [int(b) for b in args.batches.split(",")]
     threads, peers = [int(t) for t in args.threads.split(",")], args.peers.split(",")
-    results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {}}
+    results: dict = {"machine": machine(), "rows": args.rows, "cells": [], "peak": {},
+                     "bandwidth": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         make_data(data, args.rows)
@@ -331,6 +314,8 @@ def main() -> None:
                 own = {k: v for k, v in os.environ.items()
                        if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
                 results["peak"][f"{t}, OPENBLAS_CORETYPE unset"] = _measure_env(data, t, own)
+            copy = results["bandwidth"][str(t)] = measure("bandwidth", data, "A", 32, t, 0)
+            print(f"copy bandwidth x{t}: {describe(copy)}", file=sys.stderr, flush=True)
         for net in nets:
             for batch in batches:
                 for t in threads:
@@ -343,7 +328,7 @@ def main() -> None:
         _save(results, args.out)
         if not args.no_startup:
             try:
-                results["startup"] = startup_figures(data)
+                results["startup"] = startup_figures(data, ARCH["A"], ARCH["B"])
             except subprocess.CalledProcessError as e:
                 results["startup"] = {"error": f"{e.cmd}: {e.stderr}"}
     _save(results, args.out)
@@ -391,11 +376,31 @@ def summarise(results: dict) -> None:
         if "nncli" in rates and "torch" in rates:
             cell["ratio_vs_torch"] = rates["nncli"] / rates["torch"]
             cell["predict_ratio_vs_torch"] = predict["nncli"] / predict["torch"]
-        peak = real_peak(results, cell["threads"])
-        if peak and "nncli" in rates:
-            limit = peak * 1e9 / flops_per_sample(cell["net"])
-            cell["limit_samples_per_s"] = limit
-            cell["fraction_of_limit"] = rates["nncli"] / limit
+        bounds = roofs(results, cell)
+        if bounds:
+            cell["bound_by"] = min(bounds, key=bounds.get)
+            if "nncli" in rates:
+                cell["fraction_of_limit"] = rates["nncli"] / bounds[cell["bound_by"]]
+
+
+def roofs(results: dict, cell: dict) -> dict[str, float]:
+    """The cell's roofs in samples/s, each where it was measured: "compute" (the real peak over
+    the FLOPs a sample) and "traffic" (the copy bandwidth at the cell's working set over the
+    bytes a step moves, per sample); also stored in the cell as limit_samples_per_s and
+    traffic_bound, with working_set_bytes, bandwidth_gbs and bandwidth_level (the footprint
+    that bandwidth was measured at: "1 MiB", ..., "memory")."""
+    out = {}
+    sizes, batch = layer_sizes(cell["net"]), cell["batch"]
+    peak = real_peak(results, cell["threads"])
+    if peak:
+        out["compute"] = cell["limit_samples_per_s"] = peak * 1e9 / flops_per_sample(cell["net"])
+    ladder = results.get("bandwidth", {}).get(str(cell["threads"]), {})
+    if ladder.get("sizes"):
+        cell["working_set_bytes"] = working_set_bytes(sizes, batch, "adam")
+        level = choose(ladder, cell["working_set_bytes"])
+        cell["bandwidth_gbs"], cell["bandwidth_level"] = level["gbs"], level["label"]
+        out["traffic"] = cell["traffic_bound"] = traffic_bound(level["gbs"], sizes, batch, "adam")
+    return out
 
 
 def real_peak(results: dict, threads: int) -> float | None:
@@ -421,8 +426,12 @@ def blas_kernels(results: dict) -> str:
 
 def render(results: dict) -> str:
     head = ("| net/batch | threads | nncli | PyTorch | scikit-learn | Keras | nncli / best peer "
-            "| nncli / PyTorch | predict nncli / PyTorch | limit (2048^3 peak) | of limit |")
-    lines = [f"limit: {blas_kernels(results)}", "", head, "|" + "---|" * 11]
+            "| nncli / PyTorch | predict nncli / PyTorch | compute limit (2048^3 peak) "
+            "| copy GB/s (footprint) | traffic bound | of limit | bound by |")
+    copies = "; ".join(f"{t} thread(s) {describe(r)}"
+                       for t, r in results.get("bandwidth", {}).items())
+    lines = [f"limit: {blas_kernels(results)}", f"bandwidth: {copies or 'not measured'}", "",
+             head, "|" + "---|" * 14]
     for c in results["cells"]:
         rate = c["train_samples_per_s"]
 
@@ -437,8 +446,8 @@ def render(results: dict) -> str:
             f"| {fmt('sklearn')} | {fmt('keras')} | {_x(c.get('ratio_vs_best_peer'))} "
             f"({c.get('best_peer', '-')}) | {_x(c.get('ratio_vs_torch'))} "
             f"| {_x(c.get('predict_ratio_vs_torch'))} "
-            f"| {c.get('limit_samples_per_s', 0) / 1000:,.0f}k "
-            f"| {100 * c.get('fraction_of_limit', 0):.0f}% |")
+            f"| {_k(c.get('limit_samples_per_s'))} | {_copy(c)} | {_k(c.get('traffic_bound'))} "
+            f"| {100 * c.get('fraction_of_limit', 0):.0f}% | {c.get('bound_by', '-')} |")
     peak = results["peak"]
     lines.append("")
     for t, p in peak.items():
@@ -448,18 +457,24 @@ def render(results: dict) -> str:
             lines.append(f"NumPy float32 matmul, {t} thread(s): {p['2048^3']:.0f} GFLOP/s at "
                          f"2048^3; at training shapes: {shapes}")
     if "startup" in results and "error" not in results["startup"]:
-        s = results["startup"]
-        lines.append(f"nncli --help {s['help_seconds']:.2f} s; predict 1000 rows (cached "
-                     f"compile) {s['predict_1000_rows_warm_seconds']:.2f} s; first train after "
-                     f"install (cold compile, 1 epoch of A) {s['cold_train_1_epoch_seconds']:.1f}"
-                     f" s; training peak RSS {s['train_peak_rss_bytes'] / 2**20:.0f} MiB = "
-                     f"{s['train_peak_over_data']:.2f}x the data")
+        lines.append(describe_startup(results["startup"]))
     lines.append(f"machine: {results['machine']}")
     return "\n".join(lines)
 
 
 def _x(v):
     return f"{v:.2f}x" if v else "-"
+
+
+def _k(v):
+    return f"{v / 1000:,.0f}k" if v else "-"
+
+
+def _copy(cell: dict) -> str:
+    """The copy bandwidth the cell's traffic bound used and the footprint it was measured at."""
+    if "bandwidth_gbs" not in cell:
+        return "-"
+    return f"{cell['bandwidth_gbs']:.0f} ({cell['bandwidth_level']})"
 
 
 def machine() -> str:

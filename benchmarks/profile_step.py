@@ -5,9 +5,12 @@
 
 Each kernel of a step (each dense layer's forward product with its bias and relu, its backward
 products with their transposes and the bias gradient; relu's gradient; Adam; the gather of a
-shuffled batch) is timed alone on random
-data, best of 5 x 20 calls, wall time. The loss and the Python around the compiled loop are left out, so the samples/s
-printed is an upper bound on what `bench.py` measures. It measures and prints; it asserts nothing.
+shuffled batch) is timed alone on random data, best of 5 x 20 calls, wall time. The loss and the
+Python around the compiled loop are left out, so the samples/s printed is an upper bound on what
+`bench.py` measures. Beside the kernels: the bytes a step must move (traffic.py) and the time
+that traffic takes at the copy bandwidth measured first at each thread count (bandwidth.py), at
+the footprint that holds the step's working set: the memory roof of bench.py's table. It
+measures and prints; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -77,8 +80,13 @@ def report(threads: int, cells: list[str]) -> None:
     """Print the split of a step for each cell ("B/32": network B, batch 32) at a thread count."""
     import numba
 
+    from bandwidth import bandwidth_ladder, choose, describe
+    from traffic import step_bytes, step_seconds, working_set_bytes
+
     numba.set_num_threads(threads)
     clock = time.perf_counter
+    ladder = bandwidth_ladder(threads)
+    print(f"copy bandwidth, {threads} thread(s): {describe(ladder)}")
     for cell in cells:
         net, batch = cell.split("/")
         parts, gflops = profile(NETS[net], int(batch), clock)
@@ -87,6 +95,14 @@ def report(threads: int, cells: list[str]) -> None:
               f"{int(batch) / total * 1e3:.0f}k samples/s; products at {gflops:.0f} GFLOP/s")
         for name, us in parts.items():
             print(f"    {name:16s} {us:8.0f} us  {us / total:6.1%}")
+        moved = step_bytes(NETS[net], int(batch), "adam")
+        held = working_set_bytes(NETS[net], int(batch), "adam")
+        copy = choose(ladder, held)
+        us = step_seconds(copy["gbs"], NETS[net], int(batch), "adam") * 1e6
+        print(f"  memory traffic, at least {moved / 1e6:.2f} MB a step over a working set of "
+              f"{held / 1e6:.2f} MB: {us:.0f} us at {copy['gbs']:.1f} GB/s (the {copy['label']} "
+              f"copy; {us / total:.0%} of the kernels' {total:.0f} us), at most "
+              f"{int(batch) / us * 1e3:.0f}k samples/s")
 
 
 def main() -> None:
