@@ -384,6 +384,19 @@ def _main(argv: list[str], capture: _Capture) -> int:
     return rc
 
 
+def test_local_ray_starts_without_log_and_autoscaler_monitors(local_ray):
+    # nncli turns both off for a local instance (nncli.sweep.tuning.session): two Python
+    # processes fewer while Ray starts; Ray itself still runs (a task comes back)
+    from ray._private import ray_constants
+    from ray._private.worker import _global_node
+
+    started = set(_global_node.all_processes)
+    assert ray_constants.PROCESS_TYPE_RAYLET in started
+    assert ray_constants.PROCESS_TYPE_LOG_MONITOR not in started
+    assert ray_constants.PROCESS_TYPE_MONITOR not in started
+    assert ray.get(ray.remote(lambda: 7).remote()) == 7
+
+
 def test_local_sweep_leaves_leaderboard_models_and_json(digits_sweep):
     doc, err, base = digits_sweep
     out_dir = base / "out"

@@ -41,8 +41,9 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
         # the local instance's workers inherit this environment; a runtime environment would
         # cost each worker a round trip through Ray's runtime-env agent (measured: an actor
         # started in 0.89 s with one, 0.52 s without)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        with _without_monitors():
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR")
     try:
         yield
     finally:
@@ -54,6 +55,36 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[None]:
 def cpu_slots(threads: int) -> int:
     """How many trials of ``threads`` CPUs each Ray can run at once (at least one)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, threads))
+
+
+@contextmanager
+def _without_monitors() -> Iterator[None]:
+    """ray.init of a local instance without its log monitor (it streams the workers' output to
+    the driver, which nncli turns off: log_to_driver=False) and its autoscaler monitor (one
+    machine has nothing to autoscale). Each is a Python process importing Ray while Ray
+    starts; on 2 cores they slowed ray.init from about 3-5 s to 5-7 s (measured under load;
+    ray.shutdown from 0.1-0.6 s to 1.4 s). ray.init has no public switch for them; its
+    RayParams does (as ``ray start`` has), so its defaults are changed for this call only,
+    and a Ray whose RayParams lacks them starts as it is."""
+    from ray._private import parameter
+
+    original = parameter.RayParams.__init__
+
+    def lean(self, *args, **kwargs):
+        kwargs.setdefault("include_log_monitor", False)
+        kwargs.setdefault("no_monitor", True)
+        try:
+            original(self, *args, **kwargs)
+        except TypeError:   # a Ray without these parameters
+            kwargs.pop("include_log_monitor")
+            kwargs.pop("no_monitor")
+            original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = lean
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original
 
 
 def _stop_autoscaler() -> None:
