@@ -4,8 +4,10 @@ kernels are compiled for a Haswell (AVX2, 256-bit vectors, the 6 x 16 tile) on o
 once compiled for this machine (AVX-512 where it has it) on two threads, and the two model
 files must hold the same bits.
 
+The narrow dot products (nncli.kernels_dot), whose sums LLVM would otherwise vectorise at the
+host's width, are also compared alone, in float32 and float64, on every kind of block and tail.
 Each target has one kernel cache folder for the whole module, so the Haswell kernels compile
-once (the first test) and the host's come from the cache the other tests use."""
+once and the host's come from the cache the other tests use."""
 
 from __future__ import annotations
 
@@ -83,3 +85,40 @@ def test_the_same_model_on_avx2_one_thread_and_avx512_two_threads(arch, targets,
     models = [train(targets[t], data[name], arch, options, tmp_path / f"{t}.safetensors")
               for t in ("haswell", "host")]
     tensors_equal(*models)
+
+
+# C = A @ B^T in float32 and float64 for reductions in one partial vector, whole vectors, whole
+# ones and a partial, and long ones through the 4 x 4 blocks; rows past the last 4; the threaded
+# path; written to the file argv[1]
+DOT_PRODUCTS = """
+import sys
+import numpy as np
+import nncli.model  # readies Numba: the cache folder, the vector width
+from nncli import kernels as K
+
+rng = np.random.default_rng(5)
+out = {}
+for dtype in (np.float32, np.float64):
+    for m, k, p in [(6, 15, 10), (5, 16, 3), (9, 25, 7), (8, 64, 10), (7, 100, 9), (130, 512, 10)]:
+        A = rng.standard_normal((m, k)).astype(dtype)
+        B = rng.standard_normal((p, k)).astype(dtype)
+        C = np.empty((m, p), dtype)
+        K.matmul_nt(C, A, B)
+        out[f"{np.dtype(dtype).name} {m} {k} {p}"] = C
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_the_same_dot_products_on_avx2_and_avx512(targets, tmp_path):
+    results = []
+    for name in ("haswell", "host"):
+        env, _ = targets[name]
+        path = tmp_path / f"{name}.npz"
+        proc = subprocess.run([sys.executable, "-c", DOT_PRODUCTS, str(path)], capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(np.load(path))
+    haswell, host = results
+    assert sorted(haswell.files) == sorted(host.files)
+    for key in haswell.files:
+        assert np.array_equal(haswell[key], host[key]), key
