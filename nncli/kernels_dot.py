@@ -39,7 +39,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from nncli.kernel_flags import PARALLEL, SERIAL
-from nncli.kernels_gemm import _data, _int, _wide_vectors, vector_functions
+from nncli.kernels_gemm import _data, _int, _wide_vectors, loop_phis, vector_functions
 
 VECTOR_BYTES = 64  # the lanes of a dot product's sums: 512 bits on every CPU
 
@@ -92,12 +92,7 @@ def _emit_dots(context, builder, dtype, c, ldc, a, lda, b, ldb, k, rows, cols):
     builder.cbranch(builder.icmp_signed(">", whole, zero64), loop, rest)
 
     builder.position_at_end(loop)
-    t = builder.phi(i64)
-    t.add_incoming(zero64, entry)
-    acc = {}
-    for rj in block:
-        acc[rj] = builder.phi(vty)
-        acc[rj].add_incoming(zeros, entry)
+    t, acc = loop_phis(builder, vty, entry, dict.fromkeys(block, zeros))
     a_vectors = [builder.load(vector_at(row, t), align=4) for row in a_rows]
     b_vectors = [builder.load(vector_at(row, t), align=4) for row in b_rows]
     new = {(r, j): builder.call(fma, [a_vectors[r], b_vectors[j], acc[r, j]]) for r, j in block}

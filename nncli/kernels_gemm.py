@@ -103,6 +103,19 @@ def vector_functions(context, builder, dtype, lanes):
     return vty, fma, masked_load, masked_store
 
 
+def loop_phis(builder, vty, entry, starts):
+    """At the top of a loop entered from the block `entry`: the phi of its step (0 on entry)
+    and one accumulator phi of type `vty` per key of `starts` (starts[key] on entry)."""
+    i64 = ir.IntType(64)
+    step = builder.phi(i64)
+    step.add_incoming(ir.Constant(i64, 0), entry)
+    acc = {}
+    for key, value in starts.items():
+        acc[key] = builder.phi(vty)
+        acc[key].add_incoming(value, entry)
+    return step, acc
+
+
 def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc_, m_valid_,
                n_valid_, begin_, bias_at, d, act_, rows=None):
     """The LLVM IR of one tile (see micro_kernel) into `builder`: C, B, the bias and D given as
@@ -190,12 +203,7 @@ def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc
         """The loop over p in block `loop`, entered from `whole`; B's lanes masked unless
         plain. Returns the accumulators after its last step."""
         builder.position_at_end(loop)
-        p = builder.phi(i64)
-        p.add_incoming(zero64, whole)
-        acc = {}
-        for t in tiles:
-            acc[t] = builder.phi(vty)
-            acc[t].add_incoming(start[t], whole)
+        p, acc = loop_phis(builder, vty, whole, start)
         b_row = builder.mul(p, ldb_)
         b_vectors = []
         for v in range(vectors):
