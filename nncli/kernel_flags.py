@@ -4,8 +4,11 @@ nncli.kernels_gemm decorate their functions with these).
 ``SERIAL`` for a function that runs on one thread, ``PARALLEL`` for one that splits a loop over
 threads (or calls one that does), ``FAST`` as ``fastmath=FAST`` where no exp/log is near.
 error_model="numpy" drops the division-by-zero check that stops loops from vectorising.
-fastmath's reassociation lets the dot products vectorise; it never includes 'nnan'/'ninf',
-which would let NaN checks be optimised away.
+FAST is for element-by-element loops only (the optimizers, bias rows, dropout), never for a sum:
+its reassociation would let LLVM vectorise a reduction at the host's vector width, in an order
+of its own, and a model trained on an AVX2 CPU would differ from one trained with AVX-512 (the
+dot products of nncli.kernels_dot fix their lanes in LLVM IR instead). It never includes
+'nnan'/'ninf', which would let NaN checks be optimised away.
 
 Numba reads these when it compiles a function; it does not see an edit here in the modules that
 use them, so nncli's cache folder is keyed by a digest of this file too (nncli.kernel_cache).

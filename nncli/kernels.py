@@ -7,7 +7,9 @@ gradients carry a ``d`` prefix. Each function compiles for float32 (training) an
 (gradcheck) from the same source.
 
 Determinism: every parallel loop gives each output element to exactly one thread and sums in a
-fixed order, so results are bit-identical whatever the thread count.
+fixed order, so results are bit-identical whatever the thread count; no sum is compiled with
+fastmath and the products sum in the same order on every CPU (nncli.kernels_dot,
+nncli.kernels_gemm), so they are bit-identical on any x86-64 CPU with AVX2 or AVX-512 too.
 
 This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
 and the kernels of nncli.kernels_conv, nncli.kernels_dot and nncli.kernels_gemm (which import

@@ -1,138 +1,200 @@
 """Products of narrow dense layers as dot products of rows, and the transposes they need.
 
-A dense layer's products run through nncli.kernels_gemm's register tiles (the processor's peak)
-whenever the output is at least half a tile wide (16 columns with AVX-512). The kernels here
-serve the narrower ones (the last layer's 10 outputs), for nncli.kernels' dense_forward and
-dense_backward: C = A @ B^T with A and B row-major (matmul_nt), so each output element is a dot
-product of two contiguous rows and the reduction vectorises; the operand in the wrong
-orientation is transposed into scratch first (transpose; O(rows x cols) against the product's
-O(rows x cols x n)). Outputs come in 4 x 4 tiles: each step of the reduction loads 4 vectors of
-A and 4 of B for 16 multiply-adds into 16 vector accumulators. Reductions shorter than 64 keep
-4 x 1 tiles: there the 16 horizontal sums at the end of a tile cost more than its loop.
+A dense layer's products run through nncli.kernels_gemm's register tiles whenever the output is
+at least 64 bytes wide (16 float32 columns: half a tile with AVX-512; kernels_gemm.fills_a_tile).
+The kernels here serve the narrower ones (the last layer's 10 outputs), for nncli.kernels'
+dense_forward and dense_backward: C = A @ B^T with A and B row-major (matmul_nt), so each
+output element is a dot product of two contiguous rows; the operand in the wrong orientation is
+transposed into scratch first (transpose; O(rows x cols) against the product's
+O(rows x cols x n)). Outputs come in 4 x 4 blocks: each step of the reduction loads 4 vectors of
+A and 4 of B for 16 multiply-adds into 16 vector accumulators (without AVX-512, whose 16
+registers hold 8 of them, as 2 x 2 blocks in turn). Reductions shorter than 64 keep 4 x 1
+blocks (4 x 4 ones measured no faster there).
+
+Every dot product is summed the same way on every CPU (so that a model trained with AVX2 has the
+bits of one trained with AVX-512): in 512-bit vectors whatever the CPU's registers (16 float32
+or 8 float64 lanes; LLVM splits each into two 256-bit registers without AVX-512, lane for lane
+the same math), lane l summing the products of the steps t with t mod 16 = l (8 for float64)
+in the order of t with one fused multiply-add each, the last partial vector read masked (zeros
+past the end); then the lanes added in a fixed tree (halves, then quarters, ...). The block is
+written in LLVM IR through a Numba intrinsic (dot_block) and its callers are compiled without
+fastmath: a loop vectorised by LLVM would take the host's vector width and its own order of the
+sums. The block's shape does not change a sum, so any block and any thread count give the same
+bits.
 
 Conventions of nncli.kernels: outputs first, preallocated; float32 and float64 from the same
-source. Determinism: threads own groups of 16 rows of C (stripes of 32 columns of a transpose)
-and each element is summed in one fixed order, so results do not depend on the thread count.
-Work below 2^16 multiply-adds stays on one thread: waking the others costs more than they save.
+source. Threads own groups of 16 rows of C (stripes of 32 columns of a transpose). Work below
+2^16 multiply-adds stays on one thread: waking the others costs more than they save.
 
-This module imports only numba and the compile flags (nncli.kernel_flags), and reads no module
-globals other than those flags; nncli's cache folder is keyed by a digest of every kernel
-module (nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
+This module imports only numba, llvmlite, the compile flags (nncli.kernel_flags) and the LLVM
+helpers of nncli.kernels_gemm, and reads no module globals other than those flags; nncli's cache
+folder is keyed by a digest of every kernel module (nncli.kernel_cache), so an edit here
+recompiles nncli.kernels' functions too.
 """
 
 from __future__ import annotations
 
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-from nncli.kernel_flags import FAST, PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernels_gemm import _data, _int, _wide_vectors, loop_phis, vector_functions
 
-
-# C[i:i+4, j:j+4] = A[i:i+4] @ B[j:j+4]^T, sixteen dot products in one pass over the rows
-@njit(fastmath=FAST, **SERIAL)
-def _dot_tile(C, A, B, i, j):
-    a0 = A[i]
-    a1 = A[i + 1]
-    a2 = A[i + 2]
-    a3 = A[i + 3]
-    b0 = B[j]
-    b1 = B[j + 1]
-    b2 = B[j + 2]
-    b3 = B[j + 3]
-    z = C.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    for t in range(a0.shape[0]):
-        x0 = a0[t]
-        x1 = a1[t]
-        x2 = a2[t]
-        x3 = a3[t]
-        y0 = b0[t]
-        y1 = b1[t]
-        y2 = b2[t]
-        y3 = b3[t]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    C[i, j], C[i, j + 1], C[i, j + 2], C[i, j + 3] = s00, s01, s02, s03
-    C[i + 1, j], C[i + 1, j + 1], C[i + 1, j + 2], C[i + 1, j + 3] = s10, s11, s12, s13
-    C[i + 2, j], C[i + 2, j + 1], C[i + 2, j + 2], C[i + 2, j + 3] = s20, s21, s22, s23
-    C[i + 3, j], C[i + 3, j + 1], C[i + 3, j + 2], C[i + 3, j + 3] = s30, s31, s32, s33
+VECTOR_BYTES = 64  # the lanes of a dot product's sums: 512 bits on every CPU
 
 
-# c_r[j] = a_r . B[j] for r = 0..3: four rows of C, each row of B loaded once for all four
-@njit(fastmath=FAST, **SERIAL)
-def _dot4(c0, c1, c2, c3, a0, a1, a2, a3, B):
-    zero = c0.dtype.type(0)
-    for j in range(B.shape[0]):
-        b = B[j]
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        for t in range(b.shape[0]):
-            bt = b[t]
-            s0 += a0[t] * bt
-            s1 += a1[t] * bt
-            s2 += a2[t] * bt
-            s3 += a3[t] * bt
-        c0[j] = s0
-        c1[j] = s1
-        c2[j] = s2
-        c3[j] = s3
+def _horizontal_sum(builder, v, lanes):
+    """The sum of the `lanes` lanes of `v` in a fixed tree: the upper half added to the lower,
+    then the upper quarter to the lower, ... (plain fadd: no flag lets LLVM reorder it)."""
+    while lanes > 1:
+        half = lanes // 2
+        picks = [ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(h, h + half)))
+                 for h in (0, half)]
+        v = builder.fadd(*(builder.shuffle_vector(v, v, pick) for pick in picks))
+        lanes = half
+    return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
 
 
-@njit(fastmath=FAST, **SERIAL)
-def _dot1(c0, a0, B):
-    zero = c0.dtype.type(0)
-    for j in range(B.shape[0]):
-        b = B[j]
-        s0 = zero
-        for t in range(b.shape[0]):
-            s0 += a0[t] * b[t]
-        c0[j] = s0
+def _emit_dots(context, builder, dtype, c, ldc, a, lda, b, ldb, k, rows, cols):
+    """The LLVM IR of a rows x cols block of dot products (see dot_block) into `builder`; c, a
+    and b point to the block's first element of C, row of A and row of B."""
+    i64 = ir.IntType(64)
+    if rows * cols > 4 and not _wide_vectors(context):
+        # each accumulator takes two of AVX2's 16 registers: 2 x 2 blocks, one after the other
+        for r in range(0, rows, 2):
+            for j in range(0, cols, 2):
+                row, col = ir.Constant(i64, r), ir.Constant(i64, j)
+                _emit_dots(context, builder, dtype, builder.gep(c, [builder.add(
+                    builder.mul(row, ldc), col)]), ldc, builder.gep(a, [builder.mul(row, lda)]),
+                    lda, builder.gep(b, [builder.mul(col, ldb)]), ldb, k, min(2, rows - r),
+                    min(2, cols - j))
+        return
+    lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+    vty, fma, masked_load, _ = vector_functions(context, builder, dtype, lanes)
+    zero64 = ir.Constant(i64, 0)
+    align = ir.Constant(ir.IntType(32), 4)
+    zeros = ir.Constant(vty, None)
+    a_rows = [builder.gep(a, [builder.mul(ir.Constant(i64, r), lda)]) for r in range(rows)]
+    b_rows = [builder.gep(b, [builder.mul(ir.Constant(i64, j), ldb)]) for j in range(cols)]
+    block = [(r, j) for r in range(rows) for j in range(cols)]
+    whole = builder.and_(k, ir.Constant(i64, -lanes))  # steps in whole vectors
+
+    def vector_at(row, t):
+        return builder.bitcast(builder.gep(row, [t]), vty.as_pointer())
+
+    fn = builder.function
+    entry = builder.block
+    loop = fn.append_basic_block("dots_loop")
+    rest = fn.append_basic_block("dots_rest")
+    masked = fn.append_basic_block("dots_masked")
+    done = fn.append_basic_block("dots_done")
+    builder.cbranch(builder.icmp_signed(">", whole, zero64), loop, rest)
+
+    builder.position_at_end(loop)
+    t, acc = loop_phis(builder, vty, entry, dict.fromkeys(block, zeros))
+    a_vectors = [builder.load(vector_at(row, t), align=4) for row in a_rows]
+    b_vectors = [builder.load(vector_at(row, t), align=4) for row in b_rows]
+    new = {(r, j): builder.call(fma, [a_vectors[r], b_vectors[j], acc[r, j]]) for r, j in block}
+    t_next = builder.add(t, ir.Constant(i64, lanes))
+    t.add_incoming(t_next, loop)
+    for rj in block:
+        acc[rj].add_incoming(new[rj], loop)
+    builder.cbranch(builder.icmp_signed("<", t_next, whole), loop, rest)
+
+    # the last partial vector: lanes past k read as zeros (fma(0, 0, s) leaves s's value)
+    builder.position_at_end(rest)
+    sums = {}
+    for rj in block:
+        sums[rj] = builder.phi(vty)
+        sums[rj].add_incoming(zeros, entry)
+        sums[rj].add_incoming(new[rj], loop)
+    left = builder.sub(k, whole)
+    builder.cbranch(builder.icmp_signed(">", left, zero64), masked, done)
+    builder.position_at_end(masked)
+    left_splat = builder.shuffle_vector(
+        builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), left,
+                               ir.Constant(ir.IntType(32), 0)),
+        ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+        ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
+    mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))),
+                               left_splat)
+    a_last = [builder.call(masked_load, [vector_at(row, whole), align, mask, zeros])
+              for row in a_rows]
+    b_last = [builder.call(masked_load, [vector_at(row, whole), align, mask, zeros])
+              for row in b_rows]
+    last = {(r, j): builder.call(fma, [a_last[r], b_last[j], sums[r, j]]) for r, j in block}
+    builder.branch(done)
+
+    builder.position_at_end(done)
+    final = {}
+    for rj in block:
+        final[rj] = builder.phi(vty)
+        final[rj].add_incoming(sums[rj], rest)
+        final[rj].add_incoming(last[rj], masked)
+    for r, j in block:
+        at = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, j))
+        builder.store(_horizontal_sum(builder, final[r, j], lanes), builder.gep(c, [at]))
 
 
-# C = A @ B^T for a group of rows: 4 x 4 tiles (4 x 1 for short reductions), then the edges
+def _dot_block(rows, cols):
+    """dot_block for a rows x cols block of C (an intrinsic per shape: the shape is unrolled
+    into the IR)."""
+
+    def dot_block(typingctx, C, c_off, ldc, A, a_off, lda, B, b_off, ldb, k):
+        """C[c_off + r ldc + j] = sum_{t < k} A[a_off + r lda + t] B[b_off + j ldb + t] for
+        r < rows, j < cols, each sum in the fixed lanes and order of the module docstring. All
+        arrays flat and of one dtype; nothing past the k steps of a row is read."""
+        sig = types.void(C, c_off, ldc, A, a_off, lda, B, b_off, ldb, k)
+
+        def codegen(context, builder, signature, args):
+            C_, c_off_, ldc_, A_, a_off_, lda_, B_, b_off_, ldb_, k_ = args
+            aty = signature.args
+            _emit_dots(context, builder, aty[0].dtype, _data(context, builder, aty[0], C_, c_off_),
+                       ldc_, _data(context, builder, aty[3], A_, a_off_), lda_,
+                       _data(context, builder, aty[6], B_, b_off_), ldb_, k_, rows, cols)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    dot_block.__name__ = dot_block.__qualname__ = f"dot_block_{rows}x{cols}"
+    return intrinsic(dot_block)
+
+
+dot_4x4 = _dot_block(4, 4)
+dot_4x1 = _dot_block(4, 1)
+dot_1x1 = _dot_block(1, 1)
+
+
+# Rows r0..r1 of C = A @ B^T (C (m, p), A (m, k), B (p, k), all flat): 4 x 4 blocks (4 x 1 for
+# reductions under 64), then the rows past the last 4
 @njit(**SERIAL)
-def _dot_group(C, A, B):
-    g = C.shape[0]
-    g4 = g - g % 4
-    p4 = B.shape[0] - B.shape[0] % 4 if B.shape[1] >= 64 else 0
+def _dot_rows(c, a, b, r0, r1, p, k):
+    r4 = r1 - (r1 - r0) % 4
+    p4 = p - p % 4 if k >= 64 else 0
     for j in range(0, p4, 4):
-        for r in range(0, g4, 4):
-            _dot_tile(C, A, B, r, j)
-    for r in range(0, g4, 4):
-        _dot4(C[r, p4:], C[r + 1, p4:], C[r + 2, p4:], C[r + 3, p4:],
-              A[r], A[r + 1], A[r + 2], A[r + 3], B[p4:])
-    for r in range(g4, g):
-        _dot1(C[r], A[r], B)
+        for r in range(r0, r4, 4):
+            dot_4x4(c, r * p + j, p, a, r * k, k, b, j * k, k, k)
+    for r in range(r0, r4, 4):
+        for j in range(p4, p):
+            dot_4x1(c, r * p + j, p, a, r * k, k, b, j * k, k, k)
+    for r in range(r4, r1):
+        for j in range(p):
+            dot_1x1(c, r * p + j, p, a, r * k, k, b, j * k, k, k)
 
 
 # C = A @ B^T
-# A (m, k), B (p, k) -> C (m, p)
+# A (m, k), B (p, k) -> C (m, p), all C-contiguous
 @njit(**PARALLEL)
 def matmul_nt(C, A, B):
-    m = C.shape[0]
-    if m * B.shape[0] * B.shape[1] < 65536:
-        _dot_group(C, A, B)
+    m, p = C.shape
+    k = B.shape[1]
+    c, a, b = C.reshape(C.size), A.reshape(A.size), B.reshape(B.size)
+    if m * p * k < 65536:
+        _dot_rows(c, a, b, _int(0), m, p, k)
         return
     for q in prange((m + 15) // 16):
-        r0 = q * 16
-        r1 = min(r0 + 16, m)
-        _dot_group(C[r0:r1], A[r0:r1], B)
+        _dot_rows(c, a, b, q * 16 + 0, min(q * 16 + 16, m), p, k)
 
 
 # out[j:j+4, i:i+4] = A[i:i+4, j:j+4]^T: sixteen loads of four short rows, then four short rows

@@ -83,21 +83,14 @@ def _data(context, builder, ty, value, offset):
     return builder.gep(context.make_array(ty)(context, builder, value).data, [offset])
 
 
-def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc_, m_valid_,
-               n_valid_, begin_, bias_at, d, act_, rows=None):
-    """The LLVM IR of one tile (see micro_kernel) into `builder`: C, B, the bias and D given as
-    pointers to their first element, A as the pointer `a` with a_row(i) the offset of row i (an
-    i64, called once per row before the loop; rows past m_valid ask for row 0) and a_column(p)
-    the offset of step p of the reduction (called inside the loop). `rows` overrides the
-    tile's height."""
-    height, vectors, lanes = _tile_shape(context, dtype)
-    rows = rows or height
+def vector_functions(context, builder, dtype, lanes):
+    """(vector type, fma, masked load, masked store) for vectors of `lanes` elements of the
+    Numba type `dtype`: LLVM's intrinsics declared in the module `builder` writes to (masks are
+    vectors of i1, one per lane)."""
     vty = ir.VectorType(context.get_data_type(dtype), lanes)
-    i64 = ir.IntType(64)
-    zero64 = ir.Constant(i64, 0)
-    name = f"v{lanes}f{dtype.bitwidth}"
     i32 = ir.IntType(32)
     mty = ir.VectorType(ir.IntType(1), lanes)
+    name = f"v{lanes}f{dtype.bitwidth}"
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                          f"llvm.fma.{name}")
     # named for opaque pointers; LLVM 14 (numba 0.60) re-mangles the name for its typed ones
@@ -107,6 +100,36 @@ def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc
     masked_store = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
         f"llvm.masked.store.{name}.p0")
+    return vty, fma, masked_load, masked_store
+
+
+def loop_phis(builder, vty, entry, starts):
+    """At the top of a loop entered from the block `entry`: the phi of its step (0 on entry)
+    and one accumulator phi of type `vty` per key of `starts` (starts[key] on entry)."""
+    i64 = ir.IntType(64)
+    step = builder.phi(i64)
+    step.add_incoming(ir.Constant(i64, 0), entry)
+    acc = {}
+    for key, value in starts.items():
+        acc[key] = builder.phi(vty)
+        acc[key].add_incoming(value, entry)
+    return step, acc
+
+
+def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc_, m_valid_,
+               n_valid_, begin_, bias_at, d, act_, rows=None):
+    """The LLVM IR of one tile (see micro_kernel) into `builder`: C, B, the bias and D given as
+    pointers to their first element, A as the pointer `a` with a_row(i) the offset of row i (an
+    i64, called once per row before the loop; rows past m_valid ask for row 0) and a_column(p)
+    the offset of step p of the reduction (called inside the loop). `rows` overrides the
+    tile's height."""
+    height, vectors, lanes = _tile_shape(context, dtype)
+    rows = rows or height
+    vty, fma, masked_load, masked_store = vector_functions(context, builder, dtype, lanes)
+    i64 = ir.IntType(64)
+    zero64 = ir.Constant(i64, 0)
+    i32 = ir.IntType(32)
+    mty = ir.VectorType(ir.IntType(1), lanes)
     align = ir.Constant(i32, 4)
     zeros = ir.Constant(vty, None)
 
@@ -180,12 +203,7 @@ def _emit_tile(context, builder, dtype, c, ldc_, a, a_row, a_column, b, ldb_, kc
         """The loop over p in block `loop`, entered from `whole`; B's lanes masked unless
         plain. Returns the accumulators after its last step."""
         builder.position_at_end(loop)
-        p = builder.phi(i64)
-        p.add_incoming(zero64, whole)
-        acc = {}
-        for t in tiles:
-            acc[t] = builder.phi(vty)
-            acc[t].add_incoming(start[t], whole)
+        p, acc = loop_phis(builder, vty, whole, start)
         b_row = builder.mul(p, ldb_)
         b_vectors = []
         for v in range(vectors):
@@ -434,8 +452,10 @@ def gemm_gathered(C, A, rows, offsets, B, first, bias, D, act):
     _gemm(C, A, _int(1), _int(0), rows, offsets, B, first, bias, D, act)
 
 
-# True when n columns of C fill at least half a tile: narrower products (the last layer's 10
-# outputs) run faster as dot products
+# True when n columns of C fill at least half of the widest tile (64 bytes: 16 float32 or 8
+# float64 columns); narrower products (the last layer's 10 outputs) run faster as the dot
+# products of nncli.kernels_dot. A constant, not this CPU's tile: the two paths sum in different
+# orders, and every CPU must take the same one to give the same bits.
 @njit(**SERIAL)
 def fills_a_tile(C, n):
-    return 2 * n >= tile(C)[1]
+    return n * C.itemsize >= 64

@@ -52,7 +52,9 @@ def test_transpose_is_exact(dtype, m, p):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m,k,p", [(1, 1, 1), (5, 64, 3), (4, 70, 4), (9, 100, 7), (33, 65, 130)])
+# reductions in one partial vector (15), whole vectors only (16, 64), whole ones and a partial
+@pytest.mark.parametrize("m,k,p", [(1, 1, 1), (6, 15, 10), (5, 16, 3), (5, 64, 3), (4, 70, 4),
+                                   (9, 100, 7), (8, 25, 9), (33, 65, 130)])
 def test_matmul_nt(dtype, m, k, p):
     rng = np.random.default_rng(m + k + p)
     A, B = rand(rng, (m, k), dtype), rand(rng, (p, k), dtype)
