@@ -1,5 +1,6 @@
-"""Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot and
-nncli.kernels_gemm, whose kernels it imports), and nothing else.
+"""Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot,
+nncli.kernels_gemm, nncli.kernels_preprocess and nncli.kernels_text, whose kernels it imports),
+and nothing else.
 
 Conventions (as in llm.c): arrays are row-major ``(batch, features)``; dense kernels are
 ``(in, out)`` like Keras kernels; outputs come first in a signature and are preallocated;
@@ -10,11 +11,11 @@ Determinism: every parallel loop gives each output element to exactly one thread
 fixed order, so results are bit-identical whatever the thread count.
 
 This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
-and the kernels of nncli.kernels_conv, nncli.kernels_dot and nncli.kernels_gemm (which import
-nothing else of nncli), and reads no module globals other than those flags and the layer
-table's column names and kind codes (below). Numba freezes such globals into the machine code
-as constants; an edit to them is an edit to this file, which changes nncli's cache key
-(nncli.kernel_cache).
+and the kernels of nncli.kernels_conv, nncli.kernels_dot, nncli.kernels_gemm,
+nncli.kernels_preprocess and nncli.kernels_text (which import nothing else of nncli), and reads
+no module globals other than those flags and the layer table's column names and kind codes
+(below). Numba freezes such globals into the machine code as constants; an edit to them is an
+edit to this file, which changes nncli's cache key (nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
@@ -35,9 +36,12 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
 
 Windowed layers (conv, local) run through nncli.kernels_conv, wide products through
 nncli.kernels_gemm and narrow ones through nncli.kernels_dot, imported below (and reachable as
-this module's names, e.g. ``kernels.matmul_nt``). Numba keys a cached function on its own source
-file only; nncli's cache folder is keyed by a digest of all four modules and the flags
-(nncli.kernel_cache), so an edit to any of them recompiles the network functions here too.
+this module's names, e.g. ``kernels.matmul_nt``); so are the preprocessing pass of
+nncli.kernels_preprocess and the CSV formatter of nncli.kernels_text, which the network
+functions do not call but whose callers take every kernel from here, once Numba is ready
+(nncli.model). Numba keys a cached function on its own source file only; nncli's cache folder
+is keyed by a digest of all these modules and the flags (nncli.kernel_cache), so an edit to any
+of them recompiles the network functions here too.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
 from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
+from nncli.kernels_preprocess import fill_standardise
+from nncli.kernels_text import MAX_CELL, format_rows, powers_of_ten
 
 # Layer-table columns and the kind column's codes (see the module docstring).
 (KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS,
