@@ -776,9 +776,10 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
     return loss_sum, correct, step, -1
 
 
-# Loss and correct count over all rows, in chunks of cap rows (no parameter update)
+# Loss and correct count over all rows, in chunks of cap rows (no parameter update), and the
+# last layer's outputs into Out (n, n_out) unless it is None (compiled without them then)
 @njit(**PARALLEL)
-def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
+def evaluate_rows(Out, Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
                   windowed):
     n_layers = layers.shape[0]
     last = layers[n_layers - 1]
@@ -790,6 +791,8 @@ def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, ep
         dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps,
                                                           None)
+        if Out is not None:
+            _copy(Out[s:e], out)
         loss_sum += chunk_loss
         correct += chunk_correct
     return loss_sum, correct

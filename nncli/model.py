@@ -214,12 +214,26 @@ class Model:
 
     def evaluate(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, float | None]:
         """(mean loss, accuracy or None) on preprocessed X and prepared, scaled targets Y."""
+        loss, accuracy, _ = self._evaluate(X, Y, with_outputs=False)
+        return loss, accuracy
+
+    def evaluate_outputs(self, X: np.ndarray,
+                         Y: np.ndarray) -> tuple[float, float | None, np.ndarray]:
+        """``evaluate``'s loss and accuracy (the same bits) and ``outputs(X)``, from one pass
+        of the network over the rows."""
+        loss, accuracy, out = self._evaluate(X, Y, with_outputs=True)
+        assert out is not None
+        return loss, accuracy, out
+
+    def _evaluate(self, X: np.ndarray, Y: np.ndarray,
+                  with_outputs: bool) -> tuple[float, float | None, np.ndarray | None]:
         X, Y = as_kernel_array(X), as_kernel_array(Y)
         ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
-        loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,
-                                            Y, ws.cap, self.kernel_code, PROB_EPSILON,
-                                            ws.windowed)
-        return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X))
+        out = np.empty((len(X), self.n_outputs), X.dtype) if with_outputs else None
+        loss_sum, correct = K.evaluate_rows(out, ws.Z, ws.A, ws.dA, ws.T, self.params,
+                                            ws.table, X, Y, ws.cap, self.kernel_code,
+                                            PROB_EPSILON, ws.windowed)
+        return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X)), out
 
     @property
     def penalties(self) -> tuple[float, float]:

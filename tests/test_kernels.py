@@ -377,11 +377,16 @@ def test_naive_backprop_matches_finite_differences(key):
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
     ws = Workspace(model.layer_table(), cap, dtype)
-    loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap,
-                                        code, PROB_EPSILON, ws.windowed)
+    Out = np.full((n, model.n_outputs), np.nan, dtype)
+    loss_sum, correct = K.evaluate_rows(Out, ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y,
+                                        ws.cap, code, PROB_EPSILON, ws.windowed)
+    # without Out (compiled without it): the same loss and count, bit for bit
+    assert K.evaluate_rows(None, ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap, code,
+                           PROB_EPSILON, ws.windowed) == (loss_sum, correct)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     out = naive.forward(weights, acts, X)[-1][1]
+    naive.assert_close(Out, out, dtype)
     want_loss, _ = naive.loss(code, out, Y)
     naive.assert_close(loss_sum, want_loss, dtype)
     assert correct == naive.correct(code, out, Y)
