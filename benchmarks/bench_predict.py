@@ -21,12 +21,18 @@ library loads (NUMBA_NUM_THREADS, OMP/MKL/OpenBLAS_NUM_THREADS, ``--threads``):
   ``predict_1_row``: the same of a 1-row file, the process's start-up (imports, loading the
   cached kernels, the model file);
 - ``eval``: ``python -m nncli eval MODEL data.npz --json > /dev/null`` (X and y of the same
-  rows), and ``eval_1_row`` likewise on 10 rows.
+  rows), and ``eval_1_row`` likewise on 10 rows;
+- ``predict_in_process`` and ``eval_in_process``: what those commands run once started
+  (nncli.predict.write_predictions over the NPY's blocks to /dev/null; load_training_data and
+  nncli.evaluate.evaluate of the NPZ), timed in the forward pass's process: no start-up to
+  subtract, so no start-up's noise either.
 
-Each figure is measured ``--repeats`` times, timings kept in the JSON with the best and the
-median; a first untimed run of each command warms Numba's cache. Ratios are taken in the same
-run: ``predict_over_forward`` = (predict - predict_1_row) / forward (both best of the repeats),
-``eval_over_forward`` likewise, ``forward_vs_torch`` = torch / forward (above 1: nncli faster).
+Each figure is measured ``--repeats`` times (the commands taking turns), timings kept in the
+JSON with the best and the median; a first untimed run of each command warms Numba's cache.
+Ratios are taken in the same run: ``predict_over_forward`` = (predict - predict_1_row) /
+forward (each the best of the repeats), ``eval_over_forward`` likewise,
+``predict_in_process_over_forward`` and ``eval_in_process_over_forward`` the in-process figures
+over the forward pass, ``forward_vs_torch`` = torch / forward (above 1: nncli faster).
 The load average is recorded before and after (a shared machine shows in it). Nothing here
 asserts anything: it prints a markdown table (stdout) and writes benchmarks/results/predict.json.
 """
@@ -112,7 +118,12 @@ def worker_main(args) -> None:
     X = model.preprocessing.transform(np.load(args.data))
     if args.worker == "forward":
         model.outputs(X[:10])   # compiled, or loaded from the cache, before timing
-        times = _times(args.repeats, lambda: model.outputs(X))
+        result = {"times": _times(args.repeats, lambda: model.outputs(X))}
+        for name, fn in library_calls(model, args.data).items():
+            fn()
+            result[name] = {"times": _times(args.repeats, fn)}
+        print(json.dumps(result))
+        return
     else:
         net = torch_network(model)
         Xt = torch.from_numpy(X)
@@ -124,6 +135,30 @@ def worker_main(args) -> None:
         forward()
         times = _times(args.repeats, forward)
     print(json.dumps({"times": times}))
+
+
+def library_calls(model, data: Path) -> dict:
+    """What ``nncli predict`` and ``nncli eval`` run once their process has started, as
+    calls: predict_in_process reads the NPY a block at a time and writes the CSV to /dev/null;
+    eval_in_process loads the NPZ and computes the report."""
+    from nncli.data import Encoded, iter_features, load_training_data
+    from nncli.evaluate import evaluate
+    from nncli.predict import write_predictions
+
+    sink = open(os.devnull, "w")   # noqa: SIM115 - the worker's life
+    npz = data.with_name("data.npz")
+
+    def predict():
+        blocks = iter_features(str(data), model.input_schema(), model.target_columns,
+                               encoded=Encoded())
+        write_predictions(sink, model, blocks)
+
+    def evaluate_npz():
+        ds = load_training_data(str(npz), classes=model.classes, schema=model.input_schema(),
+                                model_targets=model.target_lookup())
+        evaluate(model, ds.X, ds.Y, ds.source, ds.line_numbers, own_data=True)
+
+    return {"predict_in_process": predict, "eval_in_process": evaluate_npz}
 
 
 def torch_network(model):
@@ -174,14 +209,22 @@ def measure_cell(folder: Path, model: Path, threads: int, repeats: int) -> dict:
         "eval_1_row": [*_nncli(), "eval", str(model), str(folder / "data10.npz"), "--json",
                        *flag],
     }
-    cell: dict = {"forward": in_worker("forward", model, folder / "X.npy", threads, repeats),
+    forward = in_worker("forward", model, folder / "X.npy", threads, repeats)
+    cell: dict = {"forward": {"times": forward["times"]} if "times" in forward else forward,
+                  **{k: v for k, v in forward.items() if k.endswith("_in_process")},
                   "torch": in_worker("torch", model, folder / "X.npy", threads, repeats)}
+    # the commands take turns, repeat after repeat, so that a change in the machine's load
+    # falls on a command and its start-up alike
     for name, cmd in commands.items():
         try:
             _run(cmd, env)   # warms Numba's cache and the page cache
-            cell[name] = {"times": [_run(cmd, env) for _ in range(repeats)]}
+            cell[name] = {"times": []}
         except subprocess.CalledProcessError as e:
             cell[name] = {"error": e.stderr.decode(errors="replace").strip()[-300:]}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            if "times" in cell[name]:
+                cell[name]["times"].append(_run(cmd, env))
     for figure in cell.values():
         if "times" in figure:
             figure["best"] = min(figure["times"])
@@ -198,6 +241,8 @@ def ratios(cell: dict) -> dict:
     for name in ("predict", "eval"):
         if name in best and f"{name}_1_row" in best:
             out[f"{name}_over_forward"] = (best[name] - best[f"{name}_1_row"]) / best["forward"]
+        if f"{name}_in_process" in best:
+            out[f"{name}_in_process_over_forward"] = best[f"{name}_in_process"] / best["forward"]
     if "torch" in best:
         out["forward_vs_torch"] = best["torch"] / best["forward"]
     return out
@@ -207,7 +252,8 @@ def ratios(cell: dict) -> dict:
 
 def render(results: dict) -> str:
     lines = ["| net | threads | forward | PyTorch forward | forward vs PyTorch | predict (1 row) "
-             "| predict / forward | eval (10 rows) | eval / forward |", "|" + "---|" * 9]
+             "| predict / forward (in process) | eval (10 rows) | eval / forward (in process) |",
+             "|" + "---|" * 9]
 
     def t(cell, name):
         f = cell.get(name, {})
@@ -223,8 +269,9 @@ def render(results: dict) -> str:
 
         lines.append(f"| {c['net']} | {c['threads']} | {t(c, 'forward')} | {t(c, 'torch')} "
                      f"| {x('forward_vs_torch')} | {t(c, 'predict')} ({t(c, 'predict_1_row')}) "
-                     f"| {x('predict_over_forward')} | {t(c, 'eval')} ({t(c, 'eval_1_row')}) "
-                     f"| {x('eval_over_forward')} |")
+                     f"| {x('predict_over_forward')} ({x('predict_in_process_over_forward')}) "
+                     f"| {t(c, 'eval')} ({t(c, 'eval_1_row')}) "
+                     f"| {x('eval_over_forward')} ({x('eval_in_process_over_forward')}) |")
     lines.append("")
     lines.append(f"{results['rows']} rows; best of {results['repeats']}; load average "
                  f"{results['load_before']} before, {results['load_after']} after")

@@ -777,18 +777,18 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
 
 
 # Loss and correct count over all rows, in chunks of cap rows (no parameter update), and the
-# last layer's outputs into Out (n, n_out) unless it is None (compiled without them then)
+# last layer's outputs into Out (n, n_out) unless it is None (compiled without them then); the
+# network runs as network_predict does (P and T its buffers), dOut (cap x n_out) the loss's
+# unused gradient
 @njit(**PARALLEL)
-def evaluate_rows(Out, Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
-                  windowed):
-    n_layers = layers.shape[0]
-    last = layers[n_layers - 1]
+def evaluate_rows(Out, P, dOut, T, params, layers, X, Y, cap, loss_code, eps, windowed):
+    n_out = layers[layers.shape[0] - 1, N_OUT]
     loss_sum = 0.0
     correct = 0
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
-        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, -1, windowed)
-        dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
+        out = network_predict(P, T, params, layers, X[s:e], cap, windowed)
+        dA = dOut[:(e - s) * n_out].reshape((e - s, n_out))
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps,
                                                           None)
         if Out is not None:

@@ -228,11 +228,12 @@ class Model:
     def _evaluate(self, X: np.ndarray, Y: np.ndarray,
                   with_outputs: bool) -> tuple[float, float | None, np.ndarray | None]:
         X, Y = as_kernel_array(X), as_kernel_array(Y)
-        ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
+        scratch = self.predict_scratch(len(X), X.dtype)
+        dOut = np.empty(scratch.cap * self.n_outputs, X.dtype)
         out = np.empty((len(X), self.n_outputs), X.dtype) if with_outputs else None
-        loss_sum, correct = K.evaluate_rows(out, ws.Z, ws.A, ws.dA, ws.T, self.params,
-                                            ws.table, X, Y, ws.cap, self.kernel_code,
-                                            PROB_EPSILON, ws.windowed)
+        loss_sum, correct = K.evaluate_rows(out, scratch.P, dOut, scratch.T, self.params,
+                                            scratch.table, X, Y, scratch.cap, self.kernel_code,
+                                            PROB_EPSILON, scratch.windowed)
         return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X)), out
 
     @property
