@@ -54,6 +54,7 @@ from bench import machine as bench_machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+NNCLI = ROOT   # the checkout measured (--nncli): this one, or another to compare with
 TRAIN_ROWS = 2000
 
 
@@ -83,7 +84,7 @@ def _nncli() -> list[str]:
 
 
 def _env(threads: int) -> dict:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(NNCLI), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
             "NUMBA_NUM_THREADS": str(threads)}
@@ -143,7 +144,11 @@ def library_calls(model, data: Path) -> dict:
     eval_in_process loads the NPZ and computes the report."""
     from nncli.data import Encoded, iter_features, load_training_data
     from nncli.evaluate import evaluate
-    from nncli.predict import write_predictions
+
+    try:
+        from nncli.predict import write_predictions
+    except ImportError:   # a checkout from before it (--nncli): the command's own helper
+        from nncli.cli.using import _write_predictions as write_predictions
 
     sink = open(os.devnull, "w")   # noqa: SIM115 - the worker's life
     npz = data.with_name("data.npz")
@@ -275,7 +280,7 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append(f"{results['rows']} rows; best of {results['repeats']}; load average "
                  f"{results['load_before']} before, {results['load_after']} after")
-    lines.append(f"machine: {results['machine']}")
+    lines.append(f"machine: {results['machine']}; nncli from {results['nncli']}")
     return "\n".join(lines)
 
 
@@ -286,6 +291,9 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=30000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", type=Path, default=HERE / "results" / "predict.json")
+    p.add_argument("--nncli", type=Path, default=ROOT,
+                   help="the nncli checkout to measure (default: this one), e.g. a `git "
+                        "worktree` of an older commit to compare with")
     p.add_argument("--worker", choices=("forward", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -294,8 +302,11 @@ def main() -> None:
         args.threads = int(args.threads)
         worker_main(args)
         return
+    global NNCLI
+    NNCLI = args.nncli.resolve()
     nets, threads = args.nets.split(","), [int(t) for t in args.threads.split(",")]
-    results: dict = {"machine": bench_machine(), "rows": args.rows, "repeats": args.repeats,
+    results: dict = {"machine": bench_machine(), "nncli": str(NNCLI), "rows": args.rows,
+                     "repeats": args.repeats,
                      "load_before": _load(), "cells": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
