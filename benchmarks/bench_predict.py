@@ -156,7 +156,7 @@ def library_calls(model, data: Path) -> dict:
     def predict():
         blocks = iter_features(str(data), model.input_schema(), model.target_columns,
                                encoded=Encoded())
-        write_predictions(sink, model, blocks)
+        write_predictions(sink, model, blocks, "proba", None)
 
     def evaluate_npz():
         ds = load_training_data(str(npz), classes=model.classes, schema=model.input_schema(),
