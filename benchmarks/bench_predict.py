@@ -93,7 +93,9 @@ def _env(threads: int) -> dict:
 def _run(cmd: list[str], env: dict) -> float:
     """Wall seconds of ``cmd``, its stdout thrown away; CalledProcessError when it fails."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # run in the checkout measured: `python -m` looks in the working folder before PYTHONPATH
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                   cwd=NNCLI)
     return time.perf_counter() - start
 
 
@@ -194,7 +196,7 @@ def _times(n: int, fn) -> list[float]:
 def in_worker(worker: str, model: Path, data: Path, threads: int, repeats: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", worker, "--model", str(model), "--data",
            str(data), "--threads", str(threads), "--repeats", str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=NNCLI)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}

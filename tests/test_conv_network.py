@@ -13,7 +13,7 @@ from nncli import kernels as K
 from nncli.arch import ACTIVATIONS, LAYER_KINDS, param_shapes, parse_arch
 from nncli.data import Dataset
 from nncli.losses import PROB_EPSILON
-from nncli.model import Model, Workspace, glorot_fans, layer_table, windowed
+from nncli.model import Model, Workspace, glorot_fans, layer_table
 from nncli.train import TrainConfig, fit, prepare
 
 try:
@@ -236,17 +236,13 @@ def test_reference_backprop_matches_finite_differences(key):
 @pytest.mark.parametrize("key", ["conv-local-dense", "lecture", "conv-last"])
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
-    table = model.layer_table()
-    p_size, t_size = K.predict_sizes(table, cap)
-    P, T = np.empty(p_size, dtype), np.empty(t_size, dtype)
-    dOut = np.empty(cap * model.n_outputs, dtype)
-    Out = np.full((n, model.n_outputs), np.nan, dtype)
-    kinds = windowed(table)
-    loss_sum, correct = K.evaluate_rows(Out, P, dOut, T, params, table, X, Y, cap, code,
-                                        PROB_EPSILON, kinds)
+    s = model.predict_scratch(cap, dtype)      # P, T for cap rows a call
+    dOut, Out = np.empty(cap * model.n_outputs, dtype), np.full((n, model.n_outputs), np.nan, dtype)
+    loss_sum, correct = K.evaluate_rows(Out, s.P, dOut, s.T, params, s.table, X, Y, cap, code,
+                                        PROB_EPSILON, s.windowed)
     # without Out (compiled without it): the same loss and count, bit for bit
-    assert K.evaluate_rows(None, P, dOut, T, params, table, X, Y, cap, code, PROB_EPSILON,
-                           kinds) == (loss_sum, correct)
+    assert (loss_sum, correct) == K.evaluate_rows(None, s.P, dOut, s.T, params, s.table, X, Y,
+                                                  cap, code, PROB_EPSILON, s.windowed)
     net = reference_net(params, model.arch, model.n_inputs, model.channels)
     out = naive.forward_layers(net, X)[-1][1]
     naive.assert_close(Out, out, dtype)

@@ -11,7 +11,7 @@ import pytest
 from nncli import kernels as K
 from nncli.arch import ACTIVATIONS, LayerSpec
 from nncli.losses import PROB_EPSILON
-from nncli.model import Model, Workspace, layer_table, windowed
+from nncli.model import Model, Workspace, layer_table
 
 try:
     import naive
@@ -376,17 +376,11 @@ def test_naive_backprop_matches_finite_differences(key):
 @pytest.mark.parametrize("key", ["mse", "bce-logits", "bce-probs-1out", "cce-logits", "cce-probs"])
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
-    table = model.layer_table()
-    p_size, t_size = K.predict_sizes(table, cap)
-    P, T = np.empty(p_size, dtype), np.empty(t_size, dtype)
-    dOut = np.empty(cap * model.n_outputs, dtype)
-    Out = np.full((n, model.n_outputs), np.nan, dtype)
-    kinds = windowed(table)
-    loss_sum, correct = K.evaluate_rows(Out, P, dOut, T, params, table, X, Y, cap, code,
-                                        PROB_EPSILON, kinds)
-    # without Out (compiled without it): the same loss and count, bit for bit
-    assert K.evaluate_rows(None, P, dOut, T, params, table, X, Y, cap, code, PROB_EPSILON,
-                           kinds) == (loss_sum, correct)
+    s = model.predict_scratch(cap, dtype)      # P, T for cap rows a call
+    dOut, Out = np.empty(cap * model.n_outputs, dtype), np.full((n, model.n_outputs), np.nan, dtype)
+    # (with Out None too in test_conv_network)
+    loss_sum, correct = K.evaluate_rows(Out, s.P, dOut, s.T, params, s.table, X, Y, cap, code,
+                                        PROB_EPSILON, s.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     out = naive.forward(weights, acts, X)[-1][1]
