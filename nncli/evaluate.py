@@ -66,11 +66,10 @@ def evaluate(model: Model, X: np.ndarray, Y: np.ndarray, source: str,
     threshold = check_threshold(model, threshold)
     w = _checked_weights(sample_weight, len(X), source)
     X, Y = prepared(model, X, Y, source, lines, own_data)
-    loss, _ = model.evaluate(X, stage.scale_targets(Y))
+    loss, _, out = model.evaluate_outputs(X, stage.scale_targets(Y))
     report: dict = {"rows": int(len(X)), "loss": loss}
     if model.penalties != (0.0, 0.0):
         report["penalty"] = model.penalty()
-    out = model.outputs(X)
     if not spec.classifier:
         if stage.scales_targets:
             report["loss_units"] = "standardized targets"

@@ -1,5 +1,6 @@
-"""Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot and
-nncli.kernels_gemm, whose kernels it imports), and nothing else.
+"""Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot,
+nncli.kernels_gemm, nncli.kernels_preprocess and nncli.kernels_text, whose kernels it imports),
+and nothing else.
 
 Conventions (as in llm.c): arrays are row-major ``(batch, features)``; dense kernels are
 ``(in, out)`` like Keras kernels; outputs come first in a signature and are preallocated;
@@ -12,11 +13,11 @@ fastmath and the products sum in the same order on every CPU (nncli.kernels_dot,
 nncli.kernels_gemm), so they are bit-identical on any x86-64 CPU with AVX2 or AVX-512 too.
 
 This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
-and the kernels of nncli.kernels_conv, nncli.kernels_dot and nncli.kernels_gemm (which import
-nothing else of nncli), and reads no module globals other than those flags and the layer
-table's column names and kind codes (below). Numba freezes such globals into the machine code
-as constants; an edit to them is an edit to this file, which changes nncli's cache key
-(nncli.kernel_cache).
+and the kernels of nncli.kernels_conv, nncli.kernels_dot, nncli.kernels_gemm,
+nncli.kernels_preprocess and nncli.kernels_text (which import nothing else of nncli), and reads
+no module globals other than those flags and the layer table's column names and kind codes
+(below). Numba freezes such globals into the machine code as constants; an edit to them is an
+edit to this file, which changes nncli's cache key (nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
@@ -37,9 +38,12 @@ Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented he
 
 Windowed layers (conv, local) run through nncli.kernels_conv, wide products through
 nncli.kernels_gemm and narrow ones through nncli.kernels_dot, imported below (and reachable as
-this module's names, e.g. ``kernels.matmul_nt``). Numba keys a cached function on its own source
-file only; nncli's cache folder is keyed by a digest of all four modules and the flags
-(nncli.kernel_cache), so an edit to any of them recompiles the network functions here too.
+this module's names, e.g. ``kernels.matmul_nt``); so are the preprocessing pass of
+nncli.kernels_preprocess and the CSV formatter of nncli.kernels_text, which the network
+functions do not call but whose callers take every kernel from here, once Numba is ready
+(nncli.model). Numba keys a cached function on its own source file only; nncli's cache folder
+is keyed by a digest of all these modules and the flags (nncli.kernel_cache), so an edit to any
+of them recompiles the network functions here too.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from nncli.kernel_flags import FAST, PARALLEL, SERIAL
 from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward, local1d_forward
 from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
+from nncli.kernels_preprocess import fill_standardise
+from nncli.kernels_text import MAX_CELL, format_rows, powers_of_ten
 
 # Layer-table columns and the kind column's codes (see the module docstring).
 (KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS,
@@ -772,20 +778,23 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
     return loss_sum, correct, step, -1
 
 
-# Loss and correct count over all rows, in chunks of cap rows (no parameter update)
+# Loss and correct count over all rows, in chunks of cap rows (no parameter update), and the
+# last layer's outputs into Out (n, n_out) unless it is None (compiled without them then); the
+# network runs as network_predict does (P and T its buffers), dOut (cap x n_out) the loss's
+# unused gradient
 @njit(**PARALLEL)
-def evaluate_rows(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps,
-                  windowed):
-    n_layers = layers.shape[0]
-    last = layers[n_layers - 1]
+def evaluate_rows(Out, P, dOut, T, params, layers, X, Y, cap, loss_code, eps, windowed):
+    n_out = layers[layers.shape[0] - 1, N_OUT]
     loss_sum = 0.0
     correct = 0
     for s in range(0, X.shape[0], cap):
         e = min(s + cap, X.shape[0])
-        out = network_forward(Zbuf, Abuf, T, params, layers, X[s:e], cap, -1, windowed)
-        dA = _view(dAbuf, cap, last[A_OFF], e - s, last[N_OUT])
+        out = network_predict(P, T, params, layers, X[s:e], cap, windowed)
+        dA = dOut[:(e - s) * n_out].reshape((e - s, n_out))
         chunk_loss, chunk_correct = loss_forward_backward(dA, out, Y[s:e], loss_code, eps,
                                                           None)
+        if Out is not None:
+            _copy(Out[s:e], out)
         loss_sum += chunk_loss
         correct += chunk_correct
     return loss_sum, correct

@@ -180,20 +180,28 @@ class Model:
         """The network's outputs in the targets' own units (Preprocessing.unscale_outputs)."""
         return self.preprocessing.unscale_outputs(out)
 
-    def outputs(self, X: np.ndarray) -> np.ndarray:
+    def outputs(self, X: np.ndarray, scratch: "PredictScratch | None" = None) -> np.ndarray:
         """What the last layer outputs for preprocessed rows X (``preprocessing.transform``;
-        logits with --logits)."""
+        logits with --logits); ``scratch``: the network's buffers (``predict_scratch``), kept
+        by a caller that runs it a block of rows at a time, else made for this call."""
         X = as_kernel_array(X)
-        table = self.layer_table()
-        cap = min(CHUNK_ROWS, max(len(X), 1))
-        p_size, t_size = K.predict_sizes(table, cap)
-        P, T = np.empty(p_size, X.dtype), np.empty(t_size, X.dtype)
+        if scratch is None or scratch.P.dtype != X.dtype:
+            scratch = self.predict_scratch(len(X), X.dtype)
+        cap = scratch.cap
         out = np.empty((len(X), self.n_outputs), dtype=X.dtype)
         params = self.params.astype(X.dtype, copy=False)
-        kinds = windowed(table)
         for s in range(0, len(X), cap):
-            out[s:s + cap] = K.network_predict(P, T, params, table, X[s:s + cap], cap, kinds)
+            out[s:s + cap] = K.network_predict(scratch.P, scratch.T, params, scratch.table,
+                                               X[s:s + cap], cap, scratch.windowed)
         return out
+
+    def predict_scratch(self, rows: int, dtype: type = np.float32) -> "PredictScratch":
+        """Buffers for ``outputs`` of up to CHUNK_ROWS rows a compiled call, sized for ``rows``."""
+        table = self.layer_table()
+        cap = min(CHUNK_ROWS, max(rows, 1))
+        p_size, t_size = K.predict_sizes(table, cap)
+        return PredictScratch(table, cap, np.empty(p_size, dtype), np.empty(t_size, dtype),
+                              windowed(table))
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs as probabilities: the link applied when the model outputs logits."""
@@ -206,12 +214,27 @@ class Model:
 
     def evaluate(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, float | None]:
         """(mean loss, accuracy or None) on preprocessed X and prepared, scaled targets Y."""
+        loss, accuracy, _ = self._evaluate(X, Y, with_outputs=False)
+        return loss, accuracy
+
+    def evaluate_outputs(self, X: np.ndarray,
+                         Y: np.ndarray) -> tuple[float, float | None, np.ndarray]:
+        """``evaluate``'s loss and accuracy (the same bits) and ``outputs(X)``, from one pass
+        of the network over the rows."""
+        loss, accuracy, out = self._evaluate(X, Y, with_outputs=True)
+        assert out is not None
+        return loss, accuracy, out
+
+    def _evaluate(self, X: np.ndarray, Y: np.ndarray,
+                  with_outputs: bool) -> tuple[float, float | None, np.ndarray | None]:
         X, Y = as_kernel_array(X), as_kernel_array(Y)
-        ws = Workspace(self.layer_table(), min(CHUNK_ROWS, max(len(X), 1)), X.dtype)
-        loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, self.params, ws.table, X,
-                                            Y, ws.cap, self.kernel_code, PROB_EPSILON,
-                                            ws.windowed)
-        return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X))
+        scratch = self.predict_scratch(len(X), X.dtype)
+        dOut = np.empty(scratch.cap * self.n_outputs, X.dtype)
+        out = np.empty((len(X), self.n_outputs), X.dtype) if with_outputs else None
+        loss_sum, correct = K.evaluate_rows(out, scratch.P, dOut, scratch.T, self.params,
+                                            scratch.table, X, Y, scratch.cap, self.kernel_code,
+                                            PROB_EPSILON, scratch.windowed)
+        return loss_sum / len(X) + self.penalty(), self.accuracy(correct, len(X)), out
 
     @property
     def penalties(self) -> tuple[float, float]:
@@ -286,6 +309,18 @@ class Workspace:
         self.Z, self.A, self.dZ, self.dA = (np.zeros(size, self.dtype) for _ in range(4))
         self.T = np.zeros(K.scratch_size(self.table, self.cap), self.dtype)
         self.windowed = windowed(self.table)
+
+
+@dataclass
+class PredictScratch:
+    """The buffers of the kernels' network_predict for ``cap`` rows a call: its ping-pong
+    halves P and scratch T, with the layer table and the ``windowed`` argument it runs with."""
+
+    table: np.ndarray
+    cap: int
+    P: np.ndarray
+    T: np.ndarray
+    windowed: bool | None
 
 
 def windowed(table: np.ndarray) -> bool | None:

@@ -84,16 +84,46 @@ class Preprocessing:
                     fill[at] = column.fill
         return fill
 
-    def transform(self, X: np.ndarray, source: str = "") -> np.ndarray:
+    def transform(self, X: np.ndarray, source: str = "",
+                  out: np.ndarray | None = None) -> np.ndarray:
         """Raw features X -> the network's inputs, as a new array (X is not changed): float64
-        stays float64 (gradcheck), anything else becomes float32. DataError (naming
-        ``source``) for a missing number in a column without a fill value."""
-        out = np.array(X, dtype=np.float64 if X.dtype == np.float64 else np.float32)
-        return self.transform_in_place(out, source)
+        stays float64 (gradcheck), anything else becomes float32, in one compiled pass over X
+        (into ``out``, float32 rows of X's shape, when given: a buffer reused from block to
+        block). DataError (naming ``source``) for a missing number in a column without a fill
+        value."""
+        if X.dtype == np.float64 and out is None:
+            return self._numpy_transform(np.array(X), source)
+        if out is None:
+            out = np.empty(X.shape, np.float32)
+        return self._compiled_transform(out, X, source)
 
     def transform_in_place(self, X: np.ndarray, source: str = "") -> np.ndarray:
         """``transform`` written into X itself, which is returned: only for a caller that owns
         X (training's copy of its data set), so a large data set is not held twice."""
+        if X.dtype == np.float32 and X.flags.c_contiguous:
+            return self._compiled_transform(X, X, source)
+        return self._numpy_transform(X, source)
+
+    def _compiled_transform(self, out: np.ndarray, X: np.ndarray, source: str) -> np.ndarray:
+        """One pass of nncli.kernels_preprocess: the bits of _numpy_transform (on X as float32),
+        without its copy and its three passes over the rows."""
+        from nncli.model import K  # the kernels load once Numba is ready (nncli.model)
+
+        if self.mean.dtype != np.float32 or self.std.dtype != np.float32:
+            out[...] = X   # a stage built by hand with float64 statistics: NumPy's arithmetic
+            return self._numpy_transform(out, source)
+        if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X, dtype=np.float32)   # one compiled variant per dtype
+        left = K.fill_standardise(out, X, self.fill_values(), self.mean, self.std)
+        if left and self.schema is not None:
+            # NaN stays only in categorical features and in numeric columns without a fill value:
+            # the schema raises its own error for the latter (and fills nothing else)
+            self.schema.fill_missing(out, source)
+        return out
+
+    def _numpy_transform(self, X: np.ndarray, source: str) -> np.ndarray:
+        """Fill, then standardise, X in place (float64 rows: gradcheck's, with the exact fill
+        values)."""
         if self.schema is not None:
             self.schema.fill_missing(X, source)
         X -= self.mean

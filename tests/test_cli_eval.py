@@ -350,3 +350,33 @@ def test_regression_per_output_equals_sklearn(capsys, sk, two_output_model, two_
     assert report["mse"] == pytest.approx(sk.mean_squared_error(Y, out), abs=1e-9)
     rc, out, err = run(capsys, "eval", two_output_model, two_output_csv)
     assert rc == 0 and "per output" in err and "max_error" in err
+
+
+# ---------------------------------------------------------------- one pass of the network
+
+CASES = {"binary": ("binary_model", None), "multilabel": ("multilabel_model", None),
+         "digits": ("digits_model", "digits_csv"), "regression": ("regression_model",
+                                                                  "regression_csv"),
+         "two_outputs": ("two_output_model", "two_output_csv")}
+DATA = {"binary": DATASETS / "digits01.csv", "multilabel": DATASETS / "digits_multilabel.csv"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_loss_is_model_evaluate_s_bit_for_bit(capsys, request, case):
+    """eval runs the network once for the loss and the scores (Model.evaluate_outputs): its loss
+    is still Model.evaluate's, to the last bit, and its outputs Model.outputs'."""
+    model_name, data_name = CASES[case]
+    model = request.getfixturevalue(model_name)
+    data = request.getfixturevalue(data_name) if data_name else DATA[case]
+    report = eval_json(capsys, model, data)
+    m = load_model(model)
+    ds = load_training_data(str(data), classes=m.classes, schema=m.input_schema(),
+                            model_targets=m.target_lookup())
+    X = m.preprocessing.transform(ds.X, ds.source)
+    Y = m.preprocessing.scale_targets(prepare_targets(m.loss_spec, ds.Y, m.n_outputs,
+                                                      ds.source))
+    loss, accuracy = m.evaluate(X, Y)
+    assert report["loss"] == loss                        # JSON keeps a float's every bit
+    once = m.evaluate_outputs(X, Y)
+    assert once[:2] == (loss, accuracy)
+    assert once[2].view(np.uint32).tolist() == m.outputs(X).view(np.uint32).tolist()

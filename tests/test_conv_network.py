@@ -236,14 +236,27 @@ def test_reference_backprop_matches_finite_differences(key):
 @pytest.mark.parametrize("key", ["conv-local-dense", "lecture", "conv-last"])
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
-    ws = Workspace(model.layer_table(), cap, dtype)
-    loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap,
-                                        code, PROB_EPSILON, ws.windowed)
+    s = model.predict_scratch(cap, dtype)      # P, T for cap rows a call
+    dOut, Out = np.empty(cap * model.n_outputs, dtype), np.full((n, model.n_outputs), np.nan, dtype)
+    loss_sum, correct = K.evaluate_rows(Out, s.P, dOut, s.T, params, s.table, X, Y, cap, code,
+                                        PROB_EPSILON, s.windowed)
+    # without Out (compiled without it): the same loss and count, bit for bit
+    assert (loss_sum, correct) == K.evaluate_rows(None, s.P, dOut, s.T, params, s.table, X, Y,
+                                                  cap, code, PROB_EPSILON, s.windowed)
     net = reference_net(params, model.arch, model.n_inputs, model.channels)
     out = naive.forward_layers(net, X)[-1][1]
+    naive.assert_close(Out, out, dtype)
     want_loss, _ = naive.loss(code, out, Y)
     naive.assert_close(loss_sum, want_loss, dtype)
     assert correct == naive.correct(code, out, Y)
+
+
+@pytest.mark.parametrize("key", list(NETWORKS))
+def test_evaluate_outputs_are_model_outputs_bit_for_bit(key):
+    model, _, X, Y, _ = setup_network(key, np.float32, 4100, seed=8)   # two chunks
+    loss, accuracy, out = model.evaluate_outputs(X, Y)
+    assert (loss, accuracy) == model.evaluate(X, Y)
+    assert out.view(np.uint32).tolist() == model.outputs(X).view(np.uint32).tolist()
 
 
 def test_model_outputs_match_the_reference():

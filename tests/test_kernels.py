@@ -378,12 +378,15 @@ def test_naive_backprop_matches_finite_differences(key):
 @pytest.mark.parametrize("key", ["mse", "bce-logits", "bce-probs-1out", "cce-logits", "cce-probs"])
 def test_evaluate_rows(dtype, key, n, cap):
     model, params, X, Y, code = setup_network(key, dtype, n, seed=3)
-    ws = Workspace(model.layer_table(), cap, dtype)
-    loss_sum, correct = K.evaluate_rows(ws.Z, ws.A, ws.dA, ws.T, params, ws.table, X, Y, ws.cap,
-                                        code, PROB_EPSILON, ws.windowed)
+    s = model.predict_scratch(cap, dtype)      # P, T for cap rows a call
+    dOut, Out = np.empty(cap * model.n_outputs, dtype), np.full((n, model.n_outputs), np.nan, dtype)
+    # (with Out None too in test_conv_network)
+    loss_sum, correct = K.evaluate_rows(Out, s.P, dOut, s.T, params, s.table, X, Y, cap, code,
+                                        PROB_EPSILON, s.windowed)
     weights = split_params(params, model.layers, model.n_inputs)
     acts = [layer.activation for layer in model.layers]
     out = naive.forward(weights, acts, X)[-1][1]
+    naive.assert_close(Out, out, dtype)
     want_loss, _ = naive.loss(code, out, Y)
     naive.assert_close(loss_sum, want_loss, dtype)
     assert correct == naive.correct(code, out, Y)

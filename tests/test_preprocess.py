@@ -92,6 +92,30 @@ def test_transform_fills_and_standardises_into_a_new_array():
     assert stage.transform(X.astype(np.float64)).dtype == np.float64
 
 
+def test_transform_into_a_buffer_of_any_input_dtype_or_layout_gives_the_same_bits():
+    schema, X = gappy_table()
+    stage = Preprocessing.fit(schema, X)
+    want = stage.transform(X)
+    buffer = np.empty((64, 5), np.float32)
+    assert stage.transform(X, out=buffer[:40]).base is buffer
+    assert buffer[:40].view(np.uint32).tolist() == want.view(np.uint32).tolist()
+    wide = np.zeros((40, 10), np.float64)
+    wide[:, ::2] = X                          # float64, not contiguous: rounded to float32 first
+    assert stage.transform(wide[:, ::2], out=np.empty((40, 5), np.float32)).tolist() == \
+        want.tolist()
+    counts = np.round(np.nan_to_num(X)).astype(np.int16)
+    np.testing.assert_array_equal(stage.transform(counts),
+                                  stage.transform(counts.astype(np.float32)))
+
+
+def test_a_missing_category_stays_missing_without_an_error():
+    schema, X = gappy_table()
+    stage = Preprocessing.fit(schema, X)
+    X[0, 2] = np.nan                          # one-hot features are never filled
+    out = stage.transform(X, "test")
+    assert np.isnan(out[0, 2]) and np.isfinite(np.delete(out, 2, axis=1)).all()
+
+
 def test_transform_refuses_a_missing_number_without_a_fill_value():
     stage = Preprocessing.identity(2, Schema.numeric(["a", "b"]))
     X = np.array([[1.0, np.nan]], np.float32)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -163,7 +162,7 @@ def predict(
     prepare_numba(threads)
     from nncli.data import Encoded, iter_features
     from nncli.modelfile import load_model
-    from nncli.predict import check_options
+    from nncli.predict import check_options, write_predictions
     from nncli.train import set_threads
 
     set_threads(threads)
@@ -175,32 +174,14 @@ def predict(
                            encoding=encoding_name(encoding))
     if out_file is None:
         try:
-            _write_predictions(sys.stdout, m, blocks, output.value, threshold)
+            write_predictions(sys.stdout, m, blocks, output.value, threshold)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (| head): not an error; keep Python quiet at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
-        write_output(out_file, lambda f: _write_predictions(f, m, blocks, output.value,
-                                                              threshold))
+        write_output(out_file, lambda f: write_predictions(f, m, blocks, output.value,
+                                                             threshold))
     for message in encoded.messages("<stdin>" if data == "-" else data):
         say(message)
 
-
-def _write_predictions(stream, m, blocks, output: str, threshold: float | None) -> None:
-    """Predictions of each block of rows, as one CSV with one header."""
-    from nncli.predict import predict as run_predict
-    from nncli.predict import write_csv
-
-    header = None
-    for X in blocks:
-        columns, values = run_predict(m, X, output, threshold)
-        if header is None:
-            head = io.StringIO()
-            write_csv(head, columns, values[:0])
-            header = head.getvalue()
-            write_csv(stream, columns, values)
-        else:
-            text = io.StringIO()
-            write_csv(text, columns, values)
-            stream.write(text.getvalue()[len(header):])

@@ -264,7 +264,9 @@ def _model_array(X: np.ndarray, schema: Schema, source: str, encoded: Encoded,
         raise DataError(f"expected {schema.n_features} feature columns, found {X.shape[1]}",
                         source)
     X, _ = encode_array(X, schema, source, MODEL_FILL, encoded, row_offset)
-    if not X.flags.writeable and np.isnan(X).any():
+    if np.isfinite(X.sum()):
+        return X  # no NaN (infinities are refused above): nothing to fill, nothing to copy
+    if not X.flags.writeable:
         X = X.copy()  # a memory-mapped NPY block: fill a copy
     schema.fill_missing(X, source)
     return X

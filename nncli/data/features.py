@@ -329,13 +329,13 @@ def _category_codes(cells: ColumnCells, column: Column, encoded: Encoded) -> np.
 class _Gaps:
     """Where an array's NaN and infinities are, found a block of rows at a time (a mask of the
     whole array would cost a quarter of it again, per mask): per row whether it has either,
-    per column how many NaN. One float64 sum answers "none at all" for the usual array."""
+    per column how many NaN. One sum answers "none at all" for the usual array."""
 
     def __init__(self, X: np.ndarray) -> None:
         n, d = X.shape
         self.row_nan, self.row_inf = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         self.column_nans = np.zeros(d, dtype=np.int64)
-        if not X.size or np.isfinite(X.sum(dtype=np.float64)):
+        if not X.size or np.isfinite(X.sum()):   # (see Schema.fill_missing)
             return
         step = max(1, (1 << 20) // max(1, d))
         for lo in range(0, n, step):

@@ -171,8 +171,10 @@ class Schema:
         unless ``allow_empty``: then they stay NaN (training fills them once it knows the
         training rows' means)."""
         counts: dict[str, int] = {}
-        if not X.size or np.isfinite(X.sum(dtype=np.float64)):
-            return counts  # the usual array: one pass says there is no NaN (nor infinity)
+        if not X.size or np.isfinite(X.sum()):
+            # the usual array: one pass says there is no NaN (nor infinity); a float32 sum is a
+            # quarter of a float64 one's time, and one that overflows only takes the long way
+            return counts
         for c, at in zip(self.columns, self.offsets()):
             if c.kind != "numeric":
                 continue

@@ -30,7 +30,10 @@ def threshold_counts(y_true: np.ndarray, score: np.ndarray,
     if w is not None:
         keep = w != 0
         truth, score, w = truth[keep], score[keep], w[keep]
-    order = np.argsort(-score, kind="stable")
+    # Unweighted, the counts read at the end of each run of tied scores are whole numbers,
+    # whatever the order inside the run: the faster unstable sort gives the same curve. Weighted
+    # sums depend on that order, so they keep the rows' own.
+    order = np.argsort(-score, kind="stable" if w is not None else None)
     score, truth = score[order], truth[order].astype(np.float64)
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
     if w is None:

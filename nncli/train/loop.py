@@ -143,9 +143,11 @@ def _validation_metrics(model: Model, X_val: np.ndarray, Y_val: np.ndarray) -> d
     """The epoch's metrics on the validation rows (prepared: normalised, targets scaled), as
     val_<name>; a regression model's beyond the loss in the targets' own units."""
     out: dict = {}
-    out["loss"], out["accuracy"] = model.evaluate(X_val, Y_val)
-    if not model.loss_spec.classifier:
-        out.update(regression_metrics(model.unscale_outputs(model.outputs(X_val)),
+    if model.loss_spec.classifier:
+        out["loss"], out["accuracy"] = model.evaluate(X_val, Y_val)
+    else:
+        out["loss"], out["accuracy"], outputs = model.evaluate_outputs(X_val, Y_val)
+        out.update(regression_metrics(model.unscale_outputs(outputs),
                                       model.unscale_outputs(Y_val)))
     return {VALIDATION_PREFIX + name: value for name, value in out.items()}
 
