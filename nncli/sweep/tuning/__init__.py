@@ -28,5 +28,6 @@ from nncli.sweep.tuning.runner import (REDUCTION_FACTOR, TUNE_NAME, Outcome, Pla
                                        run)
 
 __all__ = ["tune", "JOIN_SECONDS", "RAY_ENV", "check_reachable", "cpu_slots", "ray_session",
-           "FINISHED_KEY", "FOLDS_KEY", "MODEL_FILE", "Cadence", "TuneSink", "fold_file", "fold_trial", "trial",
+           "FINISHED_KEY", "FOLDS_KEY", "MODEL_FILE", "Cadence", "TuneSink", "fold_file",
+           "fold_trial", "trial",
            "REDUCTION_FACTOR", "TUNE_NAME", "Outcome", "Plan", "asha_rungs", "run"]
