@@ -106,10 +106,10 @@ def _put_number(buf, pos, a, pow10, digits):
     # floor(log10 a) or one less, from a's binary exponent (a in [2^(e-1), 2^e))
     k = int(np.floor((math.frexp(a)[1] - 1) * LOG10_2)) - 8
     x = _scaled(a, k, pow10)
-    if x >= 1e9:             # log10 rounded up across a power of ten
+    if x >= 1e9:             # the estimate was one short
         k += 1
         x = _scaled(a, k, pow10)
-    if x < 1e8:              # or down
+    if x < 1e8:              # a hair under 10^(k + 8) after that step: back (D rounds to 10^9)
         k -= 1
         x = _scaled(a, k, pow10)
     whole = np.floor(x)
