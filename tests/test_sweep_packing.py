@@ -196,9 +196,11 @@ def test_interrupted_packed_sweep_resumes_to_the_end(capsys, tmp_path, digits_cs
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     out_dir = tmp_path / "out"
+    # one pack of four: after its first checkpoint (the first configuration) three trainings
+    # of about a second each remain for Ctrl-C to land in (two packs of two ended first in CI)
     argv = [sys.executable, "-m", "nncli", "sweep", str(digits_csv), *DIGITS, "--arch",
-            "32relu-10linear", "--lr", "1e-3,2e-3,3e-3,4e-3", "--epochs", "10", "--batch-size",
-            "4", "--pack", "2", "--checkpoint-seconds", "0", "--quiet", "--out-dir",
+            "32relu-10linear", "--lr", "1e-3,2e-3,3e-3,4e-3", "--epochs", "30", "--batch-size",
+            "4", "--pack", "4", "--checkpoint-seconds", "0", "--quiet", "--out-dir",
             str(out_dir), "-o", str(tmp_path / "best.safetensors")]
     returncode, err = interrupt_after_checkpoint(argv, env, tmp_path, out_dir)
     assert returncode == 130, err
@@ -213,5 +215,5 @@ def test_interrupted_packed_sweep_resumes_to_the_end(capsys, tmp_path, digits_cs
     assert {t["config"]["lr"] for t in trials} == {1e-3, 2e-3, 3e-3, 4e-3}
     for t in trials:
         trained = _train_like(capsys, {"arch": "32relu-10linear", "lr": t["config"]["lr"]},
-                              tmp_path / f"{t['trial_id']}.st", epochs=10, batch_size=4)
+                              tmp_path / f"{t['trial_id']}.st", epochs=30, batch_size=4)
         tensors_equal(Path(t["model"]), trained)
