@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ray import tune
 
-from nncli.sweep.tuning.trials import FINISHED_KEY, Cadence, _start
+from nncli.sweep.tuning.trials import FINISHED_KEY, Cadence, start_worker
 
 # The key of a packed trial's config: which pack it trains (the packs are the trainable's).
 PACK = "pack"
@@ -47,12 +47,11 @@ def member_of(trial_id: str, file_name: str) -> str | None:
 
 
 def pack_trial(config: dict, *, packs: list, data, val, fixed: dict, threads: int,
-               metric: str, mode: str, init_from=None, checkpoint_seconds: float = 0.0,
-               rungs: tuple[int, ...] = ()) -> None:
+               metric: str, mode: str, init_from=None, checkpoint_seconds: float = 0.0) -> None:
     """Train pack ``config[PACK]`` of ``packs`` (each a list of option dicts, added to
     ``fixed``) on the driver's data; ``metric`` and ``mode`` make the trial's own result (its
     best configuration's value), which Tune asks of every trial."""
-    node = _start(threads)
+    node = start_worker(threads)
     from nncli.modelfile import save_model
     from nncli.train import Inputs, TrainConfig, run
 

@@ -99,12 +99,12 @@ def run(plan: Plan, trainable_args: dict[str, Any], on_event: EventFn | None = N
     if plan.packs is not None:
         function, extra = pack_trial, {"packs": plan.packs, "metric": plan.metric,
                                        "mode": plan.mode}
-    else:
-        function, extra = (fold_trial if plan.folds else trial), {}
+    else:   # packs run under FIFO only: no rungs
+        function, extra = (fold_trial if plan.folds else trial), {"rungs": plan.rungs}
     trainable = tune.with_resources(
         tune.with_parameters(function, threads=plan.threads_per_trial,
-                             checkpoint_seconds=plan.checkpoint_seconds, rungs=plan.rungs,
-                             **extra, **trainable_args),
+                             checkpoint_seconds=plan.checkpoint_seconds, **extra,
+                             **trainable_args),
         {"cpu": plan.threads_per_trial})
     events = _Events(plan, on_event)
     tune_dir = os.path.join(plan.storage_path, TUNE_NAME)

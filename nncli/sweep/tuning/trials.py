@@ -47,7 +47,7 @@ class Cadence:
         return epoch in self.rungs or time.monotonic() - self.last >= self.every
 
 
-def _start(threads: int):
+def start_worker(threads: int):
     """Numba's settings and threads before the kernels load; the node's id."""
     from nncli.kernel_cache import prepare_numba
 
@@ -89,7 +89,7 @@ def trial(config: dict, *, data, val, fixed: dict, threads: int, init_from=None,
           checkpoint_seconds: float = 0.0, rungs: tuple[int, ...] = ()) -> None:
     """One trial: the run of ``nncli train`` with ``fixed`` options and this trial's
     ``config``, on the driver's data (see the module docstring)."""
-    node = _start(threads)
+    node = start_worker(threads)
     from nncli.train import Inputs, TrainConfig, run
 
     options = TrainConfig.from_options(**{**fixed, **config})
@@ -152,7 +152,7 @@ def fold_trial(config: dict, *, folds: list, fixed: dict, threads: int, init_fro
     train`` trains those rows. After every epoch Tune hears the mean over the folds of each
     metric (and its std, ``val_loss_std``): what ASHA and the leaderboard judge the
     configuration by."""
-    node = _start(threads)
+    node = start_worker(threads)
     from nncli.train import TrainConfig, prepare, run_in_step
 
     options = TrainConfig.from_options(**{**fixed, **config})
