@@ -15,6 +15,10 @@ from collections.abc import Sequence
 OPTIMIZER_FLOATS = {"adam": 7, "sgd": 3}
 # Floats per parameter the optimizer keeps between steps: Adam's m and v; plain SGD none.
 OPTIMIZER_STATE = {"adam": 2, "sgd": 0}
+# Bytes of output columns from which a dense kernel takes its optimizer step inside the weight
+# gradient's tiles (nncli.kernels_gemm.fills_a_tile, nncli.kernels_update.dense_weight_step):
+# its gradient is neither written to memory nor read back (16 float32 outputs, 8 float64)
+FUSED_FROM_BYTES = 64
 
 
 def parameter_count(sizes: Sequence[int]) -> int:
@@ -33,6 +37,11 @@ def product_floats(sizes: Sequence[int]) -> int:
     for layer, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         floats += (3 if layer else 2) * a * b + 2 * b
     return floats
+
+
+def fused_weights(sizes: Sequence[int], itemsize: int = 4) -> int:
+    """Weights of the layers whose optimizer step runs inside the weight gradient's tiles."""
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]) if b * itemsize >= FUSED_FROM_BYTES)
 
 
 def sample_floats(sizes: Sequence[int]) -> int:
@@ -55,34 +64,34 @@ def step_bytes(sizes: Sequence[int], batch: int, optimizer: str = "adam",
         sgd        read W, dW; write W                          3
 
     So Adam moves 10 floats per weight of a layer after the first and 9 per weight of the
-    first layer and per bias; SGD 6 and 5. (A previous count gave 9 P for Adam and 7 P for SGD;
-    with the rows above, 10 P is the most for Adam and 6 P the most for SGD.) Per sample
-    (`sample_floats`): the input read once, each layer's output and its gradient written once
-    and read once. In all
+    first layer and per bias; SGD 6 and 5. A kernel of at least 16 float32 outputs takes its
+    step inside the weight gradient's tiles (`fused_weights`): its dW is neither written nor
+    read, 2 floats a weight less (Adam 8 and 7, SGD 4 and 3). Per sample (`sample_floats`): the
+    input read once, each layer's output and its gradient written once and read once. In all
 
         step_bytes = itemsize x (product_floats + OPTIMIZER_FLOATS[optimizer] P
-                                 + batch x sample_floats)
+                                 - 2 fused_weights + batch x sample_floats)
 
-    A floor, not nncli's traffic today: its SGD keeps a velocity even at momentum 0 (2 P more),
-    and the weight gradient's product reads each activation a second time. Fusing the optimizer
-    into the weight gradient's tiles would remove dW's write and read (2 P).
+    A floor, not nncli's traffic: its SGD keeps a velocity even at momentum 0 (2 P more), and
+    the weight gradient's product reads each activation a second time.
     """
     _check(optimizer)
     floats = (product_floats(sizes) + OPTIMIZER_FLOATS[optimizer] * parameter_count(sizes)
-              + batch * sample_floats(sizes))
+              - 2 * fused_weights(sizes, itemsize) + batch * sample_floats(sizes))
     return itemsize * floats
 
 
 def working_set_bytes(sizes: Sequence[int], batch: int, optimizer: str = "adam",
                       itemsize: int = 4) -> int:
-    """The bytes a step's data occupies, at least: the parameters, their gradients and the
-    optimizer's state, (2 + OPTIMIZER_STATE) P floats, and a batch's rows and activations,
+    """The bytes a step's data occupies, at least: the parameters, their gradients (but those
+    of the fused kernels, summed a band at a time) and the optimizer's state,
+    (2 + OPTIMIZER_STATE) P - fused_weights floats, and a batch's rows and activations,
     batch x (n_0 + 2 (n_1 + ... + n_L)) floats (the input rows; each layer's output and its
     gradient). Which copy bandwidth a step runs at depends on whether this fits in the cache;
     the data set the rows are gathered from is not counted (see bandwidth.choose)."""
     _check(optimizer)
     floats = ((2 + OPTIMIZER_STATE[optimizer]) * parameter_count(sizes)
-              + batch * (sizes[0] + 2 * sum(sizes[1:])))
+              - fused_weights(sizes, itemsize) + batch * (sizes[0] + 2 * sum(sizes[1:])))
     return itemsize * floats
 
 

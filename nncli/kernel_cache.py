@@ -42,7 +42,8 @@ from nncli import __version__
 
 ENV_VAR = "NNCLI_CACHE_DIR"
 KERNEL_SOURCES = ("kernels.py", "kernels_conv.py", "kernels_dot.py", "kernels_gemm.py",
-                  "kernels_preprocess.py", "kernels_text.py", "kernel_flags.py")
+                  "kernels_preprocess.py", "kernels_text.py", "kernels_update.py",
+                  "kernel_flags.py")
 PACKAGE = Path(__file__).resolve().parent
 
 

@@ -1,6 +1,6 @@
 """Every compiled function of nncli (with nncli.kernels_conv, nncli.kernels_dot,
-nncli.kernels_gemm, nncli.kernels_preprocess and nncli.kernels_text, whose kernels it imports),
-and nothing else.
+nncli.kernels_gemm, nncli.kernels_preprocess, nncli.kernels_text and nncli.kernels_update, whose
+kernels it imports), and nothing else.
 
 Conventions (as in llm.c): arrays are row-major ``(batch, features)``; dense kernels are
 ``(in, out)`` like Keras kernels; outputs come first in a signature and are preallocated;
@@ -14,16 +14,17 @@ nncli.kernels_gemm), so they are bit-identical on any x86-64 CPU with AVX2 or AV
 
 This module imports only numpy, numba, the compile flags of every kernel (nncli.kernel_flags)
 and the kernels of nncli.kernels_conv, nncli.kernels_dot, nncli.kernels_gemm,
-nncli.kernels_preprocess and nncli.kernels_text (which import nothing else of nncli), and reads
-no module globals other than those flags and the layer table's column names and kind codes
-(below). Numba freezes such globals into the machine code as constants; an edit to them is an
-edit to this file, which changes nncli's cache key (nncli.kernel_cache).
+nncli.kernels_preprocess, nncli.kernels_text and nncli.kernels_update (which import nothing else
+of nncli but nncli.kernels_gemm), and reads no module globals other than those flags, the layer
+table's column names and kind codes (below) and the optimizer codes. Numba freezes such globals into the machine code as constants;
+an edit to them is an edit to this file, which changes nncli's cache key (nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
   loss:       0 mse, 1 bce from logits, 2 bce from probabilities, 3 cce from logits,
               4 cce from probabilities (sparse labels arrive one-hot)
   layer kind: 0 DENSE, 1 CONV, 2 LOCAL, 3 DROPOUT (nncli.arch.LAYER_KINDS)
+  optimizer:  1 ADAM, 0 SGD (nncli.optim's codes, named in nncli.kernels_update)
   layer table columns, named by the constants below: 0 KIND, 1 N_IN, 2 N_OUT (flattened row
                        widths), 3 ACT (activation), 4 W_OFF (weight offset), 5 B_OFF (bias
                        offset), 6 A_OFF (activation-buffer offset, in units of rows), 7 KERNEL
@@ -57,6 +58,8 @@ from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import dense_nn, fills_a_tile, matmul_nn, matmul_tn
 from nncli.kernels_preprocess import fill_standardise
 from nncli.kernels_text import MAX_CELL, format_rows, powers_of_ten
+from nncli.kernels_update import (ADAM, SGD, adam_update, dense_weight_step, penalty_chunk,
+                                  sgd_update, update_coefficients, update_params)
 
 # Layer-table columns and the kind column's codes (see the module docstring).
 (KIND, N_IN, N_OUT, ACT, W_OFF, B_OFF, A_OFF, KERNEL, STRIDE, CHANNELS, POSITIONS, FILTERS,
@@ -121,25 +124,36 @@ def dense_forward(Z, A, X, W, b, WT, code):
 # dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX). Register tiles
 # where the output is wide enough: dW as X^T dZ directly; dX as (W dZ^T)^T, which transposes two
 # activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
+# With opt >= 0 (an optimizer code of nncli.kernels_update) a kernel wide enough for the tiles
+# takes its optimizer step at once (dense_weight_step: m, v its moments, coef the step's
+# coefficients) and dW is not written; dX is computed first, from the weights before the step.
 # dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
 #   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
 @njit(**PARALLEL)
-def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT):
-    if fills_a_tile(dW, dW.shape[1]):
-        matmul_tn(dW, X, dZ)
-    else:
+def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, m, v, opt, coef):
+    _column_sums(db, dZ)
+    if with_dX:
+        if fills_a_tile(dX, dX.shape[0]):
+            transpose(dZT, dZ)
+            matmul_nn(XT, W, dZT)
+            transpose(dX, XT)
+        else:
+            matmul_nt(dX, dZ, W)
+    if not fills_a_tile(dW, dW.shape[1]):
         transpose(XT, X)
         transpose(dZT, dZ)
         matmul_nt(dW, XT, dZT)
-    _column_sums(db, dZ)
-    if not with_dX:
-        return
-    if fills_a_tile(dX, dX.shape[0]):
-        transpose(dZT, dZ)
-        matmul_nn(XT, W, dZT)
-        transpose(dX, XT)
+    elif opt >= 0:
+        dense_weight_step(W, m, v, X, dZ, opt, coef)
     else:
-        matmul_nt(dX, dZ, W)
+        matmul_tn(dW, X, dZ)
+
+
+# True when a layer's kernel takes its optimizer step inside dense_backward (with opt >= 0): a
+# dense kernel whose rows fill a tile (the same test as dense_backward's, on params' dtype)
+@njit(**SERIAL)
+def steps_in_backward(params, layer):
+    return layer[KIND] == DENSE and fills_a_tile(params, layer[N_OUT])
 
 
 # --------------------------------------------------------------------------- dropout
@@ -421,54 +435,6 @@ def loss_forward_backward(dOut, Out, Y, code, eps, w):
     return total, correct
 
 
-# --------------------------------------------------------------------------- optimizers
-
-@njit(fastmath=FAST, **SERIAL)
-def _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps):
-    for i in range(W.shape[0]):
-        g = dW[i]
-        m[i] += (g - m[i]) * b1c
-        v[i] += (g * g - v[i]) * b2c
-        W[i] -= alpha * m[i] / (np.sqrt(v[i]) + eps)
-
-
-# Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps),
-# alpha = lr sqrt(1 - b2^t) / (1 - b1^t); all arrays flat and of one length
-@njit(**PARALLEL)
-def adam_update(W, dW, m, v, lr, beta1, beta2, eps, t):
-    f = W.dtype.type
-    alpha = f(lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
-    b1c, b2c, eps_ = f(1.0 - beta1), f(1.0 - beta2), f(eps)
-    size = W.shape[0]
-    if size < 65536:
-        _adam_chunk(W, dW, m, v, alpha, b1c, b2c, eps_)
-        return
-    for q in prange((size + 8191) // 8192):
-        s, e = q * 8192, min(q * 8192 + 8192, size)
-        _adam_chunk(W[s:e], dW[s:e], m[s:e], v[s:e], alpha, b1c, b2c, eps_)
-
-
-@njit(fastmath=FAST, **SERIAL)
-def _sgd_chunk(W, dW, velocity, lr, mu):
-    for i in range(W.shape[0]):
-        velocity[i] = mu * velocity[i] - lr * dW[i]
-        W[i] += velocity[i]
-
-
-# Keras SGD: velocity = momentum * velocity - lr g; w += velocity (plain w -= lr g at momentum 0)
-# all arrays flat and of one length
-@njit(**PARALLEL)
-def sgd_update(W, dW, velocity, lr, momentum):
-    f = W.dtype.type
-    size = W.shape[0]
-    if size < 65536:
-        _sgd_chunk(W, dW, velocity, f(lr), f(momentum))
-        return
-    for q in prange((size + 8191) // 8192):
-        s, e = q * 8192, min(q * 8192 + 8192, size)
-        _sgd_chunk(W[s:e], dW[s:e], velocity[s:e], f(lr), f(momentum))
-
-
 # --------------------------------------------------------------------------- weight penalties
 
 # Keras kernel_regularizer L1L2(l1, l2) on every layer's kernel (biases untouched):
@@ -486,15 +452,12 @@ def penalty_forward(params, layers, l1, l2):
 
 # grads += d(penalty)/d(params) = 2 l2 w + l1 sign(w) on the kernels (sign(0) = 0, as
 # TensorFlow's); biases untouched. grads, params flat and of one length
-@njit(fastmath=FAST, **SERIAL)
+@njit(**SERIAL)
 def penalty_backward(grads, params, layers, l1, l2):
     f = params.dtype.type
-    c1, c2 = f(l1), f(2.0 * l2)
     for l in range(layers.shape[0]):
-        for i in range(layers[l, W_OFF], layers[l, B_OFF]):
-            w = params[i]
-            sign = f(1.0) if w > 0 else (f(-1.0) if w < 0 else f(0.0))
-            grads[i] += c2 * w + c1 * sign
+        w, b = layers[l, W_OFF], layers[l, B_OFF]
+        penalty_chunk(grads[w:b], params[w:b], f(l1), f(2.0 * l2))
 
 
 # --------------------------------------------------------------------------- whole network
@@ -618,10 +581,12 @@ def layer_forward(Z, A, X, params, layer, WTbuf, step, windowed):
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
 # dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array); dropout:
-# dX = dZ * Z, Z its mask from layer_forward
+# dX = dZ * Z, Z its mask from layer_forward. With opt >= 0 a wide dense kernel takes its
+# optimizer step here instead (dense_backward; m, v the flat optimizer state like params)
 # dZ, Z (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
 @njit(inline="always", **PARALLEL)
-def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, windowed):
+def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, windowed, m, v,
+                   opt, coef):
     kind = layer[KIND]
     n = X.shape[0]
     if kind == DROPOUT:
@@ -630,9 +595,11 @@ def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, w
     elif kind == DENSE:
         W, _ = _weights(params, layer)
         dW, db = _weights(grads, layer)
+        mW, _ = _weights(m, layer)
+        vW, _ = _weights(v, layer)
         XT = XTbuf[:layer[N_IN] * n].reshape((layer[N_IN], n))
         dZT = dZTbuf[:layer[N_OUT] * n].reshape((layer[N_OUT], n))
-        dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT)
+        dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, mW, vW, opt, coef)
     elif windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
     elif kind == CONV:
@@ -680,21 +647,30 @@ def network_predict(P, T, params, layers, X, cap, windowed):
     return inp
 
 
-# Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y, with
-# the dropout masks of optimizer step `step` (>= 0; gradcheck: any fixed step)
-# grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; w the rows' weights (n,) or None
-# (see loss_forward_backward); returns (loss sum, n correct)
+# Forward and fused loss: the loss sum and correct count of the rows of X and Y, and the loss's
+# gradient in dAbuf at the last layer, with the dropout masks of optimizer step `step` (>= 0)
+# dAbuf like Zbuf; T scratch; w the rows' weights (n,) or None (see loss_forward_backward)
 @njit(**PARALLEL)
-def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
-                             loss_code, eps, step, windowed, w):
+def network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps, step,
+                         windowed, w):
     n = X.shape[0]
-    n_layers = layers.shape[0]
     out = network_forward(Zbuf, Abuf, T, params, layers, X, cap, step, windowed)
-    _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
-    last = layers[n_layers - 1]
+    last = layers[layers.shape[0] - 1]
     dA = _view(dAbuf, cap, last[A_OFF], n, last[N_OUT])
-    loss_sum, correct = loss_forward_backward(dA, out, Y, loss_code, eps, w)
-    for l in range(n_layers - 1, -1, -1):
+    return loss_forward_backward(dA, out, Y, loss_code, eps, w)
+
+
+# Backward from the loss's gradient that network_forward_loss left in dAbuf: grads =
+# d(mean loss)/d(params) for the n rows of X; with opt >= 0 the wide dense kernels take their
+# optimizer step on the way instead (layer_backward; their slots of grads are not written, the
+# rest are: update_unfused steps them afterwards)
+# grads, m, v like params (flat); dZbuf like Zbuf; coef as kernels_update.update_coefficients
+@njit(**PARALLEL)
+def network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap, windowed, m, v,
+                     opt, coef):
+    n = X.shape[0]
+    _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
+    for l in range(layers.shape[0] - 1, -1, -1):
         layer = layers[l]
         n_out = layer[N_OUT]
         Z = _view(Zbuf, cap, layer[A_OFF], n, n_out)
@@ -710,8 +686,39 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[A_OFF], n, prev[N_OUT])
             dinp = _view(dAbuf, cap, prev[A_OFF], n, prev[N_OUT])
-        layer_backward(dinp, grads, dZ, Z, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed)
+        layer_backward(dinp, grads, dZ, Z, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed,
+                       m, v, opt, coef)
+
+
+# Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y, with
+# the dropout masks of optimizer step `step` (>= 0; gradcheck: any fixed step)
+# grads like params (flat); dZbuf, dAbuf like Zbuf; T scratch; w the rows' weights (n,) or None
+# (see loss_forward_backward); returns (loss sum, n correct)
+@njit(**PARALLEL)
+def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, Y, cap,
+                             loss_code, eps, step, windowed, w):
+    loss_sum, correct = network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap,
+                                             loss_code, eps, step, windowed, w)
+    network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap, windowed, grads,
+                     grads, -1, np.zeros(6))
     return loss_sum, correct
+
+
+# The optimizer step of every parameter network_backward did not step: biases, narrow dense
+# kernels, conv and local layers (the kernels with the penalty's gradient); layer by layer, as
+# the bias of layer l ends where the kernel of the next layer with parameters begins
+# params, grads, m, v flat; opt, coef as network_backward
+@njit(**PARALLEL)
+def update_unfused(params, grads, m, v, layers, opt, coef):
+    end = params.shape[0]
+    for l in range(layers.shape[0] - 1, -1, -1):
+        w, b = layers[l, W_OFF], layers[l, B_OFF]
+        if layers[l, KIND] == DROPOUT:
+            continue
+        update_params(params[b:end], grads[b:end], m[b:end], v[b:end], opt, coef, False)
+        if not steps_in_backward(params, layers[l]):
+            update_params(params[w:b], grads[w:b], m[w:b], v[w:b], opt, coef, True)
+        end = w
 
 
 # Xb[r] = X[idx[r]]: gathers a shuffled mini-batch into a contiguous buffer; rows scattered in
@@ -729,9 +736,9 @@ def gather_rows(Xb, X, idx):
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
-# Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. Numba
-# resolves `is None` while compiling only for a None argument (as for `windowed`), so Adam, the
-# default, is the case that passes None and does not compile SGD at all.
+# Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. The
+# wide dense kernels take their step inside the backward pass (network_backward), the rest of the
+# parameters after it (update_unfused): the same bits as a whole backward pass, then the step.
 # hyper = (lr, beta1, beta2, eps, momentum, l1, l2); rates[k] is the learning rate of the chunk's
 # k-th batch (a schedule's; hyper's lr is not read). With l1 or l2 the weight penalty (above)
 # joins each batch's loss (n rows x the penalty of the weights before its update, so that the
@@ -747,6 +754,10 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
                   step, windowed, W, Wb):
     loss_sum = 0.0
     correct = 0
+    if sgd_velocity is None:
+        opt, m, v = ADAM, opt_m, opt_v
+    else:
+        opt, m, v = SGD, sgd_velocity, sgd_velocity
     for s in range(start, stop, batch_size):
         e = min(s + batch_size, stop)
         n = e - s
@@ -759,22 +770,20 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
             wb = Wb[:n]
             for r in range(n):
                 wb[r] = W[perm[s + r]]
-        batch_loss, batch_correct = network_forward_backward(
-            grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code,
-            eps, step, windowed, wb)
+        batch_loss, batch_correct = network_forward_loss(
+            Zbuf, Abuf, dAbuf, T, params, layers, xb, yb, batch_size, loss_code, eps, step,
+            windowed, wb)
         if hyper[5] != 0.0 or hyper[6] != 0.0:
             batch_loss += n * penalty_forward(params, layers, hyper[5], hyper[6])
-            penalty_backward(grads, params, layers, hyper[5], hyper[6])
         if not np.isfinite(batch_loss):
             return loss_sum, correct, step, s
         loss_sum += batch_loss
         correct += batch_correct
         step += 1
-        lr = rates[(s - start) // batch_size]
-        if sgd_velocity is None:
-            adam_update(params, grads, opt_m, opt_v, lr, hyper[1], hyper[2], hyper[3], step)
-        else:
-            sgd_update(params, grads, sgd_velocity, lr, hyper[4])
+        coef = update_coefficients(hyper, rates[(s - start) // batch_size], step, opt)
+        network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, batch_size,
+                         windowed, m, v, opt, coef)
+        update_unfused(params, grads, m, v, layers, opt, coef)
     return loss_sum, correct, step, -1
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from numba import njit, prange
 
 from nncli.kernel_flags import PARALLEL, SERIAL
-from nncli.kernels_gemm import _groups, _int, gemm_gathered, panel, sum_rows, tile
+from nncli.kernels_gemm import _int, gemm_gathered, panel, sum_rows, tile, tile_groups
 
 
 # --------------------------------------------------------------------------- shape checks
@@ -146,7 +146,7 @@ def _windows_dx(dX, dZ, W3, sC):
     mr, nr = tile(dX)
     n = dZ.shape[0]
     WT = _transposed(W3)
-    _, height, groups = _groups(n, 1, mr, nr)
+    _, height, groups = tile_groups(n, 1, mr, nr)
     if n * dZ.shape[1] * W3.shape[1] < 65536:
         for g in range(groups):
             _dx_group(dX, dZ, WT, sC, g * height, min(g * height + height, n))
@@ -231,7 +231,7 @@ def local1d_forward(Z, A, X, W, b, stride, act):
     _positions(Z, X, W3, b, k, C, stride)
     mr, nr = tile(Z)
     n = X.shape[0]
-    panels, height, groups = _groups(n, F, mr, nr)
+    panels, height, groups = tile_groups(n, F, mr, nr)
     if n * Z.shape[1] * W3.shape[1] < 65536:
         for q in range(P * groups):
             g = q % groups // panels
@@ -256,7 +256,7 @@ def local1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     dW3 = dW.reshape((P, kC, F))
     _positions(dZ, X, W3, db, k, C, stride)
     mr, nr = tile(dW)
-    panels, height, groups = _groups(kC, F, mr, nr)
+    panels, height, groups = tile_groups(kC, F, mr, nr)
     if X.shape[0] * P * kC * F < 65536:
         for q in range(P * groups):
             g = q % groups // panels

@@ -372,7 +372,7 @@ def panel(c, c_off, ldc, A, a_off, a_rs, a_cs, rows, offsets, b, b_off, ldb, K, 
 # changes a sum: each element stays in one tile). (The thread count itself is not consulted:
 # numba.get_num_threads in a kernel keeps Numba from caching it.)
 @njit(**SERIAL)
-def _groups(M, N, mr, nr):
+def tile_groups(M, N, mr, nr):
     panels = (N + nr - 1) // nr
     height = 8 * mr
     while height > mr and panels * ((M + height - 1) // height) < 4:
@@ -394,13 +394,13 @@ def _tile_group(C, A, a_rs, a_cs, rows, offsets, B, j0, r0, r1, first, bias, D, 
 
 # C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), or
 # A[rows[i] + offsets[p]] when rows is not None (then a_rs = 1, a_cs unused), in the groups of
-# _groups; on one thread under 2^16 multiply-adds
+# tile_groups; on one thread under 2^16 multiply-adds
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**PARALLEL)
 def _gemm(C, A, a_rs, a_cs, rows, offsets, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
-    panels, height, groups = _groups(M, N, mr, nr)
+    panels, height, groups = tile_groups(M, N, mr, nr)
     if M * N * B.shape[0] < 65536:
         for q in range(groups):
             g = q // panels
@@ -418,6 +418,20 @@ def _gemm(C, A, a_rs, a_cs, rows, offsets, B, first, bias, D, act):
 @njit(**SERIAL)
 def _int(value):
     return np.int64(value)
+
+
+# band = (A^T B)[r0:r1]: rows r0..r1 of matmul_tn's product (the same sums in the same order)
+# into a buffer of their own, for a caller that consumes them at once while they are in cache
+# (nncli.kernels_update.dense_weight_step)
+# A (k, m), B (k, n) C-contiguous -> band ((r1 - r0) n,) at least, row i at i n
+@njit(**SERIAL)
+def tn_band(band, A, B, r0, r1):
+    nr = tile(band)[1]
+    K, M = A.shape
+    N = B.shape[1]
+    for j0 in range(0, N, nr):
+        panel(band, j0, N, A.reshape(A.size), r0, _int(1), M, None, None, B.reshape(B.size), j0,
+              N, K, r1 - r0, min(nr, N - j0), _int(0), band, _int(0), band, _int(-1))
 
 
 # C = A @ B
