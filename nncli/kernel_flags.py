@@ -24,6 +24,10 @@ from numba.core.errors import NumbaPerformanceWarning
 SERIAL = dict(cache=True, error_model="numpy", nogil=True)
 PARALLEL = dict(SERIAL, parallel=True)
 FAST = {"nsz", "arcp", "contract", "reassoc"}
+# Multiply-adds below which a product (dense, conv, local, the fused optimizer step) runs on one
+# thread: waking the others costs about a microsecond a kernel, which smaller products do not
+# repay. Where the work is split never changes a sum (each output element has one owner).
+PARALLEL_MACS = 65536
 
 # Functions that call parallel kernels are compiled parallel too, although they may have no loop
 # of their own to split: a serial caller of a parallel callee crashes when loaded from Numba's

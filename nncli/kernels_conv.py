@@ -37,7 +37,7 @@ reduction index with one fused multiply-add per step (dW's steps: rows, then pos
 element of dX is summed over positions p in order, each term over f in order; threads own
 whole tiles (dX: whole rows of it); db is summed on one thread. So results are bit-identical
 whatever the thread count and whatever the tile (8 x 32 with AVX-512, 6 x 16 without). Below
-2^16 multiply-adds a kernel runs on one thread (waking threads costs more than it saves).
+PARALLEL_MACS multiply-adds (nncli.kernel_flags) a kernel runs on one thread.
 
 This module imports only numpy, numba, its compile flags (nncli.kernel_flags) and the tiles of
 nncli.kernels_gemm, and reads no module globals other than those flags. Numba keys a cached
@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, PARALLEL_MACS, SERIAL
 from nncli.kernels_gemm import _int, gemm_gathered, panel, sum_rows, tile, tile_groups
 
 
@@ -147,7 +147,7 @@ def _windows_dx(dX, dZ, W3, sC):
     n = dZ.shape[0]
     WT = _transposed(W3)
     _, height, groups = tile_groups(n, 1, mr, nr)
-    if n * dZ.shape[1] * W3.shape[1] < 65536:
+    if n * dZ.shape[1] * W3.shape[1] < PARALLEL_MACS:
         for g in range(groups):
             _dx_group(dX, dZ, WT, sC, g * height, min(g * height + height, n))
     else:
@@ -232,7 +232,7 @@ def local1d_forward(Z, A, X, W, b, stride, act):
     mr, nr = tile(Z)
     n = X.shape[0]
     panels, height, groups = tile_groups(n, F, mr, nr)
-    if n * Z.shape[1] * W3.shape[1] < 65536:
+    if n * Z.shape[1] * W3.shape[1] < PARALLEL_MACS:
         for q in range(P * groups):
             g = q % groups // panels
             _local_forward_group(Z, A, X, W3, b, stride * C, q // groups, g * height,
@@ -257,7 +257,7 @@ def local1d_backward(dX, dW, db, dZ, X, W, stride, with_dX):
     _positions(dZ, X, W3, db, k, C, stride)
     mr, nr = tile(dW)
     panels, height, groups = tile_groups(kC, F, mr, nr)
-    if X.shape[0] * P * kC * F < 65536:
+    if X.shape[0] * P * kC * F < PARALLEL_MACS:
         for q in range(P * groups):
             g = q % groups // panels
             _local_dw_group(dW3, X, dZ, sC, q // groups, g * height, min(g * height + height, kC),

@@ -24,7 +24,7 @@ bits.
 
 Conventions of nncli.kernels: outputs first, preallocated; float32 and float64 from the same
 source. Threads own groups of 16 rows of C (stripes of 32 columns of a transpose). Work below
-2^16 multiply-adds stays on one thread: waking the others costs more than they save.
+PARALLEL_MACS multiply-adds (nncli.kernel_flags) stays on one thread.
 
 This module imports only numba, llvmlite, the compile flags (nncli.kernel_flags) and the LLVM
 helpers of nncli.kernels_gemm, and reads no module globals other than those flags; nncli's cache
@@ -38,7 +38,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, PARALLEL_MACS, SERIAL
 from nncli.kernels_gemm import _data, _int, _wide_vectors, loop_phis, vector_functions
 
 VECTOR_BYTES = 64  # the lanes of a dot product's sums: 512 bits on every CPU
@@ -190,7 +190,7 @@ def matmul_nt(C, A, B):
     m, p = C.shape
     k = B.shape[1]
     c, a, b = C.reshape(C.size), A.reshape(A.size), B.reshape(B.size)
-    if m * p * k < 65536:
+    if m * p * k < PARALLEL_MACS:
         _dot_rows(c, a, b, _int(0), m, p, k)
         return
     for q in prange((m + 15) // 16):

@@ -45,7 +45,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, PARALLEL_MACS, SERIAL
 
 
 def _wide_vectors(context) -> bool:
@@ -394,14 +394,14 @@ def _tile_group(C, A, a_rs, a_cs, rows, offsets, B, j0, r0, r1, first, bias, D, 
 
 # C = op(A) B (+ bias), D = act(C), with op(A)[i, p] = A[i a_rs + p a_cs] (A flat), or
 # A[rows[i] + offsets[p]] when rows is not None (then a_rs = 1, a_cs unused), in the groups of
-# tile_groups; on one thread under 2^16 multiply-adds
+# tile_groups; on one thread under PARALLEL_MACS multiply-adds
 # A flat, B (K, N), bias (N,) -> C, D (M, N)
 @njit(**PARALLEL)
 def _gemm(C, A, a_rs, a_cs, rows, offsets, B, first, bias, D, act):
     mr, nr = tile(C)
     M, N = C.shape
     panels, height, groups = tile_groups(M, N, mr, nr)
-    if M * N * B.shape[0] < 65536:
+    if M * N * B.shape[0] < PARALLEL_MACS:
         for q in range(groups):
             g = q // panels
             _tile_group(C, A, a_rs, a_cs, rows, offsets, B, (q % panels) * nr, g * height,

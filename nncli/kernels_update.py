@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nncli.kernel_flags import PARALLEL, SERIAL
+from nncli.kernel_flags import PARALLEL, PARALLEL_MACS, SERIAL
 from nncli.kernels_gemm import tile, tn_band
 
 ADAM, SGD = 1, 0
@@ -139,7 +139,7 @@ def dense_weight_step(W, m, v, X, dZ, code, coef):
     M, N = W.shape
     height = max(mr, (16384 // N) // mr * mr)
     bands = (M + height - 1) // height
-    if M * N * X.shape[0] < 65536:
+    if M * N * X.shape[0] < PARALLEL_MACS:
         for q in range(bands):
             _weight_band(W, m, v, X, dZ, code, coef, q * height, min(q * height + height, M))
         return
