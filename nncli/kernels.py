@@ -124,9 +124,11 @@ def dense_forward(Z, A, X, W, b, WT, code):
 # dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX). Register tiles
 # where the output is wide enough: dW as X^T dZ directly; dX as (W dZ^T)^T, which transposes two
 # activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
-# With opt >= 0 (an optimizer code of nncli.kernels_update) a kernel wide enough for the tiles
-# takes its optimizer step at once (dense_weight_step: m, v its moments, coef the step's
+# With coef not None a kernel wide enough for the tiles takes a step of optimizer opt (a code of
+# nncli.kernels_update) at once (dense_weight_step: m, v its moments, coef the step's
 # coefficients) and dW is not written; dX is computed first, from the weights before the step.
+# (coef None is resolved while compiling, as `windowed`: training compiles only the fused
+# product, gradcheck only the plain one.)
 # dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
 #   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
 @njit(**PARALLEL)
@@ -143,13 +145,13 @@ def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, m, v, opt, coef):
         transpose(XT, X)
         transpose(dZT, dZ)
         matmul_nt(dW, XT, dZT)
-    elif opt >= 0:
-        dense_weight_step(W, m, v, X, dZ, opt, coef)
-    else:
+    elif coef is None:
         matmul_tn(dW, X, dZ)
+    else:
+        dense_weight_step(W, m, v, X, dZ, opt, coef)
 
 
-# True when a layer's kernel takes its optimizer step inside dense_backward (with opt >= 0): a
+# True when a layer's kernel takes its optimizer step inside dense_backward (coef given): a
 # dense kernel whose rows fill a tile (the same test as dense_backward's, on params' dtype)
 @njit(**SERIAL)
 def steps_in_backward(params, layer):
@@ -581,7 +583,7 @@ def layer_forward(Z, A, X, params, layer, WTbuf, step, windowed):
 
 # Gradients of Z = X W + b for one layer of any kind: dW, db into grads at the layer's offsets,
 # dX (n, n_in) only when with_dX (else dX is not touched: pass any (n, *) array); dropout:
-# dX = dZ * Z, Z its mask from layer_forward. With opt >= 0 a wide dense kernel takes its
+# dX = dZ * Z, Z its mask from layer_forward. With coef not None a wide dense kernel takes its
 # optimizer step here instead (dense_backward; m, v the flat optimizer state like params)
 # dZ, Z (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
 @njit(inline="always", **PARALLEL)
@@ -650,7 +652,7 @@ def network_predict(P, T, params, layers, X, cap, windowed):
 # Forward and fused loss: the loss sum and correct count of the rows of X and Y, and the loss's
 # gradient in dAbuf at the last layer, with the dropout masks of optimizer step `step` (>= 0)
 # dAbuf like Zbuf; T scratch; w the rows' weights (n,) or None (see loss_forward_backward)
-@njit(**PARALLEL)
+@njit(inline="always", **PARALLEL)
 def network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_code, eps, step,
                          windowed, w):
     n = X.shape[0]
@@ -661,11 +663,11 @@ def network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_c
 
 
 # Backward from the loss's gradient that network_forward_loss left in dAbuf: grads =
-# d(mean loss)/d(params) for the n rows of X; with opt >= 0 the wide dense kernels take their
-# optimizer step on the way instead (layer_backward; their slots of grads are not written, the
+# d(mean loss)/d(params) for the n rows of X; with coef not None the wide dense kernels take
+# their optimizer step on the way instead (layer_backward; their slots of grads are not written, the
 # rest are: update_unfused steps them afterwards)
 # grads, m, v like params (flat); dZbuf like Zbuf; coef as kernels_update.update_coefficients
-@njit(**PARALLEL)
+@njit(inline="always", **PARALLEL)
 def network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap, windowed, m, v,
                      opt, coef):
     n = X.shape[0]
@@ -700,23 +702,24 @@ def network_forward_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers,
     loss_sum, correct = network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap,
                                              loss_code, eps, step, windowed, w)
     network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap, windowed, grads,
-                     grads, -1, np.zeros(6))
+                     grads, -1, None)
     return loss_sum, correct
 
 
-# The optimizer step of every parameter network_backward did not step: biases, narrow dense
-# kernels, conv and local layers (the kernels with the penalty's gradient); layer by layer, as
-# the bias of layer l ends where the kernel of the next layer with parameters begins
+# The optimizer step of every parameter network_backward did not step (all of them with fused
+# None; else biases, narrow dense kernels, conv and local layers), the kernels with the
+# penalty's gradient; layer by layer, as the bias of layer l ends where the kernel of the next
+# layer with parameters begins
 # params, grads, m, v flat; opt, coef as network_backward
-@njit(**PARALLEL)
-def update_unfused(params, grads, m, v, layers, opt, coef):
+@njit(inline="always", **PARALLEL)
+def update_unfused(params, grads, m, v, layers, opt, coef, fused):
     end = params.shape[0]
     for l in range(layers.shape[0] - 1, -1, -1):
         w, b = layers[l, W_OFF], layers[l, B_OFF]
         if layers[l, KIND] == DROPOUT:
             continue
         update_params(params[b:end], grads[b:end], m[b:end], v[b:end], opt, coef, False)
-        if not steps_in_backward(params, layers[l]):
+        if fused is None or not steps_in_backward(params, layers[l]):
             update_params(params[w:b], grads[w:b], m[w:b], v[w:b], opt, coef, True)
         end = w
 
@@ -736,9 +739,11 @@ def gather_rows(Xb, X, idx):
 
 
 # One optimizer step per mini-batch over rows perm[start:stop] of X and Y, batch by batch.
-# Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. The
-# wide dense kernels take their step inside the backward pass (network_backward), the rest of the
-# parameters after it (update_unfused): the same bits as a whole backward pass, then the step.
+# Adam with moments opt_m, opt_v; SGD with momentum buffer sgd_velocity unless it is None. With
+# fused True (model.fused_step) the wide dense kernels take their step inside the backward pass
+# (network_backward), the rest of the parameters after it (update_unfused): the same bits as
+# with fused None, the whole backward pass and then the step (resolved while compiling, as
+# `windowed`: each variant compiles only its own path).
 # hyper = (lr, beta1, beta2, eps, momentum, l1, l2); rates[k] is the learning rate of the chunk's
 # k-th batch (a schedule's; hyper's lr is not read). With l1 or l2 the weight penalty (above)
 # joins each batch's loss (n rows x the penalty of the weights before its update, so that the
@@ -751,7 +756,7 @@ def gather_rows(Xb, X, idx):
 @njit(**PARALLEL)
 def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf, dZbuf, dAbuf, T,
                   layers, X, Y, perm, start, stop, batch_size, loss_code, eps, hyper, rates,
-                  step, windowed, W, Wb):
+                  step, windowed, W, Wb, fused):
     loss_sum = 0.0
     correct = 0
     if sgd_velocity is None:
@@ -781,9 +786,13 @@ def train_batches(params, grads, opt_m, opt_v, sgd_velocity, Xb, Yb, Zbuf, Abuf,
         correct += batch_correct
         step += 1
         coef = update_coefficients(hyper, rates[(s - start) // batch_size], step, opt)
-        network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb, batch_size,
-                         windowed, m, v, opt, coef)
-        update_unfused(params, grads, m, v, layers, opt, coef)
+        if fused is None:
+            network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb,
+                             batch_size, windowed, m, v, opt, None)
+        else:
+            network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, xb,
+                             batch_size, windowed, m, v, opt, coef)
+        update_unfused(params, grads, m, v, layers, opt, coef, fused)
     return loss_sum, correct, step, -1
 
 

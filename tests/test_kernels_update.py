@@ -12,7 +12,7 @@ import pytest
 from nncli import kernels as K
 from nncli.arch import parse_arch
 from nncli.losses import PROB_EPSILON
-from nncli.model import Model, Workspace
+from nncli.model import FUSED_FROM_WEIGHTS, Model, Workspace, fused_step, layer_table
 from nncli.optim import hyper_vector, settings
 
 CODES = {"adam": K.ADAM, "sgd": K.SGD}
@@ -96,8 +96,11 @@ def _unfused(params, m, v, ws, X, Y, perm, batch, loss_code, hyper, lr, opt):
 @pytest.mark.parametrize("optimizer, momentum", [("adam", 0.0), ("sgd", 0.9)])
 @pytest.mark.parametrize("l1, l2", [(0.0, 0.0), (1e-3, 1e-2)])
 @pytest.mark.parametrize("batch, n_rows", [(7, 20), (300, 300)])
+@pytest.mark.parametrize("fused", [True, None])
 def test_fused_steps_are_the_bits_of_backward_then_step(key, optimizer, momentum, l1, l2, batch,
-                                                         n_rows):
+                                                         n_rows, fused):
+    """Both variants of train_batches (fused True, as model.fused_step gives large networks,
+    and None) against the reference, bit for bit."""
     model, X, Y, loss_code = _setup(key, n_rows)
     ws = Workspace(model.layer_table(), batch, np.float32)
     hyper = hyper_vector(settings(optimizer, 0.05, momentum), l1, l2)
@@ -117,12 +120,31 @@ def test_fused_steps_are_the_bits_of_backward_then_step(key, optimizer, momentum
     loss_sum, _, step, diverged = K.train_batches(
         params, grads, m, v, velocity, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, ws.table, X, Y,
         perm, 0, n_rows, batch, loss_code, PROB_EPSILON, hyper, np.full(steps, 0.05), 0,
-        ws.windowed, None, None)
+        ws.windowed, None, None, fused)
     assert (step, diverged) == (steps, -1)
-    assert any(K.steps_in_backward(params, row) for row in ws.table)  # the fused path ran
+    assert any(K.steps_in_backward(params, row) for row in ws.table)  # a kernel to fuse
     assert params.tobytes() == ref.tobytes()
     assert m.tobytes() == ref_m.tobytes()
     if optimizer == "adam":
         assert v.tobytes() == ref_v.tobytes()
     assert loss_sum == want_loss
     assert not np.array_equal(params, model.params)        # it did step
+
+
+def test_networks_fuse_from_a_size_whose_state_outgrows_l2():
+    """fused_step: network C's two 512-wide kernels (663k weights) and B's one (100k) fuse; the
+    digits network and A (784-25-15-10: 19.6k weights in its one wide kernel) keep the plain
+    step; only kernels of 16 float32 outputs or more count (8 in float64)."""
+    def table(arch, n_inputs):
+        return layer_table(parse_arch(arch), n_inputs)
+
+    assert fused_step(table("512relu-512relu-10linear", 784)) is True
+    assert fused_step(table("128relu-10linear", 784)) is True
+    assert fused_step(table("25relu-15relu-10linear", 784)) is None
+    assert fused_step(table("25relu-15relu-10linear", 64)) is None
+    wide = FUSED_FROM_WEIGHTS // 16
+    assert fused_step(table(f"16relu-{wide}relu-15linear", 16)) is True     # 16 x wide
+    assert fused_step(table(f"15relu-{wide}relu-15linear", 15)) is None     # 15 x wide short
+    # float64 tiles are 8 columns wide, so the 8- and 15-wide kernels count there alone
+    assert fused_step(table(f"8relu-{wide}relu-15linear", 16)) is None
+    assert fused_step(table(f"8relu-{wide}relu-15linear", 16), 8) is True

@@ -80,7 +80,7 @@ def test_one_full_batch_step_with_a_penalty(key, l1, l2, optimizer, lr, momentum
     loss_sum, _, step, diverged = K.train_batches(
         params, grads, m, v, velocity, Xb, Yb, ws.Z, ws.A, ws.dZ, ws.dA, ws.T, ws.table, X, Y,
         np.arange(n), 0, n, n, code, PROB_EPSILON, hyper, np.full(1, lr), 0, ws.windowed,
-        None, None)
+        None, None, ws.fused)
     assert (step, diverged) == (1, -1)
 
     net = reference_net(before, model.arch, model.n_inputs, model.channels)

@@ -92,7 +92,8 @@ def fit(run: Training, on_progress: ProgressFn | None = None,
             ls, c, step, diverged_at = K.train_batches(
                 model.params, grads, st.m, st.v, velocity, Xb, Yb, ws.Z, ws.A,
                 ws.dZ, ws.dA, ws.T, ws.table, X, Y, perm, s, e, batch, model.kernel_code,
-                PROB_EPSILON, hyper, rates, st.step, ws.windowed, run.W, Wb)
+                PROB_EPSILON, hyper, rates, st.step, ws.windowed, run.W, Wb,
+                ws.fused)
             if diverged_at >= 0 or not np.isfinite(model.params).all():
                 _diverged(run, epoch, s, e, batch, ls, c, step, diverged_at, saved, start)
             st.loss_sum += ls
