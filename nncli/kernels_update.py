@@ -131,13 +131,14 @@ def sgd_update(W, dW, velocity, lr, momentum):
 # One step of optimizer `code` on a dense kernel with gradient X^T dZ (+ the penalty's), a band
 # of rows at a time: the band's gradient is summed by the register tiles into a buffer of about
 # 64 KiB and stepped at once, so it never reaches memory (the same bits as matmul_tn, then
-# update_params with penalised=True); bands long enough for the update's vector loop
+# update_params with penalised=True); bands long enough for the update's vector loop, and at
+# least 16 of them where the rows allow, so that two threads share them evenly
 # X (n, n_in), dZ (n, n_out); W, m, v (n_in, n_out) C-contiguous; coef as update_coefficients
 @njit(**PARALLEL)
 def dense_weight_step(W, m, v, X, dZ, code, coef):
     mr = tile(W)[0]
     M, N = W.shape
-    height = max(mr, (16384 // N) // mr * mr)
+    height = max(mr, min(16384 // N, M // 16) // mr * mr)
     bands = (M + height - 1) // height
     if M * N * X.shape[0] < PARALLEL_MACS:
         for q in range(bands):
