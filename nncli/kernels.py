@@ -16,8 +16,9 @@ This module imports only numpy, numba, the compile flags of every kernel (nncli.
 and the kernels of nncli.kernels_conv, nncli.kernels_dot, nncli.kernels_gemm,
 nncli.kernels_preprocess, nncli.kernels_text and nncli.kernels_update (which import nothing else
 of nncli but nncli.kernels_gemm), and reads no module globals other than those flags, the layer
-table's column names and kind codes (below) and the optimizer codes. Numba freezes such globals into the machine code as constants;
-an edit to them is an edit to this file, which changes nncli's cache key (nncli.kernel_cache).
+table's column names and kind codes (below) and the optimizer codes. Numba freezes such globals
+into the machine code as constants; an edit to them is an edit to this file, which changes
+nncli's cache key (nncli.kernel_cache).
 
 Integer codes (decided in nncli.arch / nncli.losses / nncli.optim, documented here):
   activation: 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax
