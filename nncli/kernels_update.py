@@ -38,14 +38,23 @@ _CHUNK = 8192
 # --------------------------------------------------------------------------- element by element
 
 # Keras Adam: m += (1-b1)(g-m); v += (1-b2)(g^2-v); w -= alpha m / (sqrt(v) + eps)
-# W, G, m, v flat and of one length (G read only)
+# W, G, m, v flat and of one length (G read only). Moments below the dtype's smallest normal
+# are stored as 0: late in training v decays into subnormals, each of which costs an Intel core
+# a microcode assist (about 100 cycles) in every later step (C/32 fell from 15k to 8.6k
+# samples/s by its third epoch), while alpha m / (sqrt(v) + eps) at eps = 1e-7 cannot see them
 @njit(**SERIAL)
 def adam_chunk(W, G, m, v, alpha, b1c, b2c, eps):
+    tiny = np.finfo(W.dtype).tiny
+    zero = W.dtype.type(0.0)
     for i in range(W.shape[0]):
         g = G[i]
-        m[i] += (g - m[i]) * b1c
-        v[i] += (g * g - v[i]) * b2c
-        W[i] -= alpha * m[i] / (np.sqrt(v[i]) + eps)
+        mi = m[i] + (g - m[i]) * b1c
+        vi = v[i] + (g * g - v[i]) * b2c
+        mi = mi if abs(mi) >= tiny else zero
+        vi = vi if vi >= tiny else zero
+        m[i] = mi
+        v[i] = vi
+        W[i] -= alpha * mi / (np.sqrt(vi) + eps)
 
 
 # Keras SGD: velocity = momentum velocity - lr g; w += velocity (w -= lr g at momentum 0)

@@ -11,6 +11,7 @@ import pytest
 
 from nncli import kernels as K
 from nncli.arch import parse_arch
+from nncli.kernels_update import adam_chunk
 from nncli.losses import PROB_EPSILON
 from nncli.model import FUSED_FROM_WEIGHTS, Model, Workspace, fused_step, layer_table
 from nncli.optim import hyper_vector, settings
@@ -148,3 +149,20 @@ def test_networks_fuse_from_a_size_whose_state_outgrows_l2():
     # float64 tiles are 8 columns wide, so the 8- and 15-wide kernels count there alone
     assert fused_step(table(f"8relu-{wide}relu-15linear", 16)) is None
     assert fused_step(table(f"8relu-{wide}relu-15linear", 16), 8) is True
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_stores_moments_that_would_be_subnormal_as_zero(dtype):
+    """A decaying moment is kept while it is normal and stored as 0 below the dtype's smallest
+    normal (subnormals cost Intel cores a microcode assist a value, and cannot move a weight
+    at epsilon 1e-7): the formula's value, then 0."""
+    tiny = np.finfo(dtype).tiny
+    W = np.ones(2, dtype)
+    G = np.zeros(2, dtype)
+    m = np.array([2 * tiny, tiny * 1.05], dtype)       # 0.9 x: normal, then subnormal
+    v = np.array([2 * tiny, tiny * 1.0005], dtype)     # 0.999 x: normal, then subnormal
+    two = dtype(2 * tiny)
+    adam_chunk(W, G, m, v, dtype(1e-3), dtype(0.1), dtype(0.001), dtype(1e-7))
+    assert m[0] == two + (dtype(0) - two) * dtype(0.1) and m[0] >= tiny
+    assert v[0] == two + (dtype(0) - two) * dtype(0.001) and v[0] >= tiny
+    assert m[1] == 0.0 and v[1] == 0.0
