@@ -18,7 +18,7 @@ OPTIMIZER_STATE = {"adam": 2, "sgd": 0}
 # Bytes of output columns from which a dense kernel takes its optimizer step inside the weight
 # gradient's tiles (nncli.kernels_gemm.fills_a_tile, nncli.kernels_update.dense_weight_step):
 # its gradient is neither written to memory nor read back (16 float32 outputs, 8 float64)
-FUSED_FROM_BYTES = 64
+FUSED_FROM_BYTES = 64     # nncli.kernels_gemm.TILE_BYTES (this module imports nothing of nncli)
 
 
 def parameter_count(sizes: Sequence[int]) -> int:

@@ -31,9 +31,9 @@ index with one fused multiply-add per step, whatever the thread count and whatev
 shape (the 8 x 32 and 6 x 16 tiles give the same bits).
 
 This module imports only numpy, numba, llvmlite and its compile flags (nncli.kernel_flags), and
-reads no module globals other than those flags. Numba keys a cached function on its own source
-file only; nncli's cache folder is keyed by a digest of the kernel modules and the flags
-(nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
+reads no module globals other than those flags and TILE_BYTES. Numba keys a cached function on
+its own source file only; nncli's cache folder is keyed by a digest of the kernel modules and
+the flags (nncli.kernel_cache), so an edit here recompiles nncli.kernels' functions too.
 """
 
 from __future__ import annotations
@@ -466,10 +466,14 @@ def gemm_gathered(C, A, rows, offsets, B, first, bias, D, act):
     _gemm(C, A, _int(1), _int(0), rows, offsets, B, first, bias, D, act)
 
 
-# True when n columns of C fill at least half of the widest tile (64 bytes: 16 float32 or 8
+# Bytes of a row of C from which a product takes the register tiles (fills_a_tile)
+TILE_BYTES = 64
+
+
+# True when n columns of C fill at least half of the widest tile (TILE_BYTES: 16 float32 or 8
 # float64 columns); narrower products (the last layer's 10 outputs) run faster as the dot
 # products of nncli.kernels_dot. A constant, not this CPU's tile: the two paths sum in different
 # orders, and every CPU must take the same one to give the same bits.
 @njit(**SERIAL)
 def fills_a_tile(C, n):
-    return n * C.itemsize >= 64
+    return n * C.itemsize >= TILE_BYTES

@@ -346,7 +346,7 @@ def fused_step(table: np.ndarray, itemsize: int = 4) -> bool | None:
     fill a tile, kernels.steps_in_backward) hold at least FUSED_FROM_WEIGHTS weights, else None
     (the variant that never compiles the fused step)."""
     wide = sum(int(row[K.N_IN] * row[K.N_OUT]) for row in table
-               if row[K.KIND] == K.DENSE and row[K.N_OUT] * itemsize >= 64)
+               if row[K.KIND] == K.DENSE and row[K.N_OUT] * itemsize >= K.TILE_BYTES)
     return True if wide >= FUSED_FROM_WEIGHTS else None
 
 
