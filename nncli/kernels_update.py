@@ -5,8 +5,9 @@ An optimizer step reads and writes every weight and its moments, and an unfused 
 the whole gradient and reads it back; at batch 32 a step of network C moves more bytes than it
 does arithmetic, and on a core whose L2 holds none of it (2 MiB on the Intel Xeons here against
 a working set of 11 MB) those bytes are the step's cost. dense_weight_step therefore applies the
-step to each group of the weight gradient's register tiles while the group is still in L1: the
-gradient of a wide dense kernel never reaches memory.
+step to each band of the weight gradient's rows as the register tiles finish it, while it is
+still in cache: the gradient of a wide dense kernel never reaches memory. Adam keeps no
+subnormal moment (adam_chunk), which on Intel cores cost more than all of that.
 
 One step, two ways, the same bits: the update of one element is one function of (w, g, m, v) and
 the step's coefficients, compiled without fastmath (so neither contraction nor reassociation can
