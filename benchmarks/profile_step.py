@@ -60,7 +60,8 @@ def profile(sizes: list[int], n: int, clock) -> tuple[dict[str, float], float]:
         # the products alone (opt -1): training steps the wide kernels inside the weight
         # gradient's tiles, whose time here is in "backward products" and "Adam"
         parts["backward products"] += per_call(
-            lambda: K.dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, W, W, -1, None),
+            lambda: K.dense_backward(dX, dW, db, dZ, X, W, with_dX, WT, XT, dZT, W, W, -1,
+                                     None),
             clock)
         flops += (4 + 2 * with_dX) * n * n_in * n_out
         dA = np.empty_like(dZ)       # separate, as in training (in place it runs 30x slower)

@@ -123,29 +123,47 @@ def dense_forward(Z, A, X, W, b, WT, code):
 
 
 # dW = X^T dZ, db = sum over rows of dZ, dX = dZ W^T (skipped unless with_dX). Register tiles
-# where the output is wide enough: dW as X^T dZ directly; dX as (W dZ^T)^T, which transposes two
-# activations (n x n_in + n x n_out elements) rather than the weights; else dot products of rows.
+# wherever one side of a product is wide enough, transposing whichever is smaller:
+# - dX: dZ (W^T) when n_in fills a tile and W is smaller than the two activations, else
+#   (W dZ^T)^T when the batch does; both sum each element over the same n_out steps in the same
+#   order, so the choice never changes a bit; else dot products of rows;
+# - dW: X^T dZ directly when n_out fills a tile; (dZ^T X)^T when only n_in does (a classifier's
+#   last layer: 10 outputs), through WT; else dot products of the transposed activations.
 # With coef not None a kernel wide enough for the tiles takes a step of optimizer opt (a code of
 # nncli.kernels_update) at once (dense_weight_step: m, v its moments, coef the step's
 # coefficients) and dW is not written; dX is computed first, from the weights before the step.
 # (coef None is resolved while compiling, as `windowed`: training compiles only the fused
 # product, gradcheck only the plain one.)
-# dZ (n, n_out), X (n, n_in), W (n_in, n_out); XT (n_in, n), dZT (n_out, n) scratch
-#   -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
+# dZ (n, n_out), X (n, n_in), W (n_in, n_out); WT (n_in n_out,) at least, XT (n_in, n),
+#   dZT (n_out, n) scratch -> dX (n, n_in), dW (n_in, n_out), db (n_out,)
 @njit(**PARALLEL)
-def dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, m, v, opt, coef):
+def dense_backward(dX, dW, db, dZ, X, W, with_dX, WT, XT, dZT, m, v, opt, coef):
+    n, n_in = X.shape
+    n_out = dZ.shape[1]
     _column_sums(db, dZ)
+    have_dZT = False
     if with_dX:
-        if fills_a_tile(dX, dX.shape[0]):
+        if fills_a_tile(dX, n_in) and n_in * n_out <= n * (n_in + n_out):
+            transposed_W = WT[:n_out * n_in].reshape((n_out, n_in))
+            transpose(transposed_W, W)
+            matmul_nn(dX, dZ, transposed_W)
+        elif fills_a_tile(dX, n):
             transpose(dZT, dZ)
+            have_dZT = True
             matmul_nn(XT, W, dZT)
             transpose(dX, XT)
         else:
             matmul_nt(dX, dZ, W)
-    if not fills_a_tile(dW, dW.shape[1]):
-        transpose(XT, X)
-        transpose(dZT, dZ)
-        matmul_nt(dW, XT, dZT)
+    if not fills_a_tile(dW, n_out):
+        if fills_a_tile(dW, n_in):
+            dWT = WT[:n_out * n_in].reshape((n_out, n_in))
+            matmul_tn(dWT, dZ, X)
+            transpose(dW, dWT)
+        else:
+            transpose(XT, X)
+            if not have_dZT:
+                transpose(dZT, dZ)
+            matmul_nt(dW, XT, dZT)
     elif coef is None:
         matmul_tn(dW, X, dZ)
     else:
@@ -588,8 +606,8 @@ def layer_forward(Z, A, X, params, layer, WTbuf, step, windowed):
 # optimizer step here instead (dense_backward; m, v the flat optimizer state like params)
 # dZ, Z (n, n_out), X (n, n_in); XTbuf, dZTbuf scratch of dense layers
 @njit(inline="always", **PARALLEL)
-def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, windowed, m, v,
-                   opt, coef):
+def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, WTbuf, XTbuf, dZTbuf, windowed,
+                   m, v, opt, coef):
     kind = layer[KIND]
     n = X.shape[0]
     if kind == DROPOUT:
@@ -602,7 +620,7 @@ def layer_backward(dX, grads, dZ, Z, X, params, layer, with_dX, XTbuf, dZTbuf, w
         vW, _ = _weights(v, layer)
         XT = XTbuf[:layer[N_IN] * n].reshape((layer[N_IN], n))
         dZT = dZTbuf[:layer[N_OUT] * n].reshape((layer[N_OUT], n))
-        dense_backward(dX, dW, db, dZ, X, W, with_dX, XT, dZT, mW, vW, opt, coef)
+        dense_backward(dX, dW, db, dZ, X, W, with_dX, WTbuf, XT, dZT, mW, vW, opt, coef)
     elif windowed is None:
         raise ValueError("a conv or local layer in a network run as dense only")
     elif kind == CONV:
@@ -672,7 +690,7 @@ def network_forward_loss(Zbuf, Abuf, dAbuf, T, params, layers, X, Y, cap, loss_c
 def network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap, windowed, m, v,
                      opt, coef):
     n = X.shape[0]
-    _, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
+    WTbuf, XTbuf, dZTbuf = _scratch(T, layers, cap, n)
     for l in range(layers.shape[0] - 1, -1, -1):
         layer = layers[l]
         n_out = layer[N_OUT]
@@ -689,8 +707,8 @@ def network_backward(grads, Zbuf, Abuf, dZbuf, dAbuf, T, params, layers, X, cap,
             prev = layers[l - 1]
             inp = _view(Abuf, cap, prev[A_OFF], n, prev[N_OUT])
             dinp = _view(dAbuf, cap, prev[A_OFF], n, prev[N_OUT])
-        layer_backward(dinp, grads, dZ, Z, inp, params, layer, l > 0, XTbuf, dZTbuf, windowed,
-                       m, v, opt, coef)
+        layer_backward(dinp, grads, dZ, Z, inp, params, layer, l > 0, WTbuf, XTbuf, dZTbuf,
+                       windowed, m, v, opt, coef)
 
 
 # Forward, fused loss, backward: grads = d(mean loss)/d(params) for the rows of X and Y, with

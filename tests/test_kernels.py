@@ -23,7 +23,8 @@ DTYPES = [np.float32, np.float64]
 # edges (products need reductions of 64 and more), the register tiles of nncli.kernels_gemm
 # (32 or more outputs; dX through them from 32 rows) and the threaded paths.
 SHAPES = [(1, 1, 1), (1, 4, 1), (7, 13, 5), (5, 3, 1), (3, 1, 6),
-          (130, 67, 37), (37, 129, 70), (128, 64, 4), (66, 5, 131), (20, 40, 33), (33, 300, 20)]
+          (130, 67, 37), (37, 129, 70), (128, 64, 4), (66, 5, 131), (20, 40, 33), (33, 300, 20), (256, 25, 15),
+          (40, 512, 10)]
 
 # Numba warns that the wrapper kernels have nothing to parallelise (see nncli.kernels).
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
@@ -38,8 +39,10 @@ def rand(rng, shape, dtype, scale=1.0):
 # --------------------------------------------------------------------------- dense layer
 
 def scratch(n, n_in, n_out, dtype):
-    """Scratch for X^T and dZ^T, filled with garbage: the kernels must not read it first."""
-    return np.full((n_in, n), np.nan, dtype), np.full((n_out, n), np.nan, dtype)
+    """Scratch for W^T (or dW^T), X^T and dZ^T, filled with garbage: the kernels must not read it
+    first."""
+    return (np.full(n_in * n_out, np.nan, dtype), np.full((n_in, n), np.nan, dtype),
+            np.full((n_out, n), np.nan, dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -97,6 +100,27 @@ def test_dense_backward(dtype, n, n_in, n_out):
     naive.assert_close(dX, want_dX, dtype)
     naive.assert_close(dW, want_dW, dtype)
     naive.assert_close(db, want_db, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,n_in,n_out", [(130, 67, 37), (33, 300, 20), (256, 25, 15),
+                                          (64, 512, 10), (40, 30, 300)])
+def test_dense_backward_dX_is_the_same_bits_either_way_through_the_tiles(dtype, n, n_in, n_out):
+    # dense_backward takes dZ W^T or (W dZ^T)^T by which transpose is smaller: both must sum each
+    # element over the same steps in the same order (n_out 300: two reduction blocks), or the
+    # bits of a model would depend on the batch size's side of that choice
+    rng = np.random.default_rng(n + n_in + n_out)
+    X, W = rand(rng, (n, n_in), dtype), rand(rng, (n_in, n_out), dtype)
+    dZ = rand(rng, (n, n_out), dtype)
+    direct = np.full((n, n_in), np.nan, dtype)
+    K.matmul_nn(direct, dZ, np.ascontiguousarray(W.T))
+    XT = np.full((n_in, n), np.nan, dtype)
+    K.matmul_nn(XT, W, np.ascontiguousarray(dZ.T))
+    assert np.array_equal(direct, XT.T)
+    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty(n_out, dtype)
+    K.dense_backward(dX, dW, db, dZ, X, W, True, *scratch(n, n_in, n_out, dtype), W, W, -1, None)
+    assert np.array_equal(dX, direct)
+    naive.assert_close(dX, naive.dense_grads(dZ, X, W)[0], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
