@@ -370,45 +370,17 @@ def act_backward(dZ, dA, A, Z, code):
 # With row weights w (n,) (Keras's sample_weight and class_weight) row r's loss and its dOut
 # row are multiplied by w[r], the mean still over the n rows (Keras's sum_over_batch_size);
 # w None compiles without them (Numba prunes `w is None`), bit-identical to the unweighted loss.
-# Row losses are summed in blocks of LOSS_BLOCK rows and the block sums in order, so the total is
-# the same at any thread count; blocks go to threads from LOSS_PARALLEL logits (a batch of 256
-# rows of 10: its exps took 35 us a step on one thread of the AMD EPYC, A/256's step 225 us).
 # Out, Y (n, k) -> dOut = d(mean loss)/dOut; returns (sum over rows of row losses, n correct)
-LOSS_BLOCK = 64
-LOSS_PARALLEL = 2048
-
-
-@njit(**PARALLEL)
+# One thread: sharing the rows between threads (in blocks, their sums added in order) saved about
+# 10 us a step of a batch of 256 x 10 on two threads and cost 0.8 s of the first compile.
+@njit(**SERIAL)
 def loss_forward_backward(dOut, Out, Y, code, eps, w):
     n, k = Out.shape
-    blocks = (n + LOSS_BLOCK - 1) // LOSS_BLOCK
-    sums = np.empty(blocks)
-    counts = np.empty(blocks, np.int64)
-    if n * k < LOSS_PARALLEL:
-        for q in range(blocks):
-            sums[q], counts[q] = _loss_rows(dOut, Out, Y, code, eps, w, n, q * LOSS_BLOCK,
-                                            min(q * LOSS_BLOCK + LOSS_BLOCK, n))
-    else:
-        for q in prange(blocks):
-            sums[q], counts[q] = _loss_rows(dOut, Out, Y, code, eps, w, n, q * LOSS_BLOCK,
-                                            min(q * LOSS_BLOCK + LOSS_BLOCK, n))
-    total = 0.0
-    correct = 0
-    for q in range(blocks):
-        total += sums[q]
-        correct += counts[q]
-    return total, correct
-
-
-# Rows r0..r1 of loss_forward_backward (n: the batch's rows, for the means)
-@njit(**SERIAL)
-def _loss_rows(dOut, Out, Y, code, eps, w, n, r0, r1):
-    k = Out.shape[1]
     total = 0.0
     correct = 0
     scale_rows = 1.0 / n
     scale_all = 1.0 / (n * k)
-    for r in range(r0, r1):
+    for r in range(n):
         o = Out[r]
         y = Y[r]
         d = dOut[r]
