@@ -536,8 +536,8 @@ def _dense_widths(layers):
 
 @njit(**SERIAL)
 def _scratch(T, layers, cap, n):
-    """Views of the scratch buffer T: W^T, X^T and dZ^T of the largest dense layer (see
-    scratch_size)."""
+    """Views of the scratch buffer T: W^T (or dW^T: dense_backward), X^T and dZ^T of the largest
+    dense layer (see scratch_size)."""
     w_max, in_max, _ = _dense_widths(layers)
     return T[:w_max], T[w_max:w_max + cap * in_max], T[w_max + cap * in_max:]
 
