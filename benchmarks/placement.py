@@ -1,10 +1,13 @@
 """Where the host put our threads: the round trip between two threads of the Numba pool.
 
 On a VM the host places the vCPUs, and on the 2-vCPU AMD EPYC VM of README's Performance section
-the placement changes over minutes: a cache line went from one vCPU to the other and back in
-~100-110 ns while they shared a last-level cache and in ~360-430 ns while they did not, and
+the placement changes over minutes: a C ping-pong between two pinned threads took ~100-110 ns a
+round trip while the vCPUs shared a last-level cache and ~360-430 ns while they did not, and
 MNIST-1D training at batch 32 on two threads ran at 300-320k samples/s in the first case and at
-165-175k in the second. So the benchmarks read it beside every two-thread figure.
+165-175k in the second. So the benchmarks read the round trip beside every two-thread figure.
+This probe's figures split the same two ways but sit below the C ping-pong's, more so in the
+near placement: its spin loop also counts its spins, and the C ping-pong given that loop reads
+as low.
 
 `cross_core_round_trip_ns` bounces one int64 flag, alone on its cache line, between the two
 iterations of a `prange(2)` loop: iteration 0 stores 1 and waits for 0, iteration 1 waits for 1
@@ -31,8 +34,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 LINE_BYTES = 64             # a cache line on x86-64 and most ARM cores
-MAX_SPINS = 10**9           # all the waits of one side of a run together; a normal run of
-                            # 100000 round trips spins well under 1e8 times
+MAX_SPINS = 10**9           # all the waits of one side of a run together: 0.26 s of spinning
+                            # on the AMD EPYC VM, where 100000 round trips take 5-45 ms
 CHECK_EVERY = 1024          # spins between looks at the spin count and the other side's abort
 
 
