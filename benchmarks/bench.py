@@ -22,7 +22,9 @@ bytes a step must move (traffic.py: weights, gradients, Adam's moments, activati
 measured at 1 MiB, 8 MiB, half the last-level cache and main memory (bandwidth.py); each cell
 takes the fastest of those that hold its working set (parameters, gradients, moments, a batch's
 activations), so a network whose state sits in the cache is held to the cache's speed.
-"of limit" is against the smaller roof, and "bound by" names it.
+"of limit" is against the smaller roof, and "bound by" names it. "cross-core ns" is the round trip
+of a cache line between two threads (placement.py) in nncli's and PyTorch's processes, before
+the warm-up epoch / after the last: on a VM it tells where the host put the vCPUs.
 Nothing here asserts anything: it measures and prints a table (stdout) and writes JSON.
 """
 
@@ -40,7 +42,9 @@ import time
 from pathlib import Path
 
 from bandwidth import choose, describe
+from placement import bracketed, column
 from startup import describe_startup, startup_figures
+from torch_loop import torch_epochs
 from traffic import traffic_bound, working_set_bytes
 
 NETS = {"A": [25, 15], "B": [128], "C": [512, 512]}
@@ -75,9 +79,11 @@ def flops_per_sample(net: str) -> int:
 
 
 # --------------------------------------------------------------------------- workers
-# Each returns {"train": [seconds per epoch...], "predict": seconds, "loss": final loss}.
+# Each returns {"train": [seconds per epoch...], "predict": seconds, "loss": final loss}; nncli's
+# and torch's also "cross_core_ns" (placement.py: [before the warm-up, after the last epoch]).
 
 def run_nncli(X, y, net, batch, epochs):
+    import numba
     import numpy as np
 
     from nncli.data import Dataset
@@ -88,13 +94,15 @@ def run_nncli(X, y, net, batch, epochs):
     run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], "synthetic"),
                   own_data=True)
     warm_up(run.config, run.X.shape[1], run.X_val is not None)
-    seconds = [r.seconds for r in fit(run)]
+    seconds, cross = bracketed(numba.get_num_threads(), lambda: [r.seconds for r in fit(run)])
     run.model.outputs(X[:10])
     predict = _best_of(3, lambda: run.model.outputs(X))
-    return {"train": seconds, "predict": predict, "loss": run.history[-1].loss}
+    return {"train": seconds, "predict": predict, "loss": run.history[-1].loss,
+            "cross_core_ns": cross}
 
 
 def run_torch(X, y, net, batch, epochs):
+    """cross_core_ns is read in Numba's pool, not torch's: the VM's state, not torch's threads'."""
     import torch
 
     torch.manual_seed(0)
@@ -107,37 +115,15 @@ def run_torch(X, y, net, batch, epochs):
         layers += [linear, torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    seconds, loss = torch_epochs(model, Xt, yt, batch, epochs)
+    (seconds, loss), cross = bracketed(torch.get_num_threads(),
+                                       lambda: torch_epochs(model, Xt, yt, batch, epochs))
 
     def predict():
         with torch.inference_mode():
             model(Xt)
 
-    return {"train": seconds, "predict": _best_of(3, predict), "loss": loss}
-
-
-def torch_epochs(model, Xt, yt, batch: int, epochs: int,
-                 loss_fn=None) -> tuple[list[float], float]:
-    """PyTorch's fastest fair loop: Adam (Keras's eps), index slices of a permutation, eager.
-    Cross-entropy from logits unless ``loss_fn`` is given.
-    Returns the wall seconds of each epoch and the last batch's loss."""
-    import torch
-
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = loss_fn or torch.nn.CrossEntropyLoss()
-    seconds, loss = [], float("nan")
-    for _ in range(epochs):
-        start = time.perf_counter()
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad(set_to_none=True)
-            out = loss_fn(model(Xt[idx]), yt[idx])
-            out.backward()
-            opt.step()
-        seconds.append(time.perf_counter() - start)
-        loss = float(out)
-    return seconds, loss
+    return {"train": seconds, "predict": _best_of(3, predict), "loss": loss,
+            "cross_core_ns": cross}
 
 
 def run_sklearn(X, y, net, batch, epochs):
@@ -427,11 +413,11 @@ def blas_kernels(results: dict) -> str:
 def render(results: dict) -> str:
     head = ("| net/batch | threads | nncli | PyTorch | scikit-learn | Keras | nncli / best peer "
             "| nncli / PyTorch | predict nncli / PyTorch | compute limit (2048^3 peak) "
-            "| copy GB/s (footprint) | traffic bound | of limit | bound by |")
+            "| copy GB/s (footprint) | traffic bound | of limit | bound by | cross-core ns |")
     copies = "; ".join(f"{t} thread(s) {describe(r)}"
                        for t, r in results.get("bandwidth", {}).items())
     lines = [f"limit: {blas_kernels(results)}", f"bandwidth: {copies or 'not measured'}", "",
-             head, "|" + "---|" * 14]
+             head, "|" + "---|" * 15]
     for c in results["cells"]:
         rate = c["train_samples_per_s"]
 
@@ -447,7 +433,8 @@ def render(results: dict) -> str:
             f"({c.get('best_peer', '-')}) | {_x(c.get('ratio_vs_torch'))} "
             f"| {_x(c.get('predict_ratio_vs_torch'))} "
             f"| {_k(c.get('limit_samples_per_s'))} | {_copy(c)} | {_k(c.get('traffic_bound'))} "
-            f"| {100 * c.get('fraction_of_limit', 0):.0f}% | {c.get('bound_by', '-')} |")
+            f"| {100 * c.get('fraction_of_limit', 0):.0f}% | {c.get('bound_by', '-')} "
+            f"| {column({p: [c.get(p, {}).get('cross_core_ns')] for p in ('nncli', 'torch')})} |")
     peak = results["peak"]
     lines.append("")
     for t, p in peak.items():

@@ -24,7 +24,9 @@ compiled, or loaded from Numba's cache, before that). With ``--runs N`` every ce
 times, the peers one after the other within a run, and the table gives the median and the range
 of the N figures and of their ratio. "limit" is bench.py's: the samples/s NumPy's float32 matmul
 peak at 2048^3 (OpenBLAS choosing its own kernel; measured once a run, the best run kept) would
-allow at 6 x (multiply-adds of a sample's forward pass) FLOPs a sample. Nothing here asserts
+allow at 6 x (multiply-adds of a sample's forward pass) FLOPs a sample. "cross-core ns" is
+bench.py's: the round trip of a cache line between two threads (placement.py), in each peer's
+process before the warm-up epoch / after the last, a pair per run. Nothing here asserts
 anything: it prints a markdown table (stdout) and writes benchmarks/results/conv.json.
 """
 
@@ -42,7 +44,8 @@ from pathlib import Path
 from bench import _measure_env, blas_kernels, real_peak
 from bench import machine as bench_machine
 from bench import measure as bench_measure
-from bench import torch_epochs  # the PyTorch training loop both benchmarks share
+from placement import bracketed, column
+from torch_loop import torch_epochs  # the PyTorch training loop both benchmarks share
 
 HERE = Path(__file__).resolve().parent
 MNIST1D = HERE.parent / "datasets" / "mnist1d_train.csv"
@@ -95,9 +98,12 @@ def multiply_adds(net: str) -> int:
 
 
 # --------------------------------------------------------------------------- workers
-# Each returns {"train": [seconds per epoch, the first a warm-up], "loss": final loss}.
+# Each returns {"train": [seconds per epoch, the first a warm-up], "loss": final loss,
+# "cross_core_ns": [round trip before the warm-up, after the last epoch] (placement.py), or None
+# on one thread}.
 
 def run_nncli(net, X, y, batch, epochs):
+    import numba
     import numpy as np
 
     from nncli.data import Dataset
@@ -108,8 +114,8 @@ def run_nncli(net, X, y, batch, epochs):
                       normalize=False, channels=1)
     run = prepare(cfg, Dataset.from_arrays(X, y.astype(np.float32)[:, None], net), own_data=True)
     warm_up(run.config, run.X.shape[1], run.X_val is not None)
-    seconds = [r.seconds for r in fit(run)]
-    return {"train": seconds, "loss": run.history[-1].loss}
+    seconds, cross = bracketed(numba.get_num_threads(), lambda: [r.seconds for r in fit(run)])
+    return {"train": seconds, "loss": run.history[-1].loss, "cross_core_ns": cross}
 
 
 def _torch_local(channels: int, length: int, filters: int, kernel: int, stride: int):
@@ -137,6 +143,7 @@ def _torch_local(channels: int, length: int, filters: int, kernel: int, stride: 
 
 
 def run_torch(net, X, y, batch, epochs):
+    """cross_core_ns is read in Numba's pool, not torch's: the VM's state, not torch's threads'."""
     import torch
 
     from nncli.arch import parse_arch
@@ -168,8 +175,9 @@ def run_torch(net, X, y, batch, epochs):
     model = torch.nn.Sequential(*layers)
     # rows are (L, C) channels last, as nncli reads them; Conv1d wants (C, L)
     Xt = torch.from_numpy(X).reshape(len(X), -1, 1).permute(0, 2, 1).contiguous()
-    seconds, last = torch_epochs(model, Xt, yt, batch, epochs, loss_fn)
-    return {"train": seconds, "loss": last}
+    (seconds, last), cross = bracketed(
+        torch.get_num_threads(), lambda: torch_epochs(model, Xt, yt, batch, epochs, loss_fn))
+    return {"train": seconds, "loss": last, "cross_core_ns": cross}
 
 
 WORKERS = {"nncli": run_nncli, "torch": run_torch}
@@ -324,7 +332,7 @@ def render(results: dict) -> str:
     lines = [f"Training samples/s, median of {results['epochs']} epochs after a warm-up"
              + (f"; median (range) of {runs} runs" if runs > 1 else "") + ":", "",
              "| network | batch | threads | nncli | PyTorch | nncli / PyTorch | limit "
-             "| of limit |", "|" + "---|" * 8]
+             "| of limit | cross-core ns |", "|" + "---|" * 9]
     for c in results["cells"]:
         rate = c["train_samples_per_s"]
         lines.append(
@@ -332,7 +340,8 @@ def render(results: dict) -> str:
             f"| {_fmt(rate.get('nncli'), 1e-3, 'k', 1)} | {_fmt(rate.get('torch'), 1e-3, 'k', 1)}"
             f" | {_fmt(c.get('ratio_vs_torch'), 1, 'x', 2)} "
             f"| {c.get('limit_samples_per_s', 0) / 1000:,.0f}k "
-            f"| {_fmt(c.get('fraction_of_limit'), 100, '%', 1)} |")
+            f"| {_fmt(c.get('fraction_of_limit'), 100, '%', 1)} "
+            f"| {column({p: [r.get('cross_core_ns') for r in c.get(p, [])] for p in PEERS})} |")
     lines.append("")
     lines.append(f"limit: {blas_kernels(results)}; FLOPs a sample: "
                  + ", ".join(f"{k} {v['flops_per_sample']:,}" for k, v in

@@ -188,17 +188,17 @@ def test_render_shows_the_roofline_columns():
     table = bench.render(results)
     lines = table.splitlines()
     head = columns(next(line for line in lines if line.startswith("| net/batch")))
-    assert head[-5:] == ["compute limit (2048^3 peak)", "copy GB/s (footprint)", "traffic bound",
-                         "of limit", "bound by"]
+    assert head[-6:-1] == ["compute limit (2048^3 peak)", "copy GB/s (footprint)", "traffic bound",
+                           "of limit", "bound by"]
     rows = [columns(line) for line in lines if line.startswith("| ") and "/ 32 |" in line]
     assert len(rows) == 3
     for cols, c in zip(rows, results["cells"]):
         assert len(cols) == len(head)
-        assert cols[-5:] == [f"{c['limit_samples_per_s'] / 1000:,.0f}k",
-                             f"{c['bandwidth_gbs']:.0f} ({c['bandwidth_level']})",
-                             f"{c['traffic_bound'] / 1000:,.0f}k",
-                             f"{100 * c['fraction_of_limit']:.0f}%", c["bound_by"]]
-    assert rows[2][-4] == "900 (1 MiB)"
+        assert cols[-6:-1] == [f"{c['limit_samples_per_s'] / 1000:,.0f}k",
+                               f"{c['bandwidth_gbs']:.0f} ({c['bandwidth_level']})",
+                               f"{c['traffic_bound'] / 1000:,.0f}k",
+                               f"{100 * c['fraction_of_limit']:.0f}%", c["bound_by"]]
+    assert rows[2][-5] == "900 (1 MiB)"
     assert ("1 thread(s) 1 MiB 900.0, 8 MiB 700.0, 16 MiB 600.0, memory 200.0 GB/s (numpy "
             "copyto, source + destination footprints, memory 512 MiB; last-level cache 32 MiB)"
             in table)
@@ -215,7 +215,7 @@ def test_render_without_a_bandwidth_leaves_the_traffic_column_empty():
     row = columns(next(line for line in bench.render(results).splitlines()
                        if line.startswith(f"| {bench.ARCH['C']}")))
     fraction = results["cells"][0]["fraction_of_limit"]
-    assert row[-4:] == ["-", "-", f"{100 * fraction:.0f}%", "compute"]
+    assert row[-5:-1] == ["-", "-", f"{100 * fraction:.0f}%", "compute"]
     assert "2 thread(s) numba is broken" in bench.render(results)
     del results["bandwidth"]
     assert "bandwidth: not measured" in bench.render(results)
