@@ -58,7 +58,7 @@ from nncli.kernels_conv import conv1d_backward, conv1d_forward, local1d_backward
 from nncli.kernels_dot import matmul_nt, transpose
 from nncli.kernels_gemm import TILE_BYTES, dense_nn, fills_a_tile, matmul_nn, matmul_tn
 from nncli.kernels_preprocess import fill_standardise
-from nncli.kernels_text import MAX_CELL, format_rows, powers_of_ten
+from nncli.kernels_text import MAX_CELL, format_parts, format_rows, powers_of_ten
 from nncli.kernels_update import (ADAM, SGD, adam_update, dense_weight_step, penalty_chunk,
                                   sgd_update, update_coefficients, update_params)
 

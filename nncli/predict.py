@@ -33,11 +33,13 @@ CSV_ROWS = 4096
 
 class Buffers:
     """What ``predict`` reuses from one block of rows to the next: the preprocessed rows and
-    the network's scratch, made for the first block and remade only for a longer one."""
+    the network's scratch, made for the first block and remade only for a longer one, and the
+    preprocessing's fill values (one model's: a Buffers serves one model)."""
 
     def __init__(self) -> None:
         self.inputs: np.ndarray | None = None
         self.network: PredictScratch | None = None
+        self.fill: np.ndarray | None = None     # the stage's fill_values(), once
 
     def outputs(self, model: Model, X: np.ndarray) -> np.ndarray:
         """``model``'s outputs for raw features X (left as they are), through the buffers."""
@@ -47,7 +49,9 @@ class Buffers:
                 self.inputs.shape[1] != X.shape[1]:
             self.inputs = np.empty(X.shape, np.float32)
             self.network = model.predict_scratch(len(X))
-        inputs = model.preprocessing.transform(X, out=self.inputs[:len(X)])
+        if self.fill is None:
+            self.fill = model.preprocessing.fill_values()
+        inputs = model.preprocessing.transform(X, out=self.inputs[:len(X)], fill=self.fill)
         return model.outputs(inputs, self.network)
 
 
@@ -130,6 +134,9 @@ def csv_rows(buf: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The rows of ``values`` (float32 or float64, C-contiguous) as CSV text in ``buf`` (uint8,
     K.MAX_CELL bytes a cell); returns the view of ``buf`` they fill."""
     k = values.shape[1]
+    written = K.format_parts(buf, values, _powers_of_ten())
+    if written >= 0:
+        return buf[:written]
     idx, pos = 0, 0
     while True:
         idx, pos = K.format_rows(buf, values, _powers_of_ten(), idx, pos)

@@ -84,18 +84,18 @@ class Preprocessing:
                     fill[at] = column.fill
         return fill
 
-    def transform(self, X: np.ndarray, source: str = "",
-                  out: np.ndarray | None = None) -> np.ndarray:
+    def transform(self, X: np.ndarray, source: str = "", out: np.ndarray | None = None,
+                  fill: np.ndarray | None = None) -> np.ndarray:
         """Raw features X -> the network's inputs, as a new array (X is not changed): float64
         stays float64 (gradcheck), anything else becomes float32, in one compiled pass over X
         (into ``out``, float32 rows of X's shape, when given: a buffer reused from block to
-        block). DataError (naming ``source``) for a missing number in a column without a fill
-        value."""
+        block; ``fill``: ``fill_values()``, kept by such a caller, as it walks every column).
+        DataError (naming ``source``) for a missing number in a column without a fill value."""
         if X.dtype == np.float64 and out is None:
             return self._numpy_transform(np.array(X), source)
         if out is None:
             out = np.empty(X.shape, np.float32)
-        return self._compiled_transform(out, X, source)
+        return self._compiled_transform(out, X, source, fill)
 
     def transform_in_place(self, X: np.ndarray, source: str = "") -> np.ndarray:
         """``transform`` written into X itself, which is returned: only for a caller that owns
@@ -104,7 +104,8 @@ class Preprocessing:
             return self._compiled_transform(X, X, source)
         return self._numpy_transform(X, source)
 
-    def _compiled_transform(self, out: np.ndarray, X: np.ndarray, source: str) -> np.ndarray:
+    def _compiled_transform(self, out: np.ndarray, X: np.ndarray, source: str,
+                            fill: np.ndarray | None = None) -> np.ndarray:
         """One pass of nncli.kernels_preprocess: the bits of _numpy_transform (on X as float32),
         without its copy and its three passes over the rows."""
         from nncli.model import K  # the kernels load once Numba is ready (nncli.model)
@@ -114,7 +115,8 @@ class Preprocessing:
             return self._numpy_transform(out, source)
         if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
             X = np.ascontiguousarray(X, dtype=np.float32)   # one compiled variant per dtype
-        left = K.fill_standardise(out, X, self.fill_values(), self.mean, self.std)
+        fill = self.fill_values() if fill is None else fill
+        left = K.fill_standardise(out, X, fill, self.mean, self.std)
         if left and self.schema is not None:
             # NaN stays only in categorical features and in numeric columns without a fill value:
             # the schema raises its own error for the latter (and fills nothing else)

@@ -113,3 +113,25 @@ def test_the_longest_cells_fit_the_buffer_bound():
     text, _ = formatted(values)
     cells = text.rstrip(b"\n").split(b",")
     assert max(len(cell) for cell in cells) + 1 == K.MAX_CELL   # with its separator
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(2000, 5), (4097, 1), (3, 3), (9, 500)])
+def test_rows_formatted_in_parts_on_threads_are_the_same_bytes(dtype, n, k):
+    # format_parts: runs of rows into regions of their own, moved together (from 4096 cells);
+    # uneven runs (4097 rows of one cell), fewer rows than runs (9 rows), and below the bound
+    values = random_bits(dtype, (n, k), seed=n + k)
+    buf = np.zeros(values.size * K.MAX_CELL, np.uint8)
+    written = K.format_parts(buf, values, K.powers_of_ten())
+    want, handed = formatted(values)
+    if handed:                              # a cell for Python somewhere: the caller's turn
+        assert written == -1
+    else:
+        assert buf[:written].tobytes() == want == reference(values)
+
+
+def test_a_tie_in_any_part_hands_the_rows_back():
+    values = np.full((5000, 1), 0.25)
+    values[4321, 0] = 1.234567895e30        # decided in Python (see above)
+    assert K.format_parts(np.zeros(values.size * K.MAX_CELL, np.uint8), values,
+                          K.powers_of_ten()) == -1

@@ -123,8 +123,9 @@ def encode_array(X: np.ndarray, schema: Schema, source: str, policy: MissingPoli
                  encoded: Encoded, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """An NPZ's or NPY's features for a model (NaN: missing, as the policy says; counted with
     the schema's names); ``row_offset`` counts rows from the start of a larger array."""
-    return _array_policy(X, _Gaps(X), source, policy, encoded, schema.feature_names(),
-                         row_offset)
+    gaps = _Gaps(X)   # the names only where there are gaps to count (a block at a time)
+    names = schema.feature_names() if gaps.column_nans.any() else None
+    return _array_policy(X, gaps, source, policy, encoded, names, row_offset)
 
 
 # ------------------------------------------------------------------------------ internals
